@@ -1,0 +1,253 @@
+//! Starts the switch: call arbiters, the registry, the HTTP and gRPC listeners; and stops it.
+//!
+//! Everything actix runs in one actix System on a thread of its own; call actors run on
+//! `server.arbiters` extra arbiters (one per core by default) so calls use every core. tonic
+//! runs on its own multi-thread tokio runtime; it reaches actors through their addresses.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_web::{web, App, HttpServer};
+use thiserror::Error;
+use tokio::sync::oneshot;
+
+use crate::api::{self, ApiState};
+use crate::config::Config;
+use crate::protocols::smartivr::{SmartIvrPhonegatewayServer, SmartIvrService};
+use crate::registry::{Drain, GetStats, HangupAll, Registry};
+use crate::services::Services;
+
+/// HTTP worker threads; HTTP work is light next to the media path.
+const HTTP_WORKERS: usize = 2;
+/// Worker threads of the gRPC runtime.
+const GRPC_WORKERS: usize = 2;
+/// How long shutdown waits for hung-up calls to finish before stopping anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Why the switch could not start.
+#[derive(Debug, Error)]
+pub enum AppError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start: {0}")]
+    Start(String),
+}
+
+/// A running switch. Dropping it stops the switch.
+pub struct AppHandle {
+    pub http_addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
+    pub registry: Addr<Registry>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl AppHandle {
+    /// Hangs up live calls, stops the listeners and waits for the switch to stop.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for AppHandle {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+struct Running {
+    registry: Addr<Registry>,
+    http: actix_web::dev::ServerHandle,
+    grpc_stop: oneshot::Sender<()>,
+    grpc_thread: std::thread::JoinHandle<()>,
+    arbiters: Vec<Arbiter>,
+}
+
+struct Ready {
+    http_addr: SocketAddr,
+    grpc_addr: SocketAddr,
+    registry: Addr<Registry>,
+}
+
+/// Starts the switch on a thread of its own and returns once every listener is bound.
+pub fn spawn(config: Config) -> Result<AppHandle, AppError> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Ready, AppError>>();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("switchboard-main".into())
+        .spawn(move || {
+            let system = System::new();
+            system.block_on(async move {
+                match start(config).await {
+                    Ok((running, ready)) => {
+                        let _ = ready_tx.send(Ok(ready));
+                        let _ = stop_rx.await;
+                        running.shutdown().await;
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            });
+        })
+        .map_err(|e| AppError::Start(e.to_string()))?;
+    let ready = ready_rx
+        .recv()
+        .map_err(|_| AppError::Start("the switch thread stopped while starting".into()))??;
+    Ok(AppHandle {
+        http_addr: ready.http_addr,
+        grpc_addr: ready.grpc_addr,
+        registry: ready.registry,
+        stop: Some(stop_tx),
+        thread: Some(thread),
+    })
+}
+
+fn bind(addr: SocketAddr) -> Result<TcpListener, AppError> {
+    TcpListener::bind(addr).map_err(|source| AppError::Bind { addr, source })
+}
+
+async fn start(config: Config) -> Result<(Running, Ready), AppError> {
+    let config = Arc::new(config);
+    let arbiter_count = match config.server.arbiters {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let arbiters: Vec<Arbiter> = (0..arbiter_count).map(|_| Arbiter::new()).collect();
+    let services = Services::new(config.clone());
+    let registry = Registry::new(services, arbiters.iter().map(|a| a.handle()).collect()).start();
+
+    // HTTP: REST now, WebSockets later, on one listener.
+    let http_listener = bind(config.http.listen)?;
+    let http_addr = http_listener
+        .local_addr()
+        .map_err(|e| AppError::Start(e.to_string()))?;
+    let state = ApiState {
+        registry: registry.clone(),
+    };
+    let http = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(state.clone()))
+            .configure(api::configure)
+            .default_service(api::default_service())
+    })
+    .workers(HTTP_WORKERS)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .listen(http_listener)
+    .map_err(|source| AppError::Bind {
+        addr: http_addr,
+        source,
+    })?
+    .run();
+    let http_handle = http.handle();
+    actix::spawn(http);
+
+    // gRPC on its own runtime.
+    let grpc_listener = bind(config.grpc.listen)?;
+    let grpc_addr = grpc_listener
+        .local_addr()
+        .map_err(|e| AppError::Start(e.to_string()))?;
+    grpc_listener
+        .set_nonblocking(true)
+        .map_err(|e| AppError::Start(e.to_string()))?;
+    let (grpc_stop, grpc_stop_rx) = oneshot::channel::<()>();
+    let smartivr = SmartIvrService::new(registry.clone(), config.smartivr.tts_audio);
+    let grpc_thread = std::thread::Builder::new()
+        .name("switchboard-grpc".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(GRPC_WORKERS)
+                .thread_name("grpc")
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the gRPC runtime");
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(grpc_listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot use the gRPC listener");
+                        return;
+                    }
+                };
+                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                let served = tonic::transport::Server::builder()
+                    .add_service(SmartIvrPhonegatewayServer::new(smartivr))
+                    .serve_with_incoming_shutdown(incoming, async {
+                        let _ = grpc_stop_rx.await;
+                    })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "gRPC server stopped");
+                }
+            });
+        })
+        .map_err(|e| AppError::Start(e.to_string()))?;
+
+    tracing::info!(%http_addr, %grpc_addr, arbiters = arbiter_count, "switchboard listening");
+    Ok((
+        Running {
+            registry: registry.clone(),
+            http: http_handle,
+            grpc_stop,
+            grpc_thread,
+            arbiters,
+        },
+        Ready {
+            http_addr,
+            grpc_addr,
+            registry,
+        },
+    ))
+}
+
+impl Running {
+    /// Stops admitting calls, hangs up the live ones, waits for them, stops everything.
+    async fn shutdown(self) {
+        if let Ok(live) = self.registry.send(Drain).await {
+            tracing::info!(live, "shutting down");
+        }
+        let _ = self
+            .registry
+            .send(HangupAll {
+                detail: "switch shutting down".into(),
+            })
+            .await;
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        while tokio::time::Instant::now() < deadline {
+            match self.registry.send(GetStats).await {
+                Ok(stats) if stats.live_calls > 0 => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                _ => break,
+            }
+        }
+        let _ = self.grpc_stop.send(());
+        self.http.stop(true).await;
+        let _ = tokio::task::spawn_blocking(move || self.grpc_thread.join()).await;
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
+        System::current().stop();
+    }
+}

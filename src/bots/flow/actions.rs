@@ -1,0 +1,322 @@
+//! The flow actions (VoIPBIN-style) as configured, and their validation.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::call::state::{Address, HangupReason};
+
+fn default_language() -> String {
+    "en-US".into()
+}
+fn default_digits_duration() -> u64 {
+    5000
+}
+fn default_length() -> usize {
+    1
+}
+fn default_variable() -> String {
+    "digits".into()
+}
+fn default_loop_count() -> u32 {
+    1
+}
+
+/// The voice a `talk` uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Gender {
+    #[default]
+    Female,
+    Male,
+    Neutral,
+}
+
+/// A `connect` destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Destination {
+    /// `tel` (a phone number), `sip` (a SIP URI), `agent` or `endpoint`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub target: String,
+    #[serde(default)]
+    pub target_name: String,
+}
+
+impl Destination {
+    pub fn to_address(&self) -> Address {
+        Address {
+            kind: self.kind.clone(),
+            target: self.target.clone(),
+            target_name: self.target_name.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+/// One flow action. Every action may carry an `id` for `goto` and `branch` to target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Action {
+    /// Answer the call (the call becomes `progressing`).
+    Answer {
+        #[serde(default)]
+        id: Option<String>,
+    },
+    /// Speak `text`; moves on once the caller has heard it.
+    Talk {
+        #[serde(default)]
+        id: Option<String>,
+        text: String,
+        #[serde(default = "default_language")]
+        language: String,
+        #[serde(default)]
+        gender: Gender,
+    },
+    /// Play WAV files (paths, `file://` or `http://` URLs) one after another.
+    Play {
+        #[serde(default)]
+        id: Option<String>,
+        stream_urls: Vec<String>,
+    },
+    /// Collect up to `length` keys, stopping early at any key in `key`, waiting at most
+    /// `duration` ms; the keys go to the variable `digits`.
+    DigitsReceive {
+        #[serde(default)]
+        id: Option<String>,
+        #[serde(default = "default_digits_duration")]
+        duration: u64,
+        #[serde(default = "default_length")]
+        length: usize,
+        #[serde(default)]
+        key: String,
+    },
+    /// Jump by the value of a variable.
+    Branch {
+        #[serde(default)]
+        id: Option<String>,
+        #[serde(default = "default_variable")]
+        variable: String,
+        #[serde(default)]
+        default_target_id: Option<String>,
+        #[serde(default)]
+        target_ids: BTreeMap<String, String>,
+    },
+    /// Jump to `target_id`, at most `loop_count` times; then fall through.
+    Goto {
+        #[serde(default)]
+        id: Option<String>,
+        target_id: String,
+        #[serde(default = "default_loop_count")]
+        loop_count: u32,
+    },
+    /// Transfer the caller to the first destination.
+    Connect {
+        #[serde(default)]
+        id: Option<String>,
+        destinations: Vec<Destination>,
+    },
+    /// Play the caller's own audio back for `duration` ms.
+    Echo {
+        #[serde(default)]
+        id: Option<String>,
+        duration: u64,
+    },
+    /// Wait `duration` ms.
+    Sleep {
+        #[serde(default)]
+        id: Option<String>,
+        duration: u64,
+    },
+    /// Hang up, with an optional VoIPBIN reason (`normal` by default).
+    Hangup {
+        #[serde(default)]
+        id: Option<String>,
+        #[serde(default)]
+        reason: Option<String>,
+    },
+}
+
+impl Action {
+    /// The action's id, if it has one.
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            Action::Answer { id }
+            | Action::Talk { id, .. }
+            | Action::Play { id, .. }
+            | Action::DigitsReceive { id, .. }
+            | Action::Branch { id, .. }
+            | Action::Goto { id, .. }
+            | Action::Connect { id, .. }
+            | Action::Echo { id, .. }
+            | Action::Sleep { id, .. }
+            | Action::Hangup { id, .. } => id.as_deref(),
+        }
+    }
+
+    /// The VoIPBIN action JSON shown on the call record: `{id, type, option, tm_execute}`.
+    pub fn to_record_json(&self, index: usize) -> serde_json::Value {
+        let mut option = serde_json::to_value(self).unwrap_or_default();
+        let kind = option
+            .as_object_mut()
+            .and_then(|o| {
+                o.remove("id");
+                o.remove("type")
+            })
+            .unwrap_or_default();
+        serde_json::json!({
+            "id": self.id().map(str::to_owned).unwrap_or_else(|| format!("#{index}")),
+            "type": kind,
+            "option": option,
+            "tm_execute": chrono::Utc::now().format(crate::api::views::TIME_FORMAT).to_string(),
+        })
+    }
+}
+
+/// Checks that ids are unique, jump targets exist, reasons and keys are valid.
+pub fn validate(actions: &[Action]) -> Result<(), String> {
+    if actions.is_empty() {
+        return Err("a flow needs at least one action".into());
+    }
+    let mut ids = HashSet::new();
+    for (i, a) in actions.iter().enumerate() {
+        if let Some(id) = a.id() {
+            if !ids.insert(id) {
+                return Err(format!("[{i}].id `{id}` is used twice"));
+            }
+        }
+    }
+    let target = |i: usize, field: &str, t: &str| {
+        if ids.contains(t) {
+            Ok(())
+        } else {
+            Err(format!("[{i}].{field} `{t}` names no action"))
+        }
+    };
+    for (i, a) in actions.iter().enumerate() {
+        match a {
+            Action::Goto { target_id, .. } => target(i, "target_id", target_id)?,
+            Action::Branch {
+                default_target_id,
+                target_ids,
+                ..
+            } => {
+                if let Some(t) = default_target_id {
+                    target(i, "default_target_id", t)?;
+                }
+                for (k, t) in target_ids {
+                    target(i, &format!("target_ids.{k}"), t)?;
+                }
+            }
+            Action::Hangup {
+                reason: Some(reason),
+                ..
+            } if HangupReason::parse(reason).is_none() => {
+                return Err(format!(
+                    "[{i}].reason `{reason}` is not a VoIPBIN hangup reason"
+                ));
+            }
+            Action::Connect { destinations, .. } if destinations.is_empty() => {
+                return Err(format!("[{i}].destinations is empty"));
+            }
+            Action::DigitsReceive { key, .. } => {
+                if let Some(bad) = key.chars().find(|c| !is_dtmf(*c)) {
+                    return Err(format!("[{i}].key `{bad}` is not a DTMF key"));
+                }
+            }
+            Action::Play { stream_urls, .. } if stream_urls.is_empty() => {
+                return Err(format!("[{i}].stream_urls is empty"));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Whether `c` is a DTMF key.
+pub fn is_dtmf(c: char) -> bool {
+    matches!(c, '0'..='9' | '*' | '#' | 'A'..='D')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(toml_text: &str) -> Result<Vec<Action>, String> {
+        #[derive(Deserialize)]
+        struct W {
+            actions: Vec<Action>,
+        }
+        let w: W = toml::from_str(toml_text).map_err(|e| e.to_string())?;
+        validate(&w.actions)?;
+        Ok(w.actions)
+    }
+
+    #[test]
+    fn actions_parse_with_defaults() {
+        let a = parse(
+            r#"actions = [{type = "talk", id = "hi", text = "Hello"}, {type = "digits_receive"}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            a[0],
+            Action::Talk {
+                id: Some("hi".into()),
+                text: "Hello".into(),
+                language: "en-US".into(),
+                gender: Gender::Female
+            }
+        );
+        assert!(matches!(
+            a[1],
+            Action::DigitsReceive {
+                duration: 5000,
+                length: 1,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn bad_flows_are_refused_with_the_field() {
+        for (text, needle) in [
+            (
+                r#"actions = [{type = "goto", target_id = "nowhere"}]"#,
+                "target_id",
+            ),
+            (
+                r#"actions = [{type = "talk", text = "x", colour = "red"}]"#,
+                "colour",
+            ),
+            (r#"actions = [{type = "dance"}]"#, "dance"),
+            (
+                r#"actions = [{type = "hangup", reason = "bored"}]"#,
+                "bored",
+            ),
+            (
+                r#"actions = [{type = "answer", id = "a"}, {type = "answer", id = "a"}]"#,
+                "twice",
+            ),
+            (
+                r#"actions = [{type = "digits_receive", key = "x"}]"#,
+                "DTMF",
+            ),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn record_json_has_voipbin_shape() {
+        let a = Action::Sleep {
+            id: Some("s".into()),
+            duration: 10,
+        };
+        let j = a.to_record_json(0);
+        assert_eq!(j["id"], "s");
+        assert_eq!(j["type"], "sleep");
+        assert_eq!(j["option"]["duration"], 10);
+    }
+}

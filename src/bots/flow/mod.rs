@@ -1,0 +1,452 @@
+//! The embedded flow bot: runs a VoIPBIN-style action list for one call.
+//!
+//! Immediate actions (`answer`, `branch`, `goto`) run back to back; the others wait on an
+//! event: a prompt played (`talk`, `play`), keys or a timeout (`digits_receive`), a timer
+//! (`sleep`, `echo`). Keys pressed at any time are kept for the next `digits_receive`
+//! (type-ahead). Running off the end of the list hangs up.
+
+pub mod actions;
+mod source;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use crate::call::messages::{BotCommand, BotEvent, LegFormat};
+use crate::call::state::HangupReason;
+use crate::services::Services;
+use crate::speech::tts::voice_for;
+use actions::Action;
+
+/// Actions run back to back without waiting before the bot yields: a guard against a flow
+/// that jumps in a circle without ever waiting.
+const MAX_IMMEDIATE_STEPS: usize = 1000;
+
+/// Keys kept for type-ahead; older keys beyond this are dropped.
+const MAX_TYPE_AHEAD: usize = 64;
+
+/// A flow compiled once at start-up: the actions and where each id points.
+#[derive(Debug)]
+pub struct FlowProgram {
+    pub actions: Vec<Action>,
+    index: HashMap<String, usize>,
+}
+
+impl FlowProgram {
+    pub fn new(actions: Vec<Action>) -> Self {
+        let index = actions
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| a.id().map(|id| (id.to_owned(), i)))
+            .collect();
+        FlowProgram { actions, index }
+    }
+
+    fn target(&self, id: &str) -> Option<usize> {
+        self.index.get(id).copied()
+    }
+}
+
+/// What the flow is waiting for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Wait {
+    /// The call has not started the bot yet.
+    NotStarted,
+    /// Speech or a file is being prepared.
+    Loading,
+    /// A prompt is playing.
+    Prompt(u64),
+    /// Keys, until `length` keys, a key in `key`, or the timer.
+    Digits { length: usize, key: String },
+    /// A timer (`sleep`).
+    Timer,
+    /// Echoing caller audio until the timer.
+    Echo,
+    /// Nothing more will run (hung up, transferred, failed or ended).
+    Done,
+}
+
+/// The flow bot actor for one call.
+pub struct FlowBot {
+    program: Arc<FlowProgram>,
+    services: Arc<Services>,
+    call: Recipient<BotCommand>,
+    leg: Option<LegFormat>,
+    call_id: String,
+    pc: usize,
+    wait: Wait,
+    type_ahead: String,
+    variables: HashMap<String, String>,
+    goto_counts: HashMap<usize, u32>,
+    next_prompt: u64,
+    timer: Option<SpawnHandle>,
+}
+
+/// The variable name without `${…}` and the `voipbin.call.` prefix VoIPBIN flows use.
+fn variable_key(name: &str) -> &str {
+    let name = name.trim();
+    let name = name
+        .strip_prefix("${")
+        .and_then(|n| n.strip_suffix('}'))
+        .unwrap_or(name);
+    name.strip_prefix("voipbin.call.").unwrap_or(name)
+}
+
+/// Replaces `${name}` with the variable's value (unknown names become empty).
+fn substitute(text: &str, variables: &HashMap<String, String>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        match rest[start..].find('}') {
+            Some(end) => {
+                let name = variable_key(&rest[start..start + end + 1]);
+                out.push_str(variables.get(name).map(String::as_str).unwrap_or(""));
+                rest = &rest[start + end + 1..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+impl FlowBot {
+    pub fn new(
+        program: Arc<FlowProgram>,
+        services: Arc<Services>,
+        call: Recipient<BotCommand>,
+    ) -> Self {
+        FlowBot {
+            program,
+            services,
+            call,
+            leg: None,
+            call_id: String::new(),
+            pc: 0,
+            wait: Wait::NotStarted,
+            type_ahead: String::new(),
+            variables: HashMap::new(),
+            goto_counts: HashMap::new(),
+            next_prompt: 1,
+            timer: None,
+        }
+    }
+
+    fn cancel_timer(&mut self, ctx: &mut Context<Self>) {
+        if let Some(h) = self.timer.take() {
+            ctx.cancel_future(h);
+        }
+    }
+
+    fn advance(&mut self, ctx: &mut Context<Self>) {
+        self.cancel_timer(ctx);
+        self.pc += 1;
+        self.run(ctx);
+    }
+
+    fn fail(&mut self, detail: String) {
+        tracing::error!(call = %self.call_id, %detail, "flow action failed");
+        self.wait = Wait::Done;
+        self.call.do_send(BotCommand::Failed { detail });
+    }
+
+    /// Takes keys for a `digits_receive` if the buffered keys already satisfy it.
+    fn take_digits(&mut self, length: usize, key: &str) -> Option<String> {
+        if let Some(pos) = self.type_ahead.find(|c| key.contains(c)) {
+            let taken: String = self.type_ahead[..pos].to_owned();
+            self.type_ahead.drain(..=pos);
+            return Some(taken);
+        }
+        if self.type_ahead.len() >= length.max(1) {
+            let taken: String = self.type_ahead.drain(..length.max(1)).collect();
+            return Some(taken);
+        }
+        None
+    }
+
+    fn store_digits(&mut self, digits: String) {
+        self.variables.insert("digits".into(), digits);
+    }
+
+    /// Runs actions from `pc` until one has to wait.
+    fn run(&mut self, ctx: &mut Context<Self>) {
+        let program = self.program.clone();
+        for _ in 0..MAX_IMMEDIATE_STEPS {
+            let Some(action) = program.actions.get(self.pc) else {
+                self.wait = Wait::Done;
+                self.call.do_send(BotCommand::Hangup {
+                    reason: HangupReason::Normal,
+                });
+                return;
+            };
+            self.call
+                .do_send(BotCommand::Action(action.to_record_json(self.pc)));
+            match action {
+                Action::Answer { .. } => {
+                    self.call.do_send(BotCommand::Answer);
+                    self.pc += 1;
+                }
+                Action::Talk {
+                    text,
+                    language,
+                    gender,
+                    ..
+                } => {
+                    self.talk(
+                        substitute(text, &self.variables),
+                        voice_for(language, *gender),
+                        ctx,
+                    );
+                    return;
+                }
+                Action::Play { stream_urls, .. } => {
+                    self.play(stream_urls.clone(), ctx);
+                    return;
+                }
+                Action::DigitsReceive {
+                    duration,
+                    length,
+                    key,
+                    ..
+                } => {
+                    if let Some(digits) = self.take_digits(*length, key) {
+                        self.store_digits(digits);
+                        self.pc += 1;
+                        continue;
+                    }
+                    self.wait = Wait::Digits {
+                        length: *length,
+                        key: key.clone(),
+                    };
+                    let length = *length;
+                    self.timer = Some(ctx.run_later(
+                        Duration::from_millis(*duration),
+                        move |act, ctx| {
+                            act.timer = None;
+                            let n = act.type_ahead.len().min(length.max(1));
+                            let digits: String = act.type_ahead.drain(..n).collect();
+                            act.store_digits(digits);
+                            act.advance(ctx);
+                        },
+                    ));
+                    return;
+                }
+                Action::Branch {
+                    variable,
+                    default_target_id,
+                    target_ids,
+                    ..
+                } => {
+                    let value = self
+                        .variables
+                        .get(variable_key(variable))
+                        .cloned()
+                        .unwrap_or_default();
+                    let target = target_ids
+                        .get(&value)
+                        .or(default_target_id.as_ref())
+                        .and_then(|t| program.target(t));
+                    match target {
+                        Some(to) => self.pc = to,
+                        None => self.pc += 1,
+                    }
+                }
+                Action::Goto {
+                    target_id,
+                    loop_count,
+                    ..
+                } => {
+                    let count = self.goto_counts.entry(self.pc).or_insert(0);
+                    match program.target(target_id) {
+                        Some(to) if *count < *loop_count => {
+                            *count += 1;
+                            self.pc = to;
+                        }
+                        _ => self.pc += 1,
+                    }
+                }
+                Action::Connect { destinations, .. } => {
+                    // The caller is handed over: the flow has nothing more to do.
+                    self.wait = Wait::Done;
+                    if let Some(first) = destinations.first() {
+                        self.call.do_send(BotCommand::Transfer {
+                            destination: first.to_address(),
+                        });
+                    }
+                    return;
+                }
+                Action::Echo { duration, .. } => {
+                    self.call.do_send(BotCommand::Answer);
+                    self.wait = Wait::Echo;
+                    self.timer =
+                        Some(ctx.run_later(Duration::from_millis(*duration), |act, ctx| {
+                            act.timer = None;
+                            act.call.do_send(BotCommand::StreamEnd);
+                            act.advance(ctx);
+                        }));
+                    return;
+                }
+                Action::Sleep { duration, .. } => {
+                    self.wait = Wait::Timer;
+                    self.timer =
+                        Some(ctx.run_later(Duration::from_millis(*duration), |act, ctx| {
+                            act.timer = None;
+                            act.advance(ctx);
+                        }));
+                    return;
+                }
+                Action::Hangup { reason, .. } => {
+                    self.wait = Wait::Done;
+                    let reason = reason
+                        .as_deref()
+                        .and_then(HangupReason::parse)
+                        .unwrap_or(HangupReason::Normal);
+                    self.call.do_send(BotCommand::Hangup { reason });
+                    return;
+                }
+            }
+        }
+        self.fail(format!(
+            "flow ran {MAX_IMMEDIATE_STEPS} actions without waiting (a goto/branch loop?)"
+        ));
+    }
+
+    fn out_rate(&self) -> u32 {
+        self.leg
+            .map(|l| l.out_rate)
+            .unwrap_or(crate::media::TELEPHONE_RATE)
+    }
+
+    fn say(&mut self, text: Option<String>, audio: Arc<[i16]>) {
+        let prompt = self.next_prompt;
+        self.next_prompt += 1;
+        self.wait = Wait::Prompt(prompt);
+        self.call.do_send(BotCommand::Say {
+            prompt,
+            text,
+            audio,
+            rate: self.out_rate(),
+        });
+    }
+
+    fn talk(&mut self, text: String, voice: String, ctx: &mut Context<Self>) {
+        self.wait = Wait::Loading;
+        let services = self.services.clone();
+        let rate = self.out_rate();
+        let rendering = async move {
+            let audio = services.tts.render(&text, &voice, rate).await;
+            (text, audio)
+        };
+        ctx.spawn(rendering.into_actor(self).map(|(text, audio), act, _ctx| {
+            if act.wait != Wait::Loading {
+                return;
+            }
+            match audio {
+                Ok(audio) => act.say(Some(text), audio),
+                Err(e) => act.fail(format!("talk: {e}")),
+            }
+        }));
+    }
+
+    fn play(&mut self, urls: Vec<String>, ctx: &mut Context<Self>) {
+        self.wait = Wait::Loading;
+        let http = self.services.http.clone();
+        let rate = self.out_rate();
+        let call_id = self.call_id.clone();
+        let loading = async move {
+            let mut audio = Vec::new();
+            for url in &urls {
+                match source::load(&http, url, rate).await {
+                    Ok(samples) => audio.extend_from_slice(&samples),
+                    // A missing file should not end the call: the caller hears the rest.
+                    Err(e) => tracing::warn!(call = %call_id, %url, error = %e, "play: skipped"),
+                }
+            }
+            audio
+        };
+        ctx.spawn(loading.into_actor(self).map(|audio, act, ctx| {
+            if act.wait != Wait::Loading {
+                return;
+            }
+            if audio.is_empty() {
+                act.advance(ctx);
+            } else {
+                act.say(None, audio.into());
+            }
+        }));
+    }
+}
+
+impl Actor for FlowBot {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(crate::call::MAILBOX_CAPACITY);
+    }
+}
+
+impl Handler<BotEvent> for FlowBot {
+    type Result = ();
+
+    fn handle(&mut self, msg: BotEvent, ctx: &mut Context<Self>) {
+        match msg {
+            BotEvent::Start { call, leg } => {
+                if self.wait == Wait::NotStarted {
+                    self.leg = Some(leg);
+                    self.call_id = call.id.to_string();
+                    self.run(ctx);
+                }
+            }
+            BotEvent::Audio(samples) => {
+                if self.wait == Wait::Echo {
+                    let rate = self
+                        .leg
+                        .map(|l| l.in_rate)
+                        .unwrap_or(crate::media::TELEPHONE_RATE);
+                    let _ = self.call.try_send(BotCommand::Stream { samples, rate });
+                }
+            }
+            BotEvent::Dtmf(digit) => {
+                if self.type_ahead.len() >= MAX_TYPE_AHEAD {
+                    self.type_ahead.remove(0);
+                }
+                self.type_ahead.push(digit);
+                if let Wait::Digits { length, key } = self.wait.clone() {
+                    if let Some(digits) = self.take_digits(length, &key) {
+                        self.store_digits(digits);
+                        self.advance(ctx);
+                    }
+                }
+            }
+            BotEvent::PromptDone { prompt, .. } => {
+                if self.wait == Wait::Prompt(prompt) {
+                    self.advance(ctx);
+                }
+            }
+            BotEvent::Ended => {
+                self.wait = Wait::Done;
+                ctx.stop();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variables_substitute() {
+        let mut v = HashMap::new();
+        v.insert("digits".to_string(), "42".to_string());
+        assert_eq!(substitute("You pressed ${digits}.", &v), "You pressed 42.");
+        assert_eq!(substitute("${voipbin.call.digits}!", &v), "42!");
+        assert_eq!(substitute("${nothing} and ${", &v), " and ${");
+    }
+}

@@ -1,0 +1,51 @@
+//! Bots: what answers a call. Each kind is an actor per call that receives `BotEvent`s and
+//! sends `BotCommand`s to its call.
+
+pub mod flow;
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use thiserror::Error;
+
+use crate::call::messages::BotEvent;
+use crate::call::CallActor;
+use crate::config::BotConfig;
+use crate::services::Services;
+
+/// A started bot, as its call sees it.
+pub struct BotHandle {
+    pub events: Recipient<BotEvent>,
+    /// The rate the bot wants caller audio at; `None` takes the leg's rate unchanged.
+    pub in_rate: Option<u32>,
+}
+
+/// A bot could not be started.
+#[derive(Debug, Error)]
+pub enum BotError {
+    #[error("bot `{0}` is not configured")]
+    Unknown(String),
+}
+
+/// Starts bot `name` for the call at `call`, on the current arbiter.
+pub fn start(
+    name: &str,
+    services: &Arc<Services>,
+    call: Addr<CallActor>,
+) -> Result<BotHandle, BotError> {
+    match services.config.bots.get(name) {
+        Some(BotConfig::Flow { .. }) => {
+            let program = services
+                .flows
+                .get(name)
+                .cloned()
+                .ok_or_else(|| BotError::Unknown(name.to_owned()))?;
+            let bot = flow::FlowBot::new(program, services.clone(), call.recipient()).start();
+            Ok(BotHandle {
+                events: bot.recipient(),
+                in_rate: None,
+            })
+        }
+        None => Err(BotError::Unknown(name.to_owned())),
+    }
+}

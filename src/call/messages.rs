@@ -1,0 +1,182 @@
+//! The messages a call actor exchanges with its caller leg and its bot, grouped by receiver.
+//!
+//! Audio inside these messages is mono s16 samples at a rate both sides agreed on when the
+//! leg attached (`LegFormat`) or that travels with the audio. No wire format appears here.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use uuid::Uuid;
+
+use super::state::{Address, CallRecord, EndCause, HangupReason};
+
+/// How a caller's side plays bot audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The caller's side plays whole utterances it receives at once (SmartIVR, Ringover).
+    Whole,
+    /// The caller's side plays audio as it arrives, so the switch paces it at real time in
+    /// 20 ms frames (live-call WebSocket and gRPC).
+    Paced,
+}
+
+/// What a caller leg takes and gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LegFormat {
+    /// Rate of the caller's audio the leg sends to the call.
+    pub in_rate: u32,
+    /// Rate of the audio the leg wants from the call.
+    pub out_rate: u32,
+    pub delivery: Delivery,
+    /// Whether the caller's side can fetch and play an http(s) URL itself.
+    pub plays_urls: bool,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Received by the call actor.
+
+/// A protocol session attaches itself as the call's caller leg. Until a leg is attached the
+/// bot is not started.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AttachLeg {
+    pub leg: Recipient<LegCommand>,
+    pub format: LegFormat,
+}
+
+/// Something the caller's side did.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub enum CallerEvent {
+    /// Caller audio at the leg's `in_rate`.
+    Audio(Vec<i16>),
+    /// One DTMF key (0-9, *, #, A-D).
+    Dtmf(char),
+    /// The caller's side reports whether it is playing bot audio now.
+    Playing(bool),
+    /// The caller's side is gone. `local` is true when the switch itself ended it (a protocol
+    /// error, a write timeout), false when the peer hung up or went away.
+    Gone {
+        cause: EndCause,
+        local: bool,
+        detail: String,
+    },
+}
+
+/// Something the bot wants done.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub enum BotCommand {
+    /// The bot answers: the call becomes `progressing`.
+    Answer,
+    /// The bot's current action, VoIPBIN action JSON, shown on the call record.
+    Action(serde_json::Value),
+    /// One whole prompt. The call answers `BotEvent::PromptDone` when the caller has heard it
+    /// (or it was cut off).
+    Say {
+        prompt: u64,
+        text: Option<String>,
+        audio: Arc<[i16]>,
+        rate: u32,
+    },
+    /// A chunk of streamed bot audio (no completion is reported per chunk).
+    Stream { samples: Vec<i16>, rate: u32 },
+    /// The bot finished an utterance of streamed audio.
+    StreamEnd,
+    /// Drop all queued bot audio now and tell the caller's side to stop playing.
+    StopAudio,
+    /// Put the caller on hold until the next audio.
+    Hold,
+    /// Transfer the caller to `destination`.
+    Transfer { destination: Address },
+    /// Send DTMF keys toward the caller's side.
+    SendDigits { digits: String },
+    /// Hang up with this reason (the call goes `terminating`, then `hangup`).
+    Hangup { reason: HangupReason },
+    /// The bot failed; the call ends with `hangup_reason: failed` and this detail.
+    Failed { detail: String },
+}
+
+/// Hang the call up from outside (REST, a master call, shutdown).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Hangup {
+    pub cause: EndCause,
+    pub detail: String,
+}
+
+/// Chain another call onto this one, which becomes its master. Refused while this call is
+/// terminating, canceling or hung up.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<(), ChainError>")]
+pub struct Chain {
+    pub child: Uuid,
+}
+
+/// Why a call could not be chained.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ChainError {
+    #[error("master call {0} is ending and takes no chained calls")]
+    MasterEnding(Uuid),
+    #[error("master call {0} does not exist or has ended")]
+    NoMaster(Uuid),
+}
+
+/// Ask a live call for its current record.
+#[derive(Message, Debug)]
+#[rtype(result = "CallRecord")]
+pub struct GetRecord;
+
+// ---------------------------------------------------------------------------------------------
+// Received by caller legs (protocol sessions).
+
+/// What the call asks of the caller's side.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub enum LegCommand {
+    /// Play one whole utterance at the leg's `out_rate` (Whole delivery). It replaces
+    /// whatever the caller's side is playing.
+    Play {
+        text: Option<String>,
+        audio: Arc<[i16]>,
+    },
+    /// One paced frame of audio at the leg's `out_rate` (Paced delivery).
+    Audio(Arc<[i16]>),
+    /// Let the caller's side fetch and play this URL itself.
+    PlayUrl { url: String },
+    /// Stop playing now (barge-in, or queued audio dropped).
+    StopAudio,
+    /// Hold the caller (hold music) until the next audio.
+    Hold,
+    /// Transfer the caller.
+    Transfer { destination: Address },
+    /// Send DTMF toward the caller's side.
+    SendDigits { digits: String },
+    /// The call is over: say so on the protocol and close.
+    End {
+        reason: HangupReason,
+        detail: String,
+    },
+}
+
+// ---------------------------------------------------------------------------------------------
+// Received by bots.
+
+/// What happened on the call, for its bot.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub enum BotEvent {
+    /// The caller's leg is attached: the bot may start. `leg` tells the rates in use.
+    Start {
+        call: Box<CallRecord>,
+        leg: LegFormat,
+    },
+    /// Caller audio at the bot's input rate.
+    Audio(Vec<i16>),
+    /// A DTMF key from the caller.
+    Dtmf(char),
+    /// A prompt from `BotCommand::Say` finished playing, or was cut off.
+    PromptDone { prompt: u64, interrupted: bool },
+    /// The call has ended; the bot should stop.
+    Ended,
+}

@@ -1,0 +1,332 @@
+//! The TOML configuration schema, validated at start-up.
+//!
+//! Every table refuses unknown keys, so a typo fails at start-up with a message naming the key
+//! instead of being silently ignored. With no file, the switch runs on the repository's
+//! `config.toml`, compiled in as the built-in defaults.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::bots::flow::actions::Action;
+
+/// The configuration the binary falls back to when no file is given or found.
+pub const BUILTIN: &str = include_str!("../config.toml");
+
+/// Why a configuration cannot be used.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Parse(String),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub grpc: GrpcConfig,
+    #[serde(default)]
+    pub smartivr: SmartIvrConfig,
+    #[serde(default)]
+    pub media: MediaConfig,
+    #[serde(default)]
+    pub tts: TtsConfig,
+    /// Bots by name.
+    #[serde(default)]
+    pub bots: BTreeMap<String, BotConfig>,
+    /// Ordered routes: the first that matches a new call picks its bot.
+    #[serde(default)]
+    pub routes: Vec<Route>,
+}
+
+/// Process-wide limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Calls admitted at once; further calls are refused (gRPC RESOURCE_EXHAUSTED, HTTP 503).
+    pub max_calls: usize,
+    /// Call arbiters (threads running call actors); 0 means one per CPU core.
+    pub arbiters: usize,
+    /// Ended calls kept in memory for the REST API, oldest forgotten first.
+    pub keep_ended_calls: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_calls: 10_000,
+            arbiters: 0,
+            keep_ended_calls: 10_000,
+        }
+    }
+}
+
+/// The HTTP listener: REST API and WebSockets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "0.0.0.0:8080".parse().expect("constant address"),
+        }
+    }
+}
+
+/// The gRPC listener: SmartIVR and live_call services.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        GrpcConfig {
+            listen: "0.0.0.0:50051".parse().expect("constant address"),
+        }
+    }
+}
+
+/// How bot audio is packed into SmartIVR RESULT_TTS responses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TtsAudio {
+    /// A WAV file (44-byte header, 8 kHz mono 16-bit), as the protocol documents.
+    #[default]
+    Wav,
+    /// Raw s16le 8 kHz, for gateways that add their own header.
+    Pcm,
+}
+
+/// SmartIVR gateway settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmartIvrConfig {
+    pub tts_audio: TtsAudio,
+}
+
+/// Media timing shared by every call.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// Streamed bot audio toward callers that play whole utterances is gathered until this
+    /// much silence from the bot closes the utterance.
+    pub utterance_gap_ms: u64,
+    /// How long a call waits for its caller's side to close after the switch hangs up.
+    pub leg_close_grace_ms: u64,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            utterance_gap_ms: 300,
+            leg_close_grace_ms: 2000,
+        }
+    }
+}
+
+/// Text to speech.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TtsConfig {
+    /// The espeak-ng program (name on PATH or a path).
+    pub command: String,
+    /// Rendered prompts kept in memory, by text, voice and rate.
+    pub cache_entries: usize,
+}
+
+impl Default for TtsConfig {
+    fn default() -> Self {
+        TtsConfig {
+            command: "espeak-ng".into(),
+            cache_entries: 512,
+        }
+    }
+}
+
+/// A bot a call can be routed to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BotConfig {
+    /// The embedded flow engine running VoIPBIN-style actions.
+    Flow { actions: Vec<Action> },
+}
+
+/// One routing rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub bot: String,
+    #[serde(default, rename = "match")]
+    pub matches: RouteMatch,
+}
+
+/// What a route matches on; an absent field matches anything.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteMatch {
+    pub ingress: Option<String>,
+    pub hotline: Option<String>,
+    pub workspace: Option<String>,
+}
+
+impl RouteMatch {
+    fn accepts(&self, ingress: &str, hotline: &str, workspace: &str) -> bool {
+        let ok = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
+        ok(&self.ingress, ingress) && ok(&self.hotline, hotline) && ok(&self.workspace, workspace)
+    }
+}
+
+/// The ingress names routes can match on.
+pub const INGRESSES: &[&str] = &[
+    "smartivr",
+    "live_call_ws",
+    "live_call_grpc",
+    "ringover",
+    "api",
+];
+
+impl Config {
+    /// Parses and validates TOML text.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads `path`, or `./config.toml` when present, or the built-in defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let default = Path::new("config.toml");
+        let chosen = match path {
+            Some(p) => Some(p),
+            None if default.exists() => Some(default),
+            None => None,
+        };
+        match chosen {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.display().to_string(),
+                    source,
+                })?;
+                Config::from_toml(&text)
+            }
+            None => Config::builtin(),
+        }
+    }
+
+    /// The built-in defaults.
+    pub fn builtin() -> Result<Config, ConfigError> {
+        Config::from_toml(BUILTIN)
+    }
+
+    /// The bot for a new call: the first route that matches.
+    pub fn route(&self, ingress: &str, hotline: &str, workspace: &str) -> Option<&str> {
+        self.routes
+            .iter()
+            .find(|r| r.matches.accepts(ingress, hotline, workspace))
+            .map(|r| r.bot.as_str())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.server.max_calls == 0 {
+            return invalid("server.max_calls must be at least 1".into());
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            if !self.bots.contains_key(&route.bot) {
+                return invalid(format!(
+                    "routes[{i}].bot names `{}`, which is not under [bots]",
+                    route.bot
+                ));
+            }
+            if let Some(ingress) = &route.matches.ingress {
+                if !INGRESSES.contains(&ingress.as_str()) {
+                    return invalid(format!(
+                        "routes[{i}].match.ingress `{ingress}` is not one of {INGRESSES:?}"
+                    ));
+                }
+            }
+        }
+        for (name, bot) in &self.bots {
+            match bot {
+                BotConfig::Flow { actions } => {
+                    crate::bots::flow::actions::validate(actions)
+                        .map_err(|e| ConfigError::Invalid(format!("bots.{name}.actions: {e}")))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_config_is_valid() {
+        let c = Config::builtin().unwrap();
+        assert!(c.route("smartivr", "", "").is_some());
+        assert_eq!(c.smartivr.tts_audio, TtsAudio::Wav);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Config::from_toml("[http]\nlisen = \"0.0.0.0:1\"\n").unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+        let err = Config::from_toml("[bogus]\n").unwrap_err();
+        assert!(err.to_string().contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = Config::from_toml("[smartivr]\ntts_audio = \"mp3\"\n").unwrap_err();
+        assert!(err.to_string().contains("mp3"), "{err}");
+        let err = Config::from_toml("[[routes]]\nbot = \"nobody\"\n").unwrap_err();
+        assert!(err.to_string().contains("routes[0].bot"), "{err}");
+        let err = Config::from_toml("[http]\nlisten = \"nowhere\"\n").unwrap_err();
+        assert!(err.to_string().contains("listen"), "{err}");
+    }
+
+    #[test]
+    fn first_matching_route_wins() {
+        let c = Config::from_toml(
+            r#"
+            [bots.a]
+            kind = "flow"
+            actions = [{ type = "hangup" }]
+            [bots.b]
+            kind = "flow"
+            actions = [{ type = "hangup" }]
+            [[routes]]
+            bot = "a"
+            match = { ingress = "smartivr", hotline = "1800" }
+            [[routes]]
+            bot = "b"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.route("smartivr", "1800", ""), Some("a"));
+        assert_eq!(c.route("smartivr", "1900", ""), Some("b"));
+        assert_eq!(c.route("live_call_ws", "1800", ""), Some("b"));
+    }
+}

@@ -1,0 +1,28 @@
+//! Switchboard: a telephony switch that connects phone calls to voicebots.
+//!
+//! Module map:
+//! - `app`: starts the listeners, the registry and the call arbiters; shutdown.
+//! - `config`: the TOML schema, validated at start-up.
+//! - `registry`: creates calls, finds them by id, learns when they end.
+//! - `call`: the call actor, its pure VoIPBIN state (`call::state`), its messages and playout.
+//! - `bots`: what answers a call; `bots::flow` is the embedded VoIPBIN-style flow engine.
+//! - `protocols`: one module per caller protocol, turning frames into call messages and back.
+//! - `media`: PCM, WAV and rate conversion.
+//! - `speech`: text to speech.
+//! - `api`: the REST API and its view types.
+//! - `services`: handles shared by calls and bots.
+//! - `pb`: code generated from `proto/`.
+//! - `dial`: a small SmartIVR gateway client for placing test calls.
+
+pub mod api;
+pub mod app;
+pub mod bots;
+pub mod call;
+pub mod config;
+pub mod dial;
+pub mod media;
+pub mod pb;
+pub mod protocols;
+pub mod registry;
+pub mod services;
+pub mod speech;

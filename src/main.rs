@@ -1,0 +1,151 @@
+//! The `switchboard` command line: parse arguments, load config, run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use switchboard::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "switchboard",
+    version,
+    about = "A telephony switch that connects phone calls to voicebots"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the switch (REST and WebSockets on [http] listen, gRPC on [grpc] listen).
+    Serve {
+        /// TOML configuration; default ./config.toml when present, else built-in defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Check a configuration file and exit.
+    CheckConfig {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Place a test call as a SmartIVR phone gateway and print what comes back.
+    Dial {
+        /// The switch's gRPC address.
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        grpc: String,
+        /// A WAV file to stream as the caller's voice (silence when absent).
+        #[arg(long)]
+        wav: Option<PathBuf>,
+        /// Keys to press, one after each prompt, for example "2".
+        #[arg(long, default_value = "")]
+        keys: String,
+        /// The gateway's conversation id.
+        #[arg(long, default_value = "dial-test")]
+        conversation_id: String,
+        /// Hang up after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        max_seconds: u64,
+        /// Save each prompt's audio into this folder.
+        #[arg(long)]
+        save_dir: Option<PathBuf>,
+    },
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => {
+            init_tracing();
+            let config = match Config::load(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("switchboard: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let app = match switchboard::app::spawn(config) {
+                Ok(app) => app,
+                Err(e) => {
+                    eprintln!("switchboard: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            wait_for_signal();
+            tracing::info!("signal received; stopping");
+            app.shutdown();
+            ExitCode::SUCCESS
+        }
+        Command::CheckConfig { config } => match Config::load(config.as_deref()) {
+            Ok(_) => {
+                println!("configuration is valid");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("switchboard: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Dial {
+            grpc,
+            wav,
+            keys,
+            conversation_id,
+            max_seconds,
+            save_dir,
+        } => {
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("switchboard: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            let opts = switchboard::dial::DialOptions {
+                grpc,
+                conversation_id,
+                wav,
+                keys,
+                max_seconds,
+                save_dir,
+            };
+            match runtime.block_on(switchboard::dial::dial(opts)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("switchboard: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
+/// Blocks until SIGINT or SIGTERM.
+fn wait_for_signal() {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    runtime.block_on(async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async {
+                match term.as_mut() {
+                    Some(t) => { t.recv().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => {}
+        }
+    });
+}

@@ -1,0 +1,29 @@
+//! Audio handling: PCM conversion, WAV files, and rate conversion behind one small interface.
+//!
+//! Inside the switch, audio is mono signed 16-bit samples at an explicit rate. Wire encodings
+//! (WAV headers, base64, RTP) end in the protocol modules; rates are converted here.
+
+pub mod pcm;
+pub mod resample;
+pub mod wav;
+
+pub use resample::{resample_all, Engine, StreamResampler};
+
+/// Samples per second in the telephone band, the rate phone gateways use.
+pub const TELEPHONE_RATE: u32 = 8000;
+
+/// The length of one real-time media frame, in milliseconds.
+pub const FRAME_MS: u32 = 20;
+
+/// How many samples a span of `ms` milliseconds holds at `rate`.
+pub fn samples_for_ms(rate: u32, ms: u32) -> usize {
+    (rate as u64 * ms as u64 / 1000) as usize
+}
+
+/// How long `samples` samples last at `rate`, in milliseconds (rounded up).
+pub fn duration_ms(samples: usize, rate: u32) -> u64 {
+    if rate == 0 {
+        return 0;
+    }
+    (samples as u64 * 1000).div_ceil(rate as u64)
+}

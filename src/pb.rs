@@ -1,0 +1,13 @@
+//! Code generated from `proto/`: the only place prost types are defined.
+
+#![allow(clippy::all, missing_docs)]
+
+/// SmartIVR phone-gateway protocol.
+pub mod smartivr {
+    tonic::include_proto!("smartivrphonegateway");
+}
+
+/// Live-call AI-service protocol.
+pub mod live_call {
+    tonic::include_proto!("live_call");
+}

@@ -1,0 +1,4 @@
+//! Caller protocols. Each turns its wire frames into typed call messages and back; no wire
+//! type crosses into `call` or `bots`.
+
+pub mod smartivr;

@@ -1,0 +1,112 @@
+//! The SmartIVR phone-gateway protocol (gRPC `CallToBot`, the switch is the server).
+//!
+//! The service reads the first message (it must carry `config`), admits the call, and hands the
+//! rest of the stream to a `SmartIvrSession` actor on the call's arbiter. Bot audio goes out
+//! as whole utterances (RESULT_TTS), 8 kHz mono 16-bit.
+
+pub mod convert;
+mod session;
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::call::state::Address;
+use crate::config::TtsAudio;
+use crate::pb::smartivr::smart_ivr_phonegateway_server::SmartIvrPhonegateway;
+use crate::pb::smartivr::{SmartIvrRequest, SmartIvrResponse};
+use crate::registry::{AdmitError, CreateCall, NewCall, Registry};
+use session::SmartIvrSession;
+
+pub use crate::pb::smartivr::smart_ivr_phonegateway_server::SmartIvrPhonegatewayServer;
+
+/// A gateway must send its first message (with config) within this time.
+const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Responses queued toward one gateway; a gateway that lets this fill for
+/// `WRITE_TIMEOUT` is hung up.
+const OUTBOUND_QUEUE: usize = 32;
+
+/// The ingress name of this protocol, for routes and records.
+pub const INGRESS: &str = "smartivr";
+
+type ResponseTx = mpsc::Sender<Result<SmartIvrResponse, Status>>;
+
+/// The tonic service.
+pub struct SmartIvrService {
+    registry: Addr<Registry>,
+    tts_audio: TtsAudio,
+}
+
+impl SmartIvrService {
+    pub fn new(registry: Addr<Registry>, tts_audio: TtsAudio) -> Self {
+        SmartIvrService {
+            registry,
+            tts_audio,
+        }
+    }
+}
+
+/// Maps a refused admission onto its gRPC status.
+pub fn admit_status(e: &AdmitError) -> Status {
+    match e {
+        AdmitError::Full(_) => Status::resource_exhausted(e.to_string()),
+        AdmitError::Draining => Status::unavailable(e.to_string()),
+        AdmitError::NoRoute { .. } => Status::not_found(e.to_string()),
+        AdmitError::Chain(_) => Status::failed_precondition(e.to_string()),
+    }
+}
+
+/// Sends `status{code: -1, message}` and ends the stream with INVALID_ARGUMENT.
+async fn refuse(tx: &ResponseTx, message: &str) {
+    let _ = tx.send(Ok(convert::error(message))).await;
+    let _ = tx
+        .send(Err(Status::invalid_argument(message.to_owned())))
+        .await;
+}
+
+#[tonic::async_trait]
+impl SmartIvrPhonegateway for SmartIvrService {
+    type CallToBotStream = ReceiverStream<Result<SmartIvrResponse, Status>>;
+
+    async fn call_to_bot(
+        &self,
+        request: Request<Streaming<SmartIvrRequest>>,
+    ) -> Result<Response<Self::CallToBotStream>, Status> {
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+        let first = match tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, inbound.message()).await {
+            Ok(Ok(Some(first))) => first,
+            Ok(Ok(None)) => return Err(Status::invalid_argument("stream ended before config")),
+            Ok(Err(status)) => return Err(status),
+            Err(_) => return Err(Status::deadline_exceeded("no config within 10 s")),
+        };
+        let conversation_id = match convert::first_config(&first) {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::warn!(error = %e, "SmartIVR stream refused");
+                refuse(&tx, &e.to_string()).await;
+                return Ok(Response::new(ReceiverStream::new(rx)));
+            }
+        };
+        let mut call = NewCall::incoming(INGRESS, conversation_id.clone());
+        call.source = Address {
+            kind: "tel".into(),
+            ..Default::default()
+        };
+        let handle = self
+            .registry
+            .send(CreateCall { call })
+            .await
+            .map_err(|_| Status::unavailable("switch is shutting down"))?
+            .map_err(|e| admit_status(&e))?;
+        let session = SmartIvrSession::new(handle.addr, tx, conversation_id, self.tts_audio);
+        SmartIvrSession::start_in_arbiter(&handle.arbiter, move |ctx| {
+            session.begin(first, inbound, ctx)
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}

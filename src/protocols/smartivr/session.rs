@@ -1,0 +1,202 @@
+//! One SmartIVR gateway stream as the caller leg of its call.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use tonic::{Status, Streaming};
+
+use super::convert::{self, ProtocolError};
+use super::{ResponseTx, FIRST_MESSAGE_TIMEOUT};
+use crate::call::messages::{AttachLeg, CallerEvent, Delivery, LegCommand, LegFormat};
+use crate::call::state::EndCause;
+use crate::call::CallActor;
+use crate::config::TtsAudio;
+use crate::media::TELEPHONE_RATE;
+use crate::pb::smartivr::{SmartIvrRequest, SmartIvrResponse};
+
+/// A gateway that does not take a response within this time is hung up.
+const WRITE_TIMEOUT: Duration = FIRST_MESSAGE_TIMEOUT;
+
+/// The session actor: gateway frames in, call commands out.
+pub struct SmartIvrSession {
+    call: Addr<CallActor>,
+    tx: Option<ResponseTx>,
+    conversation_id: String,
+    tts_audio: TtsAudio,
+    playing: bool,
+    /// Scratch space for the events of one frame.
+    events: Vec<CallerEvent>,
+    /// The call has been told the leg is gone.
+    gone: bool,
+}
+
+impl SmartIvrSession {
+    pub(super) fn new(
+        call: Addr<CallActor>,
+        tx: ResponseTx,
+        conversation_id: String,
+        tts_audio: TtsAudio,
+    ) -> Self {
+        SmartIvrSession {
+            call,
+            tx: Some(tx),
+            conversation_id,
+            tts_audio,
+            playing: false,
+            events: Vec::with_capacity(2),
+            gone: false,
+        }
+    }
+
+    /// Attaches to the call, handles the first message, and reads the rest of the stream.
+    pub(super) fn begin(
+        mut self,
+        first: SmartIvrRequest,
+        inbound: Streaming<SmartIvrRequest>,
+        ctx: &mut Context<Self>,
+    ) -> Self {
+        self.call.do_send(AttachLeg {
+            leg: ctx.address().recipient(),
+            format: LegFormat {
+                in_rate: TELEPHONE_RATE,
+                out_rate: TELEPHONE_RATE,
+                delivery: Delivery::Whole,
+                plays_urls: false,
+            },
+        });
+        self.frame(first, ctx);
+        ctx.add_stream(inbound);
+        self
+    }
+
+    fn frame(&mut self, msg: SmartIvrRequest, ctx: &mut Context<Self>) {
+        self.events.clear();
+        if let Err(e) = convert::inbound(&msg, &self.conversation_id, &mut self.events) {
+            self.protocol_error(e, ctx);
+            return;
+        }
+        if msg.is_playing != self.playing {
+            self.playing = msg.is_playing;
+            self.call.do_send(CallerEvent::Playing(msg.is_playing));
+        }
+        for event in self.events.drain(..) {
+            match event {
+                // Media is dropped, not queued without bound, if the call falls behind.
+                CallerEvent::Audio(_) => {
+                    let _ = self.call.try_send(event);
+                }
+                other => self.call.do_send(other),
+            }
+        }
+    }
+
+    fn protocol_error(&mut self, e: ProtocolError, ctx: &mut Context<Self>) {
+        let message = e.to_string();
+        tracing::warn!(reference = %self.conversation_id, error = %message, "SmartIVR protocol error");
+        if let Some(tx) = self.tx.take() {
+            let message = message.clone();
+            // Detached from the actor, which stops now; the task ends when both are queued.
+            actix::spawn(async move {
+                let _ = tx.send(Ok(convert::error(&message))).await;
+                let _ = tx.send(Err(Status::invalid_argument(message))).await;
+            });
+        }
+        self.leave(
+            EndCause::Failed,
+            true,
+            format!("protocol error: {message}"),
+            ctx,
+        );
+    }
+
+    /// Tells the call the leg is gone and stops reading.
+    fn leave(&mut self, cause: EndCause, local: bool, detail: String, ctx: &mut Context<Self>) {
+        if !self.gone {
+            self.gone = true;
+            self.call.do_send(CallerEvent::Gone {
+                cause,
+                local,
+                detail,
+            });
+        }
+        ctx.stop();
+    }
+
+    /// Sends a response in order; a gateway that does not take it in time is hung up.
+    fn send(&mut self, response: SmartIvrResponse, ctx: &mut Context<Self>) {
+        let Some(tx) = self.tx.clone() else { return };
+        ctx.wait(
+            async move { tokio::time::timeout(WRITE_TIMEOUT, tx.send(Ok(response))).await }
+                .into_actor(self)
+                .map(|result, act, ctx| match result {
+                    Ok(Ok(())) => {}
+                    // The response stream is gone: the gateway has left.
+                    Ok(Err(_)) => act.leave(EndCause::Normal, false, String::new(), ctx),
+                    Err(_) => act.leave(
+                        EndCause::Failed,
+                        true,
+                        "gateway stopped reading responses".into(),
+                        ctx,
+                    ),
+                }),
+        );
+    }
+}
+
+impl Actor for SmartIvrSession {
+    type Context = Context<Self>;
+}
+
+impl StreamHandler<Result<SmartIvrRequest, Status>> for SmartIvrSession {
+    fn handle(&mut self, item: Result<SmartIvrRequest, Status>, ctx: &mut Context<Self>) {
+        match item {
+            Ok(msg) => self.frame(msg, ctx),
+            Err(status) => {
+                tracing::debug!(reference = %self.conversation_id, %status, "gateway stream broke");
+                self.leave(EndCause::Normal, false, String::new(), ctx);
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        // The gateway closed its side: the caller hung up.
+        self.leave(EndCause::Normal, false, String::new(), ctx);
+    }
+}
+
+impl Handler<LegCommand> for SmartIvrSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: LegCommand, ctx: &mut Context<Self>) {
+        match msg {
+            LegCommand::Play { text, audio } => {
+                let response = convert::tts(text, &audio, self.tts_audio);
+                self.send(response, ctx);
+            }
+            LegCommand::Audio(audio) => {
+                let response = convert::tts(None, &audio, self.tts_audio);
+                self.send(response, ctx);
+            }
+            // The next RESULT_TTS replaces what the gateway plays; there is no stop message.
+            LegCommand::StopAudio => {}
+            LegCommand::Hold => self.send(convert::wait(), ctx),
+            LegCommand::Transfer { destination } => {
+                self.send(convert::forward(&destination, ""), ctx)
+            }
+            LegCommand::SendDigits { digits } => {
+                tracing::debug!(reference = %self.conversation_id, %digits, "SmartIVR cannot send DTMF; ignored");
+            }
+            LegCommand::PlayUrl { url } => {
+                tracing::debug!(reference = %self.conversation_id, %url, "SmartIVR cannot play URLs; ignored");
+            }
+            LegCommand::End { detail, .. } => {
+                self.send(convert::end(&detail), ctx);
+                // Dropping the sender ends the response stream once CALL_END is out.
+                ctx.wait(fut::ready(()).map(|_, act: &mut Self, ctx| {
+                    act.tx = None;
+                    act.leave(EndCause::Normal, true, String::new(), ctx);
+                }));
+            }
+        }
+    }
+}

@@ -1,0 +1,452 @@
+//! The registry actor: creates calls, finds them by id, and learns when they end.
+//!
+//! It admits or refuses new calls (`max_calls`, draining), picks the bot by the configured
+//! routes, places each call on the next call arbiter so calls spread over every core, and keeps
+//! the latest record of every call (live ones and the most recent ended ones) for the REST API.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use actix::prelude::*;
+use chrono::Utc;
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::call::messages::{Chain, ChainError, Hangup};
+use crate::call::state::{Address, CallRecord, Direction, EndCause, Status};
+use crate::call::CallActor;
+use crate::services::Services;
+
+/// What a protocol knows about a call it is about to create.
+#[derive(Debug, Clone)]
+pub struct NewCall {
+    pub direction: Direction,
+    /// The protocol the call arrives on (`smartivr`, `live_call_ws`, …).
+    pub ingress: &'static str,
+    /// The id the caller's side gave the call.
+    pub reference: String,
+    pub source: Address,
+    pub destination: Address,
+    pub workspace: String,
+    pub hotline: String,
+    /// Chain the new call onto this master call.
+    pub master_call_id: Option<Uuid>,
+}
+
+impl NewCall {
+    /// An incoming call on `ingress` with the caller's reference.
+    pub fn incoming(ingress: &'static str, reference: impl Into<String>) -> Self {
+        NewCall {
+            direction: Direction::Incoming,
+            ingress,
+            reference: reference.into(),
+            source: Address::default(),
+            destination: Address::default(),
+            workspace: String::new(),
+            hotline: String::new(),
+            master_call_id: None,
+        }
+    }
+}
+
+/// A call that was admitted.
+#[derive(Clone)]
+pub struct CallHandle {
+    pub id: Uuid,
+    pub addr: Addr<CallActor>,
+    /// The arbiter the call runs on; its protocol session should run there too.
+    pub arbiter: ArbiterHandle,
+}
+
+/// Why a new call was refused.
+#[derive(Debug, Error)]
+pub enum AdmitError {
+    #[error("the switch is at its limit of {0} calls")]
+    Full(usize),
+    #[error("the switch is draining and accepts no new calls")]
+    Draining,
+    #[error("no route matches a call on {ingress} (hotline `{hotline}`, workspace `{workspace}`)")]
+    NoRoute {
+        ingress: &'static str,
+        hotline: String,
+        workspace: String,
+    },
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+}
+
+/// Why a hangup request was refused.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum HangupError {
+    #[error("call {0} not found")]
+    NotFound(Uuid),
+    #[error("call {0} has already ended")]
+    Ended(Uuid),
+}
+
+// ------------------------------------------------------------------------------------------
+// Messages received by the registry.
+
+/// Create and start a call (refused when full, draining or unroutable).
+#[derive(Message)]
+#[rtype(result = "Result<CallHandle, AdmitError>")]
+pub struct CreateCall {
+    pub call: NewCall,
+}
+
+/// A call's record changed (sent by the call on every status change).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CallChanged {
+    pub record: Box<CallRecord>,
+    /// The VoIPBIN event name: `call_ringing`, `call_updated`, `call_hangup`, …
+    pub event: &'static str,
+}
+
+/// A call actor has stopped (sent from its `stopped()`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CallEnded {
+    pub id: Uuid,
+}
+
+/// The latest record of a call, live or ended.
+#[derive(Message)]
+#[rtype(result = "Option<CallRecord>")]
+pub struct GetCall {
+    pub id: Uuid,
+}
+
+/// A page of calls, newest first.
+#[derive(Message)]
+#[rtype(result = "CallPage")]
+pub struct ListCalls {
+    pub page_size: usize,
+    /// Continue after this token (from the previous page's `next_page_token`).
+    pub page_token: Option<u64>,
+    pub reference: Option<String>,
+}
+
+/// One page of `ListCalls`.
+#[derive(Debug, Clone)]
+pub struct CallPage {
+    pub next_page_token: Option<u64>,
+    pub result: Vec<CallRecord>,
+}
+
+/// Hang up a live call by id.
+#[derive(Message)]
+#[rtype(result = "Result<(), HangupError>")]
+pub struct HangupCall {
+    pub id: Uuid,
+    pub cause: EndCause,
+    pub detail: String,
+}
+
+/// Counts for health and load reports.
+#[derive(Message)]
+#[rtype(result = "Stats")]
+pub struct GetStats;
+
+/// What `GetStats` answers.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Stats {
+    pub live_calls: usize,
+    pub known_calls: usize,
+    pub draining: bool,
+}
+
+/// Stop admitting calls; answer how many are still live.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Drain;
+
+/// Hang up every live call with this detail (the end of a drain).
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct HangupAll {
+    pub detail: String,
+}
+
+// ------------------------------------------------------------------------------------------
+
+struct Known {
+    seq: u64,
+    record: CallRecord,
+}
+
+/// The registry actor.
+pub struct Registry {
+    services: Arc<Services>,
+    arbiters: Vec<ArbiterHandle>,
+    next_arbiter: usize,
+    live: HashMap<Uuid, Addr<CallActor>>,
+    known: HashMap<Uuid, Known>,
+    /// Known calls by creation order, for paging newest first.
+    order: BTreeMap<u64, Uuid>,
+    /// Ended calls, oldest first, to forget beyond `keep_ended_calls`.
+    ended: VecDeque<Uuid>,
+    seq: u64,
+    draining: bool,
+}
+
+impl Registry {
+    /// A registry placing calls on `arbiters` (at least one).
+    pub fn new(services: Arc<Services>, arbiters: Vec<ArbiterHandle>) -> Self {
+        Registry {
+            services,
+            arbiters,
+            next_arbiter: 0,
+            live: HashMap::new(),
+            known: HashMap::new(),
+            order: BTreeMap::new(),
+            ended: VecDeque::new(),
+            seq: 0,
+            draining: false,
+        }
+    }
+
+    fn admit(&self, call: &NewCall) -> Result<String, AdmitError> {
+        if self.draining {
+            return Err(AdmitError::Draining);
+        }
+        let max = self.services.config.server.max_calls;
+        if self.live.len() >= max {
+            return Err(AdmitError::Full(max));
+        }
+        self.services
+            .config
+            .route(call.ingress, &call.hotline, &call.workspace)
+            .map(str::to_owned)
+            .ok_or_else(|| AdmitError::NoRoute {
+                ingress: call.ingress,
+                hotline: call.hotline.clone(),
+                workspace: call.workspace.clone(),
+            })
+    }
+
+    fn spawn_call(
+        &mut self,
+        id: Uuid,
+        call: NewCall,
+        bot: String,
+        ctx: &mut Context<Self>,
+    ) -> CallHandle {
+        let status = match call.direction {
+            Direction::Incoming => Status::Ringing,
+            Direction::Outgoing => Status::Dialing,
+        };
+        let mut record = CallRecord::new(id, call.direction, status, Utc::now());
+        record.reference = call.reference;
+        record.ingress = call.ingress.to_owned();
+        record.bot = bot;
+        record.source = call.source;
+        record.destination = call.destination;
+        record.workspace = call.workspace;
+        record.hotline = call.hotline;
+        record.master_call_id = call.master_call_id;
+
+        let arbiter = self.arbiters[self.next_arbiter % self.arbiters.len()].clone();
+        self.next_arbiter = self.next_arbiter.wrapping_add(1);
+        let registry = ctx.address();
+        let services = self.services.clone();
+        let initial = record.clone();
+        let addr = CallActor::start_in_arbiter(&arbiter, move |_| {
+            CallActor::new(initial, registry, services)
+        });
+        self.live.insert(id, addr.clone());
+        self.remember(record.clone());
+        tracing::info!(call = %id, reference = %record.reference, ingress = record.ingress, bot = %record.bot, "call created");
+        CallHandle { id, addr, arbiter }
+    }
+
+    fn remember(&mut self, record: CallRecord) {
+        match self.known.get_mut(&record.id) {
+            Some(known) => known.record = record,
+            None => {
+                self.seq += 1;
+                self.order.insert(self.seq, record.id);
+                self.known.insert(
+                    record.id,
+                    Known {
+                        seq: self.seq,
+                        record,
+                    },
+                );
+            }
+        }
+    }
+
+    fn forget_old_ended(&mut self) {
+        let keep = self.services.config.server.keep_ended_calls;
+        while self.ended.len() > keep {
+            if let Some(id) = self.ended.pop_front() {
+                if let Some(known) = self.known.remove(&id) {
+                    self.order.remove(&known.seq);
+                }
+            }
+        }
+    }
+}
+
+impl Actor for Registry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(4096);
+    }
+}
+
+impl Handler<CreateCall> for Registry {
+    type Result = ResponseActFuture<Self, Result<CallHandle, AdmitError>>;
+
+    fn handle(&mut self, msg: CreateCall, ctx: &mut Context<Self>) -> Self::Result {
+        let bot = match self.admit(&msg.call) {
+            Ok(bot) => bot,
+            Err(e) => return Box::pin(fut::ready(Err(e))),
+        };
+        let id = Uuid::new_v4();
+        let Some(master_id) = msg.call.master_call_id else {
+            let handle = self.spawn_call(id, msg.call, bot, ctx);
+            return Box::pin(fut::ready(Ok(handle)));
+        };
+        // A chained call exists only if its master takes it.
+        let Some(master) = self.live.get(&master_id).cloned() else {
+            return Box::pin(fut::ready(Err(ChainError::NoMaster(master_id).into())));
+        };
+        Box::pin(
+            master.send(Chain { child: id }).into_actor(self).map(
+                move |reply, act, ctx| match reply {
+                    Ok(Ok(())) => Ok(act.spawn_call(id, msg.call, bot, ctx)),
+                    Ok(Err(e)) => Err(e.into()),
+                    Err(_) => Err(ChainError::NoMaster(master_id).into()),
+                },
+            ),
+        )
+    }
+}
+
+impl Handler<CallChanged> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: CallChanged, _ctx: &mut Context<Self>) {
+        tracing::debug!(call = %msg.record.id, event = msg.event, status = msg.record.status.as_str(), "call event");
+        let hung_up = msg.record.status == Status::Hangup;
+        let id = msg.record.id;
+        self.remember(*msg.record);
+        if hung_up && self.live.remove(&id).is_some() {
+            self.ended.push_back(id);
+            self.forget_old_ended();
+        }
+    }
+}
+
+impl Handler<CallEnded> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: CallEnded, _ctx: &mut Context<Self>) {
+        if self.live.remove(&msg.id).is_some() {
+            self.ended.push_back(msg.id);
+            self.forget_old_ended();
+        }
+    }
+}
+
+impl Handler<GetCall> for Registry {
+    type Result = Option<CallRecord>;
+
+    fn handle(&mut self, msg: GetCall, _ctx: &mut Context<Self>) -> Self::Result {
+        self.known.get(&msg.id).map(|k| k.record.clone())
+    }
+}
+
+impl Handler<ListCalls> for Registry {
+    type Result = MessageResult<ListCalls>;
+
+    fn handle(&mut self, msg: ListCalls, _ctx: &mut Context<Self>) -> Self::Result {
+        let upper = msg.page_token.unwrap_or(u64::MAX);
+        let mut result = Vec::with_capacity(msg.page_size);
+        let mut last_seq = None;
+        for (&seq, id) in self.order.range(..upper).rev() {
+            let Some(known) = self.known.get(id) else {
+                continue;
+            };
+            if msg
+                .reference
+                .as_deref()
+                .is_some_and(|r| r != known.record.reference)
+            {
+                continue;
+            }
+            if result.len() == msg.page_size {
+                break;
+            }
+            result.push(known.record.clone());
+            last_seq = Some(seq);
+        }
+        let more = last_seq.is_some_and(|seq| {
+            self.order.range(..seq).rev().any(|(_, id)| {
+                msg.reference
+                    .as_deref()
+                    .is_none_or(|r| self.known.get(id).is_some_and(|k| k.record.reference == r))
+            })
+        });
+        MessageResult(CallPage {
+            next_page_token: if more { last_seq } else { None },
+            result,
+        })
+    }
+}
+
+impl Handler<HangupCall> for Registry {
+    type Result = Result<(), HangupError>;
+
+    fn handle(&mut self, msg: HangupCall, _ctx: &mut Context<Self>) -> Self::Result {
+        match self.live.get(&msg.id) {
+            Some(addr) => {
+                addr.do_send(Hangup {
+                    cause: msg.cause,
+                    detail: msg.detail,
+                });
+                Ok(())
+            }
+            None if self.known.contains_key(&msg.id) => Err(HangupError::Ended(msg.id)),
+            None => Err(HangupError::NotFound(msg.id)),
+        }
+    }
+}
+
+impl Handler<GetStats> for Registry {
+    type Result = MessageResult<GetStats>;
+
+    fn handle(&mut self, _msg: GetStats, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(Stats {
+            live_calls: self.live.len(),
+            known_calls: self.known.len(),
+            draining: self.draining,
+        })
+    }
+}
+
+impl Handler<Drain> for Registry {
+    type Result = usize;
+
+    fn handle(&mut self, _msg: Drain, _ctx: &mut Context<Self>) -> usize {
+        self.draining = true;
+        self.live.len()
+    }
+}
+
+impl Handler<HangupAll> for Registry {
+    type Result = usize;
+
+    fn handle(&mut self, msg: HangupAll, _ctx: &mut Context<Self>) -> usize {
+        for addr in self.live.values() {
+            addr.do_send(Hangup {
+                cause: EndCause::Normal,
+                detail: msg.detail.clone(),
+            });
+        }
+        self.live.len()
+    }
+}

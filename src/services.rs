@@ -1,0 +1,43 @@
+//! Shared, read-mostly handles every call and bot may use.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::bots::flow::FlowProgram;
+use crate::config::{BotConfig, Config};
+use crate::speech::tts::Tts;
+
+/// What calls and bots share: configuration, text to speech, an HTTP client, compiled flows.
+pub struct Services {
+    pub config: Arc<Config>,
+    pub tts: Tts,
+    pub http: reqwest::Client,
+    /// Flow bots compiled once at start-up, by bot name.
+    pub flows: HashMap<String, Arc<FlowProgram>>,
+}
+
+impl Services {
+    /// Builds the shared handles for `config`.
+    pub fn new(config: Arc<Config>) -> Arc<Services> {
+        let flows = config
+            .bots
+            .iter()
+            .filter_map(|(name, bot)| match bot {
+                BotConfig::Flow { actions } => {
+                    Some((name.clone(), Arc::new(FlowProgram::new(actions.clone()))))
+                }
+                #[allow(unreachable_patterns)]
+                _ => None,
+            })
+            .collect();
+        Arc::new(Services {
+            tts: Tts::new(&config.tts),
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .build()
+                .unwrap_or_default(),
+            flows,
+            config,
+        })
+    }
+}

@@ -1,0 +1,3 @@
+//! Speech engines: text to speech now; recognition later.
+
+pub mod tts;
