@@ -117,6 +117,13 @@ pub struct GetCall {
     pub id: Uuid,
 }
 
+/// The address of a live call.
+#[derive(Message)]
+#[rtype(result = "Option<Addr<CallActor>>")]
+pub struct FindCall {
+    pub id: Uuid,
+}
+
 /// A page of calls, newest first.
 #[derive(Message)]
 #[rtype(result = "CallPage")]
@@ -357,6 +364,14 @@ impl Handler<GetCall> for Registry {
 
     fn handle(&mut self, msg: GetCall, _ctx: &mut Context<Self>) -> Self::Result {
         self.known.get(&msg.id).map(|k| k.record.clone())
+    }
+}
+
+impl Handler<FindCall> for Registry {
+    type Result = Option<Addr<CallActor>>;
+
+    fn handle(&mut self, msg: FindCall, _ctx: &mut Context<Self>) -> Self::Result {
+        self.live.get(&msg.id).cloned()
     }
 }
 

@@ -446,20 +446,19 @@ impl Handler<CallerEvent> for CallActor {
                 detail,
             } => {
                 self.leg = None;
-                if local {
+                if local && self.pending_end.is_none() {
                     // The switch ended it (a protocol error, a peer that stopped reading):
                     // `terminating` first, so the record says `hangup_by: local`.
-                    self.end_call(
-                        PendingEnd {
-                            cause,
-                            reason: None,
-                            detail,
-                        },
-                        ctx,
-                    );
-                } else {
-                    self.finish(cause, detail, ctx);
+                    if let Some(event) = self.record.start_local_hangup(Utc::now()) {
+                        self.publish(event);
+                    }
+                    self.pending_end = Some(PendingEnd {
+                        cause,
+                        reason: None,
+                        detail: detail.clone(),
+                    });
                 }
+                self.finish(cause, detail, ctx);
             }
         }
     }

@@ -11,7 +11,7 @@ pub enum PcmError {
 
 /// Decodes s16le bytes into `out` (appending). Odd-length input is refused whole.
 pub fn decode_s16le_into(bytes: &[u8], out: &mut Vec<i16>) -> Result<(), PcmError> {
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return Err(PcmError::OddLength(bytes.len()));
     }
     out.reserve(bytes.len() / 2);

@@ -122,13 +122,20 @@ impl SmartIvrSession {
         ctx.stop();
     }
 
-    /// Sends a response in order; a gateway that does not take it in time is hung up.
-    fn send(&mut self, response: SmartIvrResponse, ctx: &mut Context<Self>) {
+    /// Sends a response in order; a gateway that does not take it in time is hung up. With
+    /// `close`, the response stream ends after it (dropping the sender ends the stream).
+    fn send(&mut self, response: SmartIvrResponse, close: bool, ctx: &mut Context<Self>) {
         let Some(tx) = self.tx.clone() else { return };
+        if close {
+            self.tx = None;
+        }
+        // One `wait` per response: the actor handles nothing else until it is queued, which
+        // keeps responses in order.
         ctx.wait(
             async move { tokio::time::timeout(WRITE_TIMEOUT, tx.send(Ok(response))).await }
                 .into_actor(self)
-                .map(|result, act, ctx| match result {
+                .map(move |result, act, ctx| match result {
+                    Ok(Ok(())) if close => act.leave(EndCause::Normal, true, String::new(), ctx),
                     Ok(Ok(())) => {}
                     // The response stream is gone: the gateway has left.
                     Ok(Err(_)) => act.leave(EndCause::Normal, false, String::new(), ctx),
@@ -171,17 +178,17 @@ impl Handler<LegCommand> for SmartIvrSession {
         match msg {
             LegCommand::Play { text, audio } => {
                 let response = convert::tts(text, &audio, self.tts_audio);
-                self.send(response, ctx);
+                self.send(response, false, ctx);
             }
             LegCommand::Audio(audio) => {
                 let response = convert::tts(None, &audio, self.tts_audio);
-                self.send(response, ctx);
+                self.send(response, false, ctx);
             }
             // The next RESULT_TTS replaces what the gateway plays; there is no stop message.
             LegCommand::StopAudio => {}
-            LegCommand::Hold => self.send(convert::wait(), ctx),
+            LegCommand::Hold => self.send(convert::wait(), false, ctx),
             LegCommand::Transfer { destination } => {
-                self.send(convert::forward(&destination, ""), ctx)
+                self.send(convert::forward(&destination, ""), false, ctx)
             }
             LegCommand::SendDigits { digits } => {
                 tracing::debug!(reference = %self.conversation_id, %digits, "SmartIVR cannot send DTMF; ignored");
@@ -190,12 +197,7 @@ impl Handler<LegCommand> for SmartIvrSession {
                 tracing::debug!(reference = %self.conversation_id, %url, "SmartIVR cannot play URLs; ignored");
             }
             LegCommand::End { detail, .. } => {
-                self.send(convert::end(&detail), ctx);
-                // Dropping the sender ends the response stream once CALL_END is out.
-                ctx.wait(fut::ready(()).map(|_, act: &mut Self, ctx| {
-                    act.tx = None;
-                    act.leave(EndCause::Normal, true, String::new(), ctx);
-                }));
+                self.send(convert::end(&detail), true, ctx);
             }
         }
     }

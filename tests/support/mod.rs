@@ -1,0 +1,229 @@
+//! Test support: start the real switch on 127.0.0.1:0 and talk to it with real clients.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use serde_json::Value;
+use switchboard::app::{self, AppHandle};
+use switchboard::config::Config;
+use switchboard::pb::smartivr::smart_ivr_phonegateway_client::SmartIvrPhonegatewayClient;
+use switchboard::pb::smartivr::{
+    Config as IvrConfig, SmartIvrRequest, SmartIvrResponse, SmartIvrResponseType,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Streaming;
+
+/// Generous wait for anything the switch does: the test machine is small and busy.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A flow with short prompts and the demo's key menu.
+pub const MENU_FLOW: &str = r#"
+[bots.menu]
+kind = "flow"
+actions = [
+  { type = "answer" },
+  { type = "talk", id = "greeting", text = "Hello." },
+  { type = "talk", id = "menu", text = "Press one, two or three." },
+  { type = "digits_receive", duration = 20000, length = 1 },
+  { type = "branch", variable = "digits", default_target_id = "bye", target_ids = { "1" = "menu", "2" = "agent", "3" = "bye" } },
+  { type = "talk", id = "bye", text = "Goodbye." },
+  { type = "hangup" },
+  { type = "connect", id = "agent", destinations = [{ type = "tel", target = "+15550100", target_name = "Agent Smith" }] },
+]
+"#;
+
+/// A running switch for one test.
+pub struct TestApp {
+    pub handle: AppHandle,
+    pub http: reqwest::Client,
+}
+
+/// Starts the switch with `extra` TOML appended to listeners on 127.0.0.1:0.
+pub fn spawn_app(extra: &str) -> TestApp {
+    let text =
+        format!("[http]\nlisten = \"127.0.0.1:0\"\n[grpc]\nlisten = \"127.0.0.1:0\"\n{extra}");
+    let config = Config::from_toml(&text).expect("test config is valid");
+    let handle = app::spawn(config).expect("switch starts");
+    TestApp {
+        handle,
+        http: reqwest::Client::new(),
+    }
+}
+
+/// The menu flow routed for every call.
+pub fn spawn_menu_app() -> TestApp {
+    spawn_app(&format!("{MENU_FLOW}\n[[routes]]\nbot = \"menu\"\n"))
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.handle.http_addr, path)
+    }
+
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.handle.grpc_addr)
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let r = self.http.get(self.url(path)).send().await.expect("GET");
+        let status = r.status().as_u16();
+        (status, r.json().await.expect("JSON body"))
+    }
+
+    pub async fn post_json(&self, path: &str) -> (u16, Value) {
+        let r = self.http.post(self.url(path)).send().await.expect("POST");
+        let status = r.status().as_u16();
+        (status, r.json().await.expect("JSON body"))
+    }
+
+    /// The record of the call with this reference, once it exists.
+    pub async fn call_by_reference(&self, reference: &str) -> Value {
+        self.wait_for_call(reference, |_| true).await
+    }
+
+    /// Waits until the call with `reference` satisfies `done`.
+    pub async fn wait_for_call(&self, reference: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let (status, page) = self
+                .get_json(&format!("/calls?reference={reference}&page_size=1"))
+                .await;
+            assert_eq!(status, 200, "{page}");
+            if let Some(call) = page["result"].get(0) {
+                if done(call) {
+                    return call.clone();
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "call {reference} never got there; last seen {page}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Waits until the call with `reference` has hung up.
+    pub async fn wait_hangup(&self, reference: &str) -> Value {
+        self.wait_for_call(reference, |c| c["status"] == "hangup")
+            .await
+    }
+}
+
+/// A SmartIVR phone gateway, as a tonic client.
+pub struct Gateway {
+    pub conversation_id: String,
+    tx: Option<mpsc::Sender<SmartIvrRequest>>,
+    responses: Streaming<SmartIvrResponse>,
+}
+
+impl Gateway {
+    /// Opens a `CallToBot` stream whose first message carries config.
+    pub async fn dial(app: &TestApp, conversation_id: &str) -> Gateway {
+        let first = SmartIvrRequest {
+            config: Some(IvrConfig {
+                conversation_id: conversation_id.into(),
+            }),
+            ..Default::default()
+        };
+        Self::open_with(app, conversation_id, first)
+            .await
+            .expect("call accepted")
+    }
+
+    /// Opens a stream whose first message is `first`.
+    pub async fn open_with(
+        app: &TestApp,
+        conversation_id: &str,
+        first: SmartIvrRequest,
+    ) -> Result<Gateway, tonic::Status> {
+        let mut client = SmartIvrPhonegatewayClient::connect(app.grpc_url())
+            .await
+            .expect("gRPC connects");
+        let (tx, rx) = mpsc::channel(64);
+        tx.send(first).await.expect("queue first message");
+        let responses = client
+            .call_to_bot(ReceiverStream::new(rx))
+            .await?
+            .into_inner();
+        Ok(Gateway {
+            conversation_id: conversation_id.into(),
+            tx: Some(tx),
+            responses,
+        })
+    }
+
+    fn config(&self) -> Option<IvrConfig> {
+        Some(IvrConfig {
+            conversation_id: self.conversation_id.clone(),
+        })
+    }
+
+    pub async fn send(&self, msg: SmartIvrRequest) {
+        if let Some(tx) = &self.tx {
+            tx.send(msg).await.expect("gateway stream open");
+        }
+    }
+
+    /// Presses one key, repeating config as real gateways do.
+    pub async fn press(&self, key: &str) {
+        self.send(SmartIvrRequest {
+            config: self.config(),
+            key_press: key.into(),
+            ..Default::default()
+        })
+        .await;
+    }
+
+    /// Sends caller audio (s16le 8 kHz).
+    pub async fn send_audio(&self, samples: &[i16]) {
+        self.send(SmartIvrRequest {
+            config: self.config(),
+            audio_content: switchboard::media::pcm::encode_s16le(samples),
+            ..Default::default()
+        })
+        .await;
+    }
+
+    /// The next response; `Ok(None)` when the stream ended cleanly.
+    pub async fn next(&mut self) -> Result<Option<SmartIvrResponse>, tonic::Status> {
+        tokio::time::timeout(PATIENCE, self.responses.message())
+            .await
+            .expect("the switch answered in time")
+    }
+
+    /// The next response, which must be of `kind`.
+    pub async fn expect(&mut self, kind: SmartIvrResponseType) -> SmartIvrResponse {
+        let r = self
+            .next()
+            .await
+            .expect("stream healthy")
+            .expect("stream still open");
+        assert_eq!(
+            r.r#type,
+            kind as i32,
+            "expected {kind:?}, got {:?} ({:?})",
+            SmartIvrResponseType::try_from(r.r#type),
+            r.text_bot
+        );
+        r
+    }
+
+    /// Waits for a RESULT_TTS whose text contains `text`.
+    pub async fn expect_tts(&mut self, text: &str) -> SmartIvrResponse {
+        let r = self.expect(SmartIvrResponseType::ResultTts).await;
+        assert!(
+            r.text_bot.contains(text),
+            "expected {text:?} in {:?}",
+            r.text_bot
+        );
+        r
+    }
+
+    /// Drops the gateway's side of the stream: the caller hangs up.
+    pub fn hang_up(mut self) {
+        self.tx = None;
+        drop(self);
+    }
+}
