@@ -15,6 +15,8 @@ use tokio::sync::oneshot;
 
 use crate::api::{self, ApiState};
 use crate::config::Config;
+use crate::protocols::live_call_grpc::{LiveCallServer, LiveCallService};
+use crate::protocols::live_call_ws::{self, LiveCallWsState};
 use crate::protocols::smartivr::{SmartIvrPhonegatewayServer, SmartIvrService};
 use crate::registry::{Drain, GetStats, HangupAll, Registry};
 use crate::services::Services;
@@ -139,10 +141,15 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
     let state = ApiState {
         registry: registry.clone(),
     };
+    let ws_state = LiveCallWsState {
+        registry: registry.clone(),
+        tokens: config.auth.live_call_tokens.clone(),
+    };
     let http = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(state.clone()))
             .configure(api::configure)
+            .configure(|cfg| live_call_ws::configure(cfg, ws_state.clone()))
             .default_service(api::default_service())
     })
     .workers(HTTP_WORKERS)
@@ -167,6 +174,7 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
         .map_err(|e| AppError::Start(e.to_string()))?;
     let (grpc_stop, grpc_stop_rx) = oneshot::channel::<()>();
     let smartivr = SmartIvrService::new(registry.clone(), config.smartivr.tts_audio);
+    let live_call = LiveCallService::new(registry.clone(), config.live_call.out_sample_rate);
     let grpc_thread = std::thread::Builder::new()
         .name("switchboard-grpc".into())
         .spawn(move || {
@@ -193,6 +201,7 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
                 let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
                 let served = tonic::transport::Server::builder()
                     .add_service(SmartIvrPhonegatewayServer::new(smartivr))
+                    .add_service(LiveCallServer::new(live_call))
                     .serve_with_incoming_shutdown(incoming, async {
                         let _ = grpc_stop_rx.await;
                     })

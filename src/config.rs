@@ -46,6 +46,10 @@ pub struct Config {
     pub media: MediaConfig,
     #[serde(default)]
     pub tts: TtsConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub live_call: LiveCallConfig,
     /// Bots by name.
     #[serde(default)]
     pub bots: BTreeMap<String, BotConfig>,
@@ -163,12 +167,71 @@ impl Default for TtsConfig {
     }
 }
 
+/// Credentials callers and API users must present.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Tokens accepted on the live-call WebSocket (`?token=`); empty refuses every client.
+    pub live_call_tokens: Vec<String>,
+}
+
+/// The switch as a live_call AI service (gRPC `live_call.LiveCall`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LiveCallConfig {
+    /// Rate of the bot audio the switch sends in `audio_output` (gateways expect 24000).
+    pub out_sample_rate: u32,
+}
+
+impl Default for LiveCallConfig {
+    fn default() -> Self {
+        LiveCallConfig {
+            out_sample_rate: 24000,
+        }
+    }
+}
+
+fn default_bot_in_rate() -> u32 {
+    16000
+}
+fn default_bot_timeout_ms() -> u64 {
+    10_000
+}
+fn default_connect_timeout_ms() -> u64 {
+    1500
+}
+
 /// A bot a call can be routed to.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum BotConfig {
     /// The embedded flow engine running VoIPBIN-style actions.
     Flow { actions: Vec<Action> },
+    /// An external AI service speaking `live_call.LiveCall/StreamCall` (the switch is the client).
+    LiveCall {
+        /// `http://host:port` of the AI service.
+        url: String,
+        /// Rate of the caller audio sent as `play_audio`.
+        #[serde(default = "default_bot_in_rate")]
+        sample_rate: u32,
+        /// A bot that does not answer HTTP/2 pings for this long has failed.
+        #[serde(default = "default_bot_timeout_ms")]
+        bot_timeout_ms: u64,
+        /// A bot that cannot be connected within this time has failed.
+        #[serde(default = "default_connect_timeout_ms")]
+        connect_timeout_ms: u64,
+    },
+    /// An upstream SmartIVR callbot (the switch plays the phone gateway).
+    Smartivr {
+        /// `http://host:port` of the callbot.
+        url: String,
+        /// A bot that does not answer HTTP/2 pings for this long has failed.
+        #[serde(default = "default_bot_timeout_ms")]
+        bot_timeout_ms: u64,
+        /// A bot that cannot be connected within this time has failed.
+        #[serde(default = "default_connect_timeout_ms")]
+        connect_timeout_ms: u64,
+    },
 }
 
 /// One routing rule.
@@ -266,15 +329,46 @@ impl Config {
                 }
             }
         }
+        if !crate::protocols::live_call_ws::convert::ACCEPTED_RATES
+            .contains(&self.live_call.out_sample_rate)
+        {
+            return invalid(format!(
+                "live_call.out_sample_rate {} is not one of 8000, 16000, 24000, 48000",
+                self.live_call.out_sample_rate
+            ));
+        }
         for (name, bot) in &self.bots {
             match bot {
                 BotConfig::Flow { actions } => {
                     crate::bots::flow::actions::validate(actions)
                         .map_err(|e| ConfigError::Invalid(format!("bots.{name}.actions: {e}")))?;
                 }
+                BotConfig::LiveCall {
+                    url, sample_rate, ..
+                } => {
+                    check_url(name, url)?;
+                    if !crate::protocols::live_call_ws::convert::ACCEPTED_RATES
+                        .contains(sample_rate)
+                    {
+                        return invalid(format!(
+                            "bots.{name}.sample_rate {sample_rate} is not one of 8000, 16000, 24000, 48000"
+                        ));
+                    }
+                }
+                BotConfig::Smartivr { url, .. } => check_url(name, url)?,
             }
         }
         Ok(())
+    }
+}
+
+fn check_url(bot: &str, url: &str) -> Result<(), ConfigError> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid(format!(
+            "bots.{bot}.url `{url}` must start with http:// or https://"
+        )))
     }
 }
 

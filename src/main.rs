@@ -51,6 +51,11 @@ enum Command {
         #[arg(long)]
         save_dir: Option<PathBuf>,
     },
+    /// Run an echo AI service (live_call.LiveCall) for demos and load runs.
+    EchoBot {
+        #[arg(long, default_value = "127.0.0.1:50061")]
+        listen: std::net::SocketAddr,
+    },
 }
 
 fn init_tracing() {
@@ -101,13 +106,6 @@ fn main() -> ExitCode {
             max_seconds,
             save_dir,
         } => {
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("switchboard: {e}");
-                    return ExitCode::from(1);
-                }
-            };
             let opts = switchboard::dial::DialOptions {
                 grpc,
                 conversation_id,
@@ -116,13 +114,34 @@ fn main() -> ExitCode {
                 max_seconds,
                 save_dir,
             };
-            match runtime.block_on(switchboard::dial::dial(opts)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("switchboard: {e}");
-                    ExitCode::from(1)
-                }
-            }
+            run_async(async {
+                switchboard::dial::dial(opts)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        }
+        Command::EchoBot { listen } => run_async(async move {
+            switchboard::bots::echo_service::run(listen)
+                .await
+                .map_err(|e| e.to_string())
+        }),
+    }
+}
+
+/// Runs one async command on a fresh runtime.
+fn run_async(fut: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            ExitCode::from(1)
         }
     }
 }

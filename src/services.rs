@@ -26,7 +26,6 @@ impl Services {
                 BotConfig::Flow { actions } => {
                     Some((name.clone(), Arc::new(FlowProgram::new(actions.clone()))))
                 }
-                #[allow(unreachable_patterns)]
                 _ => None,
             })
             .collect();

@@ -1,9 +1,13 @@
 //! Bots: what answers a call. Each kind is an actor per call that receives `BotEvent`s and
 //! sends `BotCommand`s to its call.
 
+pub mod echo_service;
 pub mod flow;
+pub mod live_call;
+pub mod smartivr;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use thiserror::Error;
@@ -44,6 +48,40 @@ pub fn start(
             Ok(BotHandle {
                 events: bot.recipient(),
                 in_rate: None,
+            })
+        }
+        Some(BotConfig::LiveCall {
+            url,
+            sample_rate,
+            bot_timeout_ms,
+            connect_timeout_ms,
+        }) => {
+            let target = live_call::LiveCallTarget {
+                url: url.clone(),
+                sample_rate: *sample_rate,
+                bot_timeout: Duration::from_millis(*bot_timeout_ms),
+                connect_timeout: Duration::from_millis(*connect_timeout_ms),
+            };
+            let bot = live_call::LiveCallBot::new(target, call.recipient()).start();
+            Ok(BotHandle {
+                events: bot.recipient(),
+                in_rate: Some(*sample_rate),
+            })
+        }
+        Some(BotConfig::Smartivr {
+            url,
+            bot_timeout_ms,
+            connect_timeout_ms,
+        }) => {
+            let target = smartivr::SmartIvrTarget {
+                url: url.clone(),
+                bot_timeout: Duration::from_millis(*bot_timeout_ms),
+                connect_timeout: Duration::from_millis(*connect_timeout_ms),
+            };
+            let bot = smartivr::SmartIvrBot::new(target, call.recipient()).start();
+            Ok(BotHandle {
+                events: bot.recipient(),
+                in_rate: Some(crate::media::TELEPHONE_RATE),
             })
         }
         None => Err(BotError::Unknown(name.to_owned())),

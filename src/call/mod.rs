@@ -10,7 +10,7 @@ pub mod playout;
 pub mod state;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use chrono::Utc;
@@ -67,6 +67,10 @@ pub struct CallActor {
     gap_timer: Option<SpawnHandle>,
     pending_end: Option<PendingEnd>,
     caller_playing: bool,
+    /// When the whole utterance last sent to the caller will have finished playing.
+    whole_until: Option<Instant>,
+    /// A bot hangup waiting for queued audio to play out.
+    deferred_hangup: Option<HangupReason>,
     /// Caller frames dropped because the bot's mailbox was full.
     dropped_caller_frames: u64,
 }
@@ -88,6 +92,8 @@ impl CallActor {
             gap_timer: None,
             pending_end: None,
             caller_playing: false,
+            whole_until: None,
+            deferred_hangup: None,
             dropped_caller_frames: 0,
         }
     }
@@ -235,6 +241,7 @@ impl CallActor {
         }
         let ms = duration_ms(audio.len(), leg.format.out_rate);
         leg.recipient.do_send(LegCommand::Play { text, audio });
+        self.whole_until = Some(Instant::now() + Duration::from_millis(ms));
         if let Some(prompt) = prompt {
             let timer = ctx.run_later(Duration::from_millis(ms), move |act, _| {
                 if act
@@ -292,6 +299,54 @@ impl CallActor {
         if let Some(utterance) = playout.take_gathered() {
             self.play_whole(None, None, utterance.into(), ctx);
         }
+    }
+
+    /// How long the audio already sent or queued toward the caller still plays.
+    fn audio_left(&self) -> Duration {
+        let Some(leg) = &self.leg else {
+            return Duration::ZERO;
+        };
+        match leg.format.delivery {
+            Delivery::Whole => self
+                .whole_until
+                .map(|t| t.saturating_duration_since(Instant::now()))
+                .unwrap_or_default(),
+            Delivery::Paced => {
+                let queued = self.playout.as_ref().map_or(0, |p| p.queued_samples());
+                Duration::from_millis(duration_ms(queued, leg.format.out_rate))
+            }
+        }
+    }
+
+    /// A bot's hangup: whatever the bot already said is heard first, so a hangup right after
+    /// speech never cuts it off.
+    fn hangup_after_audio(&mut self, reason: HangupReason, ctx: &mut Context<Self>) {
+        if self.gap_timer.is_some() {
+            self.flush_gathered(ctx);
+        }
+        let left = self.audio_left();
+        let end = |act: &mut Self, ctx: &mut Context<Self>, reason| {
+            act.end_call(
+                PendingEnd {
+                    cause: EndCause::Normal,
+                    reason: Some(reason),
+                    detail: String::new(),
+                },
+                ctx,
+            )
+        };
+        if left.is_zero() {
+            return end(self, ctx, reason);
+        }
+        self.deferred_hangup = Some(reason);
+        ctx.run_later(
+            left + Duration::from_millis(FRAME_MS as u64),
+            move |act, ctx| {
+                if let Some(reason) = act.deferred_hangup.take() {
+                    end(act, ctx, reason);
+                }
+            },
+        );
     }
 
     fn on_bot_stream(&mut self, samples: Vec<i16>, rate: u32, ctx: &mut Context<Self>) {
@@ -553,14 +608,7 @@ impl Handler<BotCommand> for CallActor {
                     leg.recipient.do_send(LegCommand::SendDigits { digits });
                 }
             }
-            BotCommand::Hangup { reason } => self.end_call(
-                PendingEnd {
-                    cause: EndCause::Normal,
-                    reason: Some(reason),
-                    detail: String::new(),
-                },
-                ctx,
-            ),
+            BotCommand::Hangup { reason } => self.hangup_after_audio(reason, ctx),
             BotCommand::Failed { detail } => {
                 tracing::warn!(call = %self.record.id, %detail, "bot failed");
                 self.end_call(

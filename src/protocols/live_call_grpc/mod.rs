@@ -1,0 +1,112 @@
+//! The switch as a live_call AI service (gRPC `live_call.LiveCall`, the switch is the server),
+//! so an existing KnM WebSocket gateway can point its AI-service address at the switch.
+//!
+//! `StreamCall`: the first message must carry `initial_info`; the call is created from it and
+//! the rest of the stream goes to a `LiveCallGrpcSession` on the call's arbiter. Bot audio goes
+//! out paced at real time as 20 ms `audio_output` chunks with truthful rate, width, channels and
+//! duration. `Check` answers SERVING, or NOT_SERVING while the switch drains.
+
+pub mod convert;
+mod session;
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::call::state::{Address, Direction};
+use crate::pb::live_call::health_check_response::ServingStatus;
+use crate::pb::live_call::live_call_server::LiveCall;
+use crate::pb::live_call::{
+    client_request, ClientRequest, HealthCheckRequest, HealthCheckResponse, ServerResponse,
+};
+use crate::protocols::smartivr::admit_status;
+use crate::registry::{CreateCall, GetStats, NewCall, Registry};
+use session::LiveCallGrpcSession;
+
+pub use crate::pb::live_call::live_call_server::LiveCallServer;
+
+/// The ingress name of this protocol, for routes and records.
+pub const INGRESS: &str = "live_call_grpc";
+
+/// A gateway must send `initial_info` within this time.
+const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Responses queued toward one gateway: about one second of paced audio. Audio past it is
+/// dropped (and counted); control responses wait up to `WRITE_TIMEOUT`.
+const OUTBOUND_QUEUE: usize = 64;
+
+type ResponseTx = mpsc::Sender<Result<ServerResponse, Status>>;
+
+/// The tonic service.
+pub struct LiveCallService {
+    registry: Addr<Registry>,
+    out_rate: u32,
+}
+
+impl LiveCallService {
+    pub fn new(registry: Addr<Registry>, out_rate: u32) -> Self {
+        LiveCallService { registry, out_rate }
+    }
+}
+
+#[tonic::async_trait]
+impl LiveCall for LiveCallService {
+    type StreamCallStream = ReceiverStream<Result<ServerResponse, Status>>;
+
+    async fn stream_call(
+        &self,
+        request: Request<Streaming<ClientRequest>>,
+    ) -> Result<Response<Self::StreamCallStream>, Status> {
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+        let first = match tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, inbound.message()).await {
+            Ok(Ok(Some(first))) => first,
+            Ok(Ok(None)) => {
+                return Err(Status::invalid_argument("stream ended before initial_info"))
+            }
+            Ok(Err(status)) => return Err(status),
+            Err(_) => return Err(Status::deadline_exceeded("no initial_info within 10 s")),
+        };
+        let Some(client_request::Data::InitialInfo(info)) = first.data else {
+            let message = "the first message must carry initial_info";
+            let _ = tx.send(Ok(convert::error(400, message))).await;
+            let _ = tx.send(Err(Status::invalid_argument(message))).await;
+            return Ok(Response::new(ReceiverStream::new(rx)));
+        };
+        let mut call = NewCall::incoming(INGRESS, info.call_id.clone());
+        if info.type_call == "outbound" {
+            call.direction = Direction::Outgoing;
+        }
+        call.source = Address::tel(info.customer_phone_number.clone());
+        call.destination = Address::tel(info.hotline.clone());
+        call.workspace = info.workspace_id.clone();
+        call.hotline = info.hotline.clone();
+        let handle = self
+            .registry
+            .send(CreateCall { call })
+            .await
+            .map_err(|_| Status::unavailable("switch is shutting down"))?
+            .map_err(|e| admit_status(&e))?;
+        let session = LiveCallGrpcSession::new(handle.addr, tx, info, self.out_rate);
+        LiveCallGrpcSession::start_in_arbiter(&handle.arbiter, move |ctx| {
+            session.begin(inbound, ctx)
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn check(
+        &self,
+        _request: Request<HealthCheckRequest>,
+    ) -> Result<Response<HealthCheckResponse>, Status> {
+        let status = match self.registry.send(GetStats).await {
+            Ok(stats) if !stats.draining => ServingStatus::Serving,
+            _ => ServingStatus::NotServing,
+        };
+        Ok(Response::new(HealthCheckResponse {
+            status: status as i32,
+        }))
+    }
+}

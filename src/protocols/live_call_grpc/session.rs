@@ -1,0 +1,209 @@
+//! One `StreamCall` from a gateway as the caller leg of its call.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use tonic::{Status, Streaming};
+
+use super::convert;
+use super::ResponseTx;
+use crate::call::messages::{AttachLeg, CallerEvent, Delivery, LegCommand, LegFormat};
+use crate::call::state::{EndCause, HangupReason};
+use crate::call::CallActor;
+use crate::media::StreamResampler;
+use crate::pb::live_call::{client_request, ClientRequest, InitialInfo, ServerResponse};
+
+/// Caller audio goes to the call at this rate; chunks at other rates are resampled here.
+const LEG_IN_RATE: u32 = 16000;
+/// A gateway that does not take a control response within this time is hung up.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The session actor.
+pub struct LiveCallGrpcSession {
+    call: Addr<CallActor>,
+    tx: Option<ResponseTx>,
+    info: InitialInfo,
+    out_rate: u32,
+    resampler: Option<StreamResampler>,
+    gone: bool,
+    /// Audio frames dropped because the gateway was not reading.
+    dropped_frames: u64,
+}
+
+impl LiveCallGrpcSession {
+    pub(super) fn new(
+        call: Addr<CallActor>,
+        tx: ResponseTx,
+        info: InitialInfo,
+        out_rate: u32,
+    ) -> Self {
+        LiveCallGrpcSession {
+            call,
+            tx: Some(tx),
+            info,
+            out_rate,
+            resampler: None,
+            gone: false,
+            dropped_frames: 0,
+        }
+    }
+
+    pub(super) fn begin(self, inbound: Streaming<ClientRequest>, ctx: &mut Context<Self>) -> Self {
+        self.call.do_send(AttachLeg {
+            leg: ctx.address().recipient(),
+            format: LegFormat {
+                in_rate: LEG_IN_RATE,
+                out_rate: self.out_rate,
+                delivery: Delivery::Paced,
+                plays_urls: false,
+            },
+        });
+        ctx.add_stream(inbound);
+        self
+    }
+
+    fn leave(&mut self, cause: EndCause, local: bool, detail: String, ctx: &mut Context<Self>) {
+        if !self.gone {
+            self.gone = true;
+            self.call.do_send(CallerEvent::Gone {
+                cause,
+                local,
+                detail,
+            });
+        }
+        ctx.stop();
+    }
+
+    /// Queues a control response in order; with `close`, the stream ends after it.
+    fn send(&mut self, response: ServerResponse, close: bool, ctx: &mut Context<Self>) {
+        let Some(tx) = self.tx.clone() else { return };
+        if close {
+            self.tx = None;
+        }
+        ctx.wait(
+            async move { tokio::time::timeout(WRITE_TIMEOUT, tx.send(Ok(response))).await }
+                .into_actor(self)
+                .map(move |result, act, ctx| match result {
+                    Ok(Ok(())) if close => act.leave(EndCause::Normal, true, String::new(), ctx),
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => act.leave(EndCause::Normal, false, String::new(), ctx),
+                    Err(_) => act.leave(
+                        EndCause::Failed,
+                        true,
+                        "gateway stopped reading".into(),
+                        ctx,
+                    ),
+                }),
+        );
+    }
+
+    fn on_request(&mut self, request: ClientRequest, ctx: &mut Context<Self>) {
+        match request.data {
+            Some(client_request::Data::PlayAudio(chunk)) => {
+                let (rate, samples) = match convert::client_chunk(&chunk, LEG_IN_RATE) {
+                    Ok(a) => a,
+                    Err(e) => return self.send(convert::error(400, &e.to_string()), false, ctx),
+                };
+                let samples = if rate == LEG_IN_RATE {
+                    samples
+                } else {
+                    if self
+                        .resampler
+                        .as_ref()
+                        .is_none_or(|r| r.from_rate() != rate)
+                    {
+                        self.resampler = StreamResampler::new(rate, LEG_IN_RATE).ok();
+                    }
+                    let mut out = Vec::with_capacity(samples.len() * 2);
+                    if let Some(r) = self.resampler.as_mut() {
+                        r.process(&samples, &mut out);
+                    }
+                    out
+                };
+                let _ = self.call.try_send(CallerEvent::Audio(samples));
+            }
+            Some(client_request::Data::Disconnect(_)) => {
+                self.tx = None;
+                self.leave(EndCause::Normal, false, String::new(), ctx);
+            }
+            Some(client_request::Data::InitialInfo(_)) => self.send(
+                convert::error(400, "initial_info was already sent"),
+                false,
+                ctx,
+            ),
+            None => self.send(convert::error(400, "message carries no data"), false, ctx),
+        }
+    }
+}
+
+impl Actor for LiveCallGrpcSession {
+    type Context = Context<Self>;
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        if self.dropped_frames > 0 {
+            tracing::info!(call_id = %self.info.call_id, dropped = self.dropped_frames, "audio frames dropped toward a slow gateway");
+        }
+    }
+}
+
+impl StreamHandler<Result<ClientRequest, Status>> for LiveCallGrpcSession {
+    fn handle(&mut self, item: Result<ClientRequest, Status>, ctx: &mut Context<Self>) {
+        match item {
+            Ok(request) => self.on_request(request, ctx),
+            Err(_) => self.leave(EndCause::Normal, false, String::new(), ctx),
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        self.leave(EndCause::Normal, false, String::new(), ctx);
+    }
+}
+
+impl Handler<LegCommand> for LiveCallGrpcSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: LegCommand, ctx: &mut Context<Self>) {
+        match msg {
+            LegCommand::Audio(samples) | LegCommand::Play { audio: samples, .. } => {
+                let Some(tx) = &self.tx else { return };
+                if tx
+                    .try_send(Ok(convert::audio_output(&samples, self.out_rate)))
+                    .is_err()
+                {
+                    self.dropped_frames += 1;
+                }
+            }
+            LegCommand::StopAudio => self.send(convert::kill_audio(&self.info.call_id), false, ctx),
+            LegCommand::Transfer { destination } => {
+                let name = if destination.target_name.is_empty() {
+                    &destination.name
+                } else {
+                    &destination.target_name
+                };
+                let response = convert::transfer_call(
+                    &self.info.call_id,
+                    &self.info.customer_phone_number,
+                    name,
+                    &destination.target,
+                );
+                self.send(response, false, ctx)
+            }
+            LegCommand::Hold | LegCommand::SendDigits { .. } | LegCommand::PlayUrl { .. } => {}
+            LegCommand::End { reason, detail } => {
+                let response = if reason == HangupReason::Failed {
+                    convert::error(
+                        500,
+                        if detail.is_empty() {
+                            "bot failure"
+                        } else {
+                            &detail
+                        },
+                    )
+                } else {
+                    convert::end_call(&self.info.call_id)
+                };
+                self.send(response, true, ctx);
+            }
+        }
+    }
+}

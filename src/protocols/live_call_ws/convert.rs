@@ -1,0 +1,270 @@
+//! Live-call WebSocket frames (JSON text) to call messages and back. Only this module and the
+//! session know the JSON shapes.
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::media::pcm;
+
+/// Rates a client may declare for `play_audio`.
+pub const ACCEPTED_RATES: [u32; 4] = [8000, 16000, 24000, 48000];
+
+/// Why a client frame was refused (answered with `error{error_code: 400}`).
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum FrameError {
+    #[error("frame is not valid JSON: {0}")]
+    BadJson(String),
+    #[error("frame must be a JSON object with one of initial_info, play_audio, disconnect")]
+    NotAnObject,
+    #[error("unknown message `{0}`; expected initial_info, play_audio or disconnect")]
+    UnknownMessage(String),
+    #[error("{message} is malformed: {detail}")]
+    BadFields {
+        message: &'static str,
+        detail: String,
+    },
+    #[error("play_audio.audio_content is not valid base64: {0}")]
+    BadBase64(String),
+    #[error("play_audio.audio_content: {0}")]
+    BadAudio(#[from] pcm::PcmError),
+    #[error("play_audio.sample_rate {0} is not one of 8000, 16000, 24000, 48000")]
+    BadRate(u32),
+    #[error("play_audio.sample_width {0} is not 16 bits (or 2 bytes)")]
+    BadWidth(u32),
+    #[error("play_audio.num_channels {0} is not 1; only mono audio is accepted")]
+    BadChannels(u32),
+    #[error("binary frames are not part of this protocol; send JSON text frames")]
+    Binary,
+}
+
+/// `initial_info`: who is calling. Missing fields fall back to the URL's values.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct InitialInfo {
+    pub workspace_id: String,
+    pub call_id: String,
+    pub customer_phone_number: String,
+    pub type_call: String,
+    pub hotline: String,
+    pub url_audio_file: String,
+}
+
+/// `play_audio`: one chunk of caller audio.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PlayAudio {
+    #[serde(default = "default_rate")]
+    pub sample_rate: u32,
+    #[serde(default = "default_width")]
+    pub sample_width: u32,
+    #[serde(default = "default_channels")]
+    pub num_channels: u32,
+    #[serde(default)]
+    pub duration: f64,
+    pub audio_content: String,
+}
+
+fn default_rate() -> u32 {
+    16000
+}
+fn default_width() -> u32 {
+    16
+}
+fn default_channels() -> u32 {
+    1
+}
+
+/// A client frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientFrame {
+    InitialInfo(InitialInfo),
+    PlayAudio(PlayAudio),
+    Disconnect,
+}
+
+/// Parses one text frame.
+pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| FrameError::BadJson(e.to_string()))?;
+    let serde_json::Value::Object(mut map) = value else {
+        return Err(FrameError::NotAnObject);
+    };
+    let bad = |message: &'static str| {
+        move |e: serde_json::Error| FrameError::BadFields {
+            message,
+            detail: e.to_string(),
+        }
+    };
+    if let Some(v) = map.remove("play_audio") {
+        return serde_json::from_value(v)
+            .map(ClientFrame::PlayAudio)
+            .map_err(bad("play_audio"));
+    }
+    if let Some(v) = map.remove("initial_info") {
+        return serde_json::from_value(v)
+            .map(ClientFrame::InitialInfo)
+            .map_err(bad("initial_info"));
+    }
+    if map.remove("disconnect").is_some() {
+        return Ok(ClientFrame::Disconnect);
+    }
+    match map.keys().next() {
+        Some(key) => Err(FrameError::UnknownMessage(key.clone())),
+        None => Err(FrameError::NotAnObject),
+    }
+}
+
+/// The samples of a `play_audio` chunk and their rate.
+pub fn decode_audio(chunk: &PlayAudio) -> Result<(u32, Vec<i16>), FrameError> {
+    if !ACCEPTED_RATES.contains(&chunk.sample_rate) {
+        return Err(FrameError::BadRate(chunk.sample_rate));
+    }
+    if chunk.sample_width != 16 && chunk.sample_width != 2 {
+        return Err(FrameError::BadWidth(chunk.sample_width));
+    }
+    if chunk.num_channels != 1 && chunk.num_channels != 0 {
+        return Err(FrameError::BadChannels(chunk.num_channels));
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(chunk.audio_content.as_bytes())
+        .map_err(|e| FrameError::BadBase64(e.to_string()))?;
+    Ok((chunk.sample_rate, pcm::decode_s16le(&bytes)?))
+}
+
+#[derive(Serialize)]
+struct AudioOutput<'a> {
+    audio_output: AudioContent<'a>,
+}
+
+#[derive(Serialize)]
+struct AudioContent<'a> {
+    audio_content: &'a str,
+}
+
+/// `{"audio_output":{"audio_content": BASE64}}` for samples (8 kHz s16le).
+pub fn audio_output(samples: &[i16], scratch: &mut Vec<u8>) -> String {
+    scratch.clear();
+    pcm::encode_s16le_into(samples, scratch);
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&scratch[..]);
+    serde_json::to_string(&AudioOutput {
+        audio_output: AudioContent {
+            audio_content: &encoded,
+        },
+    })
+    .unwrap_or_default()
+}
+
+/// `signal.end_call`.
+pub fn end_call(call_id: &str) -> String {
+    serde_json::json!({ "signal": { "end_call": { "call_id": call_id } } }).to_string()
+}
+
+/// `signal.kill_audio`: stop playing queued bot audio now.
+pub fn kill_audio(call_id: &str) -> String {
+    serde_json::json!({ "signal": { "kill_audio": { "call_id": call_id } } }).to_string()
+}
+
+/// One transfer target.
+#[derive(Debug, Clone, Serialize)]
+pub struct Staff {
+    pub name: String,
+    pub phone_number: String,
+}
+
+/// `signal.transfer_call`.
+pub fn transfer_call(call_id: &str, customer_phone_number: &str, target_staff: &[Staff]) -> String {
+    serde_json::json!({
+        "signal": { "transfer_call": {
+            "call_id": call_id,
+            "customer_phone_number": customer_phone_number,
+            "target_staff": target_staff,
+        } }
+    })
+    .to_string()
+}
+
+/// `error{error_code, message}`.
+pub fn error(code: u16, message: &str) -> String {
+    serde_json::json!({ "error": { "error_code": code, "message": message } }).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_parse() {
+        assert_eq!(parse(r#"{"disconnect":{}}"#), Ok(ClientFrame::Disconnect));
+        let f = parse(r#"{"initial_info":{"workspace_id":"w","hotline":"1900"}}"#).unwrap();
+        let ClientFrame::InitialInfo(info) = f else {
+            panic!()
+        };
+        assert_eq!(info.workspace_id, "w");
+        assert_eq!(info.call_id, "");
+        let f = parse(r#"{"play_audio":{"sample_rate":8000,"sample_width":2,"num_channels":1,"duration":0.02,"audio_content":"AQACAA=="}}"#).unwrap();
+        let ClientFrame::PlayAudio(p) = f else {
+            panic!()
+        };
+        assert_eq!(decode_audio(&p).unwrap(), (8000, vec![1, 2]));
+    }
+
+    #[test]
+    fn malformed_frames_are_named() {
+        assert!(matches!(parse("{nope"), Err(FrameError::BadJson(_))));
+        assert_eq!(parse("[1]"), Err(FrameError::NotAnObject));
+        assert_eq!(
+            parse(r#"{"dance":{}}"#),
+            Err(FrameError::UnknownMessage("dance".into()))
+        );
+        assert!(matches!(
+            parse(r#"{"play_audio":{"sample_rate":"x"}}"#),
+            Err(FrameError::BadFields { .. })
+        ));
+        let chunk = |rate: u32, width: u32, content: &str| PlayAudio {
+            sample_rate: rate,
+            sample_width: width,
+            num_channels: 1,
+            duration: 0.0,
+            audio_content: content.into(),
+        };
+        assert!(matches!(
+            decode_audio(&chunk(16000, 16, "!!!")),
+            Err(FrameError::BadBase64(_))
+        ));
+        assert!(matches!(
+            decode_audio(&chunk(16000, 16, "AQID")),
+            Err(FrameError::BadAudio(_))
+        ));
+        assert_eq!(
+            decode_audio(&chunk(11025, 16, "")),
+            Err(FrameError::BadRate(11025))
+        );
+        assert_eq!(
+            decode_audio(&chunk(8000, 8, "")),
+            Err(FrameError::BadWidth(8))
+        );
+    }
+
+    #[test]
+    fn outbound_shapes() {
+        let mut scratch = Vec::new();
+        let v: serde_json::Value =
+            serde_json::from_str(&audio_output(&[1, 2], &mut scratch)).unwrap();
+        assert_eq!(v["audio_output"]["audio_content"], "AQACAA==");
+        let v: serde_json::Value = serde_json::from_str(&transfer_call(
+            "c",
+            "+84",
+            &[Staff {
+                name: "A".into(),
+                phone_number: "1".into(),
+            }],
+        ))
+        .unwrap();
+        assert_eq!(
+            v["signal"]["transfer_call"]["target_staff"][0]["phone_number"],
+            "1"
+        );
+        let v: serde_json::Value = serde_json::from_str(&error(400, "bad")).unwrap();
+        assert_eq!(v["error"]["error_code"], 400);
+    }
+}

@@ -1,0 +1,316 @@
+//! One live-call WebSocket as the caller leg of its call.
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web_actors::ws;
+
+use super::convert::{self, ClientFrame, FrameError, InitialInfo, Staff};
+use super::INGRESS;
+use crate::call::messages::{AttachLeg, CallerEvent, Delivery, LegCommand, LegFormat};
+use crate::call::state::{Address, Direction, EndCause, HangupReason};
+use crate::call::CallActor;
+use crate::media::{StreamResampler, TELEPHONE_RATE};
+use crate::registry::{AdmitError, CreateCall, NewCall, Registry};
+
+/// Caller audio is handed to the call at this rate (the rate the protocol's clients usually
+/// send); chunks declared at other rates are resampled to it here.
+const LEG_IN_RATE: u32 = 16000;
+/// Ping the client this often.
+const HEARTBEAT: Duration = Duration::from_secs(10);
+/// A client silent (no frame, no pong) this long is gone.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+/// `initial_info` must arrive within this time.
+const INITIAL_INFO_TIMEOUT: Duration = Duration::from_secs(30);
+
+enum Phase {
+    /// Waiting for `initial_info`.
+    Waiting,
+    /// `initial_info` arrived; the call is being created.
+    Creating,
+    /// The call exists.
+    Live(Addr<CallActor>),
+    /// The call is over.
+    Ended,
+}
+
+/// The session actor.
+pub struct LiveCallWsSession {
+    registry: Addr<Registry>,
+    /// The call id from the URL (or `initial_info`), used in signals.
+    call_id: String,
+    customer_phone_number: String,
+    phase: Phase,
+    /// Converts caller chunks declared at another rate to `LEG_IN_RATE`.
+    resampler: Option<StreamResampler>,
+    scratch: Vec<u8>,
+    last_heard: Instant,
+}
+
+impl LiveCallWsSession {
+    pub(super) fn new(
+        registry: Addr<Registry>,
+        call_id: String,
+        customer_phone_number: String,
+    ) -> Self {
+        LiveCallWsSession {
+            registry,
+            call_id,
+            customer_phone_number,
+            phase: Phase::Waiting,
+            resampler: None,
+            scratch: Vec::new(),
+            last_heard: Instant::now(),
+        }
+    }
+
+    fn refuse_frame(&self, e: FrameError, ctx: &mut ws::WebsocketContext<Self>) {
+        tracing::debug!(call_id = %self.call_id, error = %e, "live-call frame refused");
+        ctx.text(convert::error(400, &e.to_string()));
+    }
+
+    fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        let frame = match convert::parse(text) {
+            Ok(f) => f,
+            Err(e) => return self.refuse_frame(e, ctx),
+        };
+        match frame {
+            ClientFrame::InitialInfo(info) => self.on_initial_info(info, ctx),
+            ClientFrame::PlayAudio(chunk) => {
+                let (rate, samples) = match convert::decode_audio(&chunk) {
+                    Ok(a) => a,
+                    Err(e) => return self.refuse_frame(e, ctx),
+                };
+                // Audio before the call exists is discarded, as the protocol says.
+                let Phase::Live(call) = &self.phase else {
+                    return;
+                };
+                let samples = if rate == LEG_IN_RATE {
+                    samples
+                } else {
+                    if self
+                        .resampler
+                        .as_ref()
+                        .is_none_or(|r| r.from_rate() != rate)
+                    {
+                        self.resampler = StreamResampler::new(rate, LEG_IN_RATE).ok();
+                    }
+                    let mut out = Vec::with_capacity(samples.len() * 2);
+                    if let Some(r) = self.resampler.as_mut() {
+                        r.process(&samples, &mut out);
+                    }
+                    out
+                };
+                let _ = call.try_send(CallerEvent::Audio(samples));
+            }
+            ClientFrame::Disconnect => self.leave(EndCause::Normal, false, String::new(), ctx),
+        }
+    }
+
+    fn on_initial_info(&mut self, info: InitialInfo, ctx: &mut ws::WebsocketContext<Self>) {
+        if !matches!(self.phase, Phase::Waiting) {
+            return self.refuse_frame(
+                FrameError::BadFields {
+                    message: "initial_info",
+                    detail: "sent twice".into(),
+                },
+                ctx,
+            );
+        }
+        if !info.call_id.is_empty() {
+            self.call_id = info.call_id.clone();
+        }
+        if !info.customer_phone_number.is_empty() {
+            self.customer_phone_number = info.customer_phone_number.clone();
+        }
+        let mut call = NewCall::incoming(INGRESS, self.call_id.clone());
+        call.direction = match info.type_call.as_str() {
+            "outbound" => Direction::Outgoing,
+            _ => Direction::Incoming,
+        };
+        call.source = Address::tel(self.customer_phone_number.clone());
+        call.destination = Address::tel(info.hotline.clone());
+        call.workspace = info.workspace_id;
+        call.hotline = info.hotline;
+        self.phase = Phase::Creating;
+        let leg = ctx.address().recipient();
+        ctx.wait(
+            self.registry
+                .send(CreateCall { call })
+                .into_actor(self)
+                .map(move |reply, act, ctx| match reply {
+                    Ok(Ok(handle)) => {
+                        handle.addr.do_send(AttachLeg {
+                            leg,
+                            format: LegFormat {
+                                in_rate: LEG_IN_RATE,
+                                out_rate: TELEPHONE_RATE,
+                                delivery: Delivery::Paced,
+                                plays_urls: false,
+                            },
+                        });
+                        act.phase = Phase::Live(handle.addr);
+                    }
+                    Ok(Err(e)) => act.refuse_call(e, ctx),
+                    Err(_) => act.refuse_call(AdmitError::Draining, ctx),
+                }),
+        );
+    }
+
+    fn refuse_call(&mut self, e: AdmitError, ctx: &mut ws::WebsocketContext<Self>) {
+        tracing::warn!(call_id = %self.call_id, error = %e, "live-call refused");
+        let (code, close) = match e {
+            AdmitError::Full(_) | AdmitError::Draining => (503, ws::CloseCode::Again),
+            _ => (404, ws::CloseCode::Policy),
+        };
+        ctx.text(convert::error(code, &e.to_string()));
+        self.phase = Phase::Ended;
+        ctx.close(Some(ws::CloseReason {
+            code: close,
+            description: Some(e.to_string()),
+        }));
+        ctx.stop();
+    }
+
+    /// Tells the call the leg is gone (once) and stops.
+    fn leave(
+        &mut self,
+        cause: EndCause,
+        local: bool,
+        detail: String,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        if let Phase::Live(call) = std::mem::replace(&mut self.phase, Phase::Ended) {
+            call.do_send(CallerEvent::Gone {
+                cause,
+                local,
+                detail,
+            });
+        }
+        ctx.stop();
+    }
+}
+
+impl Actor for LiveCallWsSession {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(HEARTBEAT, |act, ctx| {
+            if act.last_heard.elapsed() > CLIENT_TIMEOUT {
+                tracing::info!(call_id = %act.call_id, "live-call client timed out");
+                act.leave(
+                    EndCause::Timeout,
+                    true,
+                    "client stopped answering pings".into(),
+                    ctx,
+                );
+                return;
+            }
+            ctx.ping(b"");
+        });
+        ctx.run_later(INITIAL_INFO_TIMEOUT, |act, ctx| {
+            if matches!(act.phase, Phase::Waiting) {
+                ctx.text(convert::error(400, "no initial_info within 30 s"));
+                ctx.close(Some(ws::CloseCode::Policy.into()));
+                act.phase = Phase::Ended;
+                ctx.stop();
+            }
+        });
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        if let Phase::Live(call) = std::mem::replace(&mut self.phase, Phase::Ended) {
+            call.do_send(CallerEvent::Gone {
+                cause: EndCause::Normal,
+                local: false,
+                detail: String::new(),
+            });
+        }
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for LiveCallWsSession {
+    fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        self.last_heard = Instant::now();
+        match item {
+            Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),
+            Ok(ws::Message::Binary(_)) => self.refuse_frame(FrameError::Binary, ctx),
+            Ok(ws::Message::Ping(p)) => ctx.pong(&p),
+            Ok(ws::Message::Pong(_)) => {}
+            Ok(ws::Message::Close(_)) => self.leave(EndCause::Normal, false, String::new(), ctx),
+            Ok(ws::Message::Continuation(_)) | Ok(ws::Message::Nop) => {}
+            Err(e) => {
+                // Oversized or broken frames: say why, then close; the call records it.
+                let detail = format!("WebSocket protocol error: {e}");
+                ctx.text(convert::error(400, &detail));
+                let code = match e {
+                    ws::ProtocolError::Overflow => ws::CloseCode::Size,
+                    _ => ws::CloseCode::Protocol,
+                };
+                ctx.close(Some(ws::CloseReason {
+                    code,
+                    description: Some(detail.clone()),
+                }));
+                self.leave(EndCause::Failed, true, detail, ctx);
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        self.leave(EndCause::Normal, false, String::new(), ctx);
+    }
+}
+
+impl Handler<LegCommand> for LiveCallWsSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: LegCommand, ctx: &mut Self::Context) {
+        match msg {
+            LegCommand::Audio(samples) => {
+                let frame = convert::audio_output(&samples, &mut self.scratch);
+                ctx.text(frame);
+            }
+            LegCommand::Play { audio, .. } => {
+                let frame = convert::audio_output(&audio, &mut self.scratch);
+                ctx.text(frame);
+            }
+            LegCommand::StopAudio => ctx.text(convert::kill_audio(&self.call_id)),
+            LegCommand::Transfer { destination } => {
+                let staff = Staff {
+                    name: if destination.target_name.is_empty() {
+                        destination.name.clone()
+                    } else {
+                        destination.target_name.clone()
+                    },
+                    phone_number: destination.target.clone(),
+                };
+                ctx.text(convert::transfer_call(
+                    &self.call_id,
+                    &self.customer_phone_number,
+                    &[staff],
+                ));
+            }
+            LegCommand::Hold | LegCommand::SendDigits { .. } | LegCommand::PlayUrl { .. } => {}
+            LegCommand::End { reason, detail } => {
+                if reason == HangupReason::Failed {
+                    ctx.text(convert::error(
+                        500,
+                        if detail.is_empty() {
+                            "bot failure"
+                        } else {
+                            &detail
+                        },
+                    ));
+                    ctx.close(Some(ws::CloseReason {
+                        code: ws::CloseCode::Error,
+                        description: Some("bot failure".into()),
+                    }));
+                } else {
+                    ctx.text(convert::end_call(&self.call_id));
+                    ctx.close(Some(ws::CloseCode::Normal.into()));
+                }
+                self.leave(EndCause::Normal, true, String::new(), ctx);
+            }
+        }
+    }
+}
