@@ -13,6 +13,7 @@
 //! - `services`: handles shared by calls and bots.
 //! - `pb`: code generated from `proto/`.
 //! - `dial`: a small SmartIVR gateway client for placing test calls.
+//! - `load`: the load generator (`switchboard load`).
 
 pub mod api;
 pub mod app;
@@ -20,6 +21,7 @@ pub mod bots;
 pub mod call;
 pub mod config;
 pub mod dial;
+pub mod load;
 pub mod media;
 pub mod pb;
 pub mod protocols;

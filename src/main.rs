@@ -51,6 +51,43 @@ enum Command {
         #[arg(long)]
         save_dir: Option<PathBuf>,
     },
+    /// Play many concurrent callers against a switch and report what it costs per call.
+    Load {
+        #[arg(long, value_enum, default_value = "ws")]
+        protocol: switchboard::load::Protocol,
+        #[arg(long, value_enum, default_value = "stream")]
+        mode: switchboard::load::Mode,
+        /// Concurrent calls (stream) or calls in all (setup, churn).
+        #[arg(long, default_value_t = 100)]
+        calls: usize,
+        /// Seconds over which calls are started.
+        #[arg(long, default_value_t = 10.0)]
+        ramp_seconds: f64,
+        /// Seconds all calls stream while the switch is measured.
+        #[arg(long, default_value_t = 20.0)]
+        hold_seconds: f64,
+        /// Start a switch process for the run (echo flow bot, free loopback ports).
+        #[arg(long)]
+        spawn: bool,
+        /// The switch's HTTP listener (ignored with --spawn).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http: std::net::SocketAddr,
+        /// The switch's gRPC listener (ignored with --spawn).
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        grpc: std::net::SocketAddr,
+        /// The live-call WebSocket token (ignored with --spawn).
+        #[arg(long, default_value = "change-me")]
+        token: String,
+        /// The switch's process id, for CPU and memory figures (implied by --spawn).
+        #[arg(long)]
+        pid: Option<u32>,
+        /// Calls in flight at once in setup and churn modes.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// max_calls of a spawned switch.
+        #[arg(long, default_value_t = 10000)]
+        max_calls: usize,
+    },
     /// Run an echo AI service (live_call.LiveCall) for demos and load runs.
     EchoBot {
         #[arg(long, default_value = "127.0.0.1:50061")]
@@ -120,6 +157,43 @@ fn main() -> ExitCode {
                     .map_err(|e| e.to_string())
             })
         }
+        Command::Load {
+            protocol,
+            mode,
+            calls,
+            ramp_seconds,
+            hold_seconds,
+            spawn,
+            http,
+            grpc,
+            token,
+            pid,
+            concurrency,
+            max_calls,
+        } => run_async(async move {
+            use switchboard::load::{self, LoadOptions, Mode, SpawnedSwitch};
+            let spawned = if spawn {
+                let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+                Some(SpawnedSwitch::start(&exe, max_calls, mode != Mode::Stream).await?)
+            } else {
+                None
+            };
+            let opts = LoadOptions {
+                protocol,
+                mode,
+                http: spawned.as_ref().map_or(http, |s| s.http),
+                grpc: spawned.as_ref().map_or(grpc, |s| s.grpc),
+                token: spawned.as_ref().map_or(token, |s| s.token.clone()),
+                calls,
+                ramp: std::time::Duration::from_secs_f64(ramp_seconds),
+                hold: std::time::Duration::from_secs_f64(hold_seconds),
+                pid: spawned.as_ref().map(|s| s.pid()).or(pid),
+                concurrency,
+            };
+            let report = load::run(opts).await.map_err(|e| e.to_string())?;
+            print!("{report}");
+            Ok(())
+        }),
         Command::EchoBot { listen } => run_async(async move {
             switchboard::bots::echo_service::run(listen)
                 .await

@@ -29,6 +29,10 @@ const LEG_ATTACH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Streamed bot audio queued toward a paced caller beyond this is dropped, oldest first.
 const MAX_BUFFERED_MS: u32 = 2000;
 
+/// Streamed bot audio quieter than this (RMS of s16 samples, about -50 dBFS) counts as a gap
+/// between utterances toward whole-utterance callers.
+const SILENCE_RMS: f64 = 100.0;
+
 /// Room in the call's mailbox: media senders use `try_send` and drop audio beyond this.
 pub const MAILBOX_CAPACITY: usize = 256;
 
@@ -375,6 +379,11 @@ impl CallActor {
                 self.ensure_pacer(ctx);
             }
             Delivery::Whole => {
+                // Silence from the bot is a gap, not part of an utterance: an echo of a quiet
+                // caller must not hold an utterance open for ever.
+                if crate::media::pcm::rms(&out) < SILENCE_RMS {
+                    return;
+                }
                 playout.gather(&out);
                 if let Some(h) = self.gap_timer.take() {
                     ctx.cancel_future(h);

@@ -1,0 +1,433 @@
+//! The simulated callers of each protocol and the three run modes.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_tungstenite::tungstenite::Message;
+use tonic::transport::{Channel, Endpoint};
+
+use super::stats::Counters;
+use super::{micros_since, proc_stats, LoadError, LoadOptions, Protocol, Report};
+use crate::media::{pcm, samples_for_ms, wav};
+use crate::pb::smartivr::smart_ivr_phonegateway_client::SmartIvrPhonegatewayClient;
+use crate::pb::smartivr::{Config, SmartIvrRequest, SmartIvrResponseType};
+
+/// One burst of tone is sent this often; its echo gives one round-trip figure.
+const BURST_EVERY_MS: u64 = 1000;
+/// Received audio louder than this (RMS) is the echo of a burst.
+const BURST_RMS: f64 = 1000.0;
+/// Calls sharing one HTTP/2 connection, as gateways multiplex calls.
+const CALLS_PER_CHANNEL: usize = 100;
+/// How long hang-up may take before the run stops waiting.
+const HANGUP_GRACE: Duration = Duration::from_secs(30);
+
+fn tone(rate: u32, ms: u32) -> Vec<i16> {
+    (0..samples_for_ms(rate, ms))
+        .map(|i| {
+            (12000.0 * (2.0 * std::f64::consts::PI * 1000.0 * i as f64 / rate as f64).sin()) as i16
+        })
+        .collect()
+}
+
+/// Pre-built live-call frames, encoded once for every caller.
+struct WsFrames {
+    silence: String,
+    burst: String,
+}
+
+impl WsFrames {
+    fn new() -> Self {
+        let frame = |samples: &[i16]| {
+            serde_json::json!({ "play_audio": {
+                "sample_rate": 16000, "sample_width": 16, "num_channels": 1, "duration": 0.02,
+                "audio_content": base64::engine::general_purpose::STANDARD.encode(pcm::encode_s16le(samples)),
+            } })
+            .to_string()
+        };
+        WsFrames {
+            silence: frame(&vec![0; samples_for_ms(16000, 20)]),
+            burst: frame(&tone(16000, 20)),
+        }
+    }
+}
+
+/// The RMS of the audio in an `audio_output` frame, without a full JSON parse.
+fn ws_frame_rms(text: &str) -> Option<f64> {
+    let key = "\"audio_content\":\"";
+    let start = text.find(key)? + key.len();
+    let end = start + text[start..].find('"')?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(&text[start..end])
+        .ok()?;
+    Some(pcm::rms(&pcm::decode_s16le(&bytes).ok()?))
+}
+
+struct CallCtx {
+    opts: LoadOptions,
+    counters: Arc<Counters>,
+    stop: Arc<AtomicBool>,
+    epoch: Instant,
+}
+
+async fn ws_caller(i: usize, ctx: Arc<CallCtx>, frames: Arc<WsFrames>) {
+    let c = &ctx.counters;
+    let url = format!(
+        "ws://{}/live-call/websocket/load-{i}/+1555{i:07}?token={}",
+        ctx.opts.http, ctx.opts.token
+    );
+    let ws = match tokio_tungstenite::connect_async(url).await {
+        Ok((ws, _)) => ws,
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status().as_u16() == 503 => {
+            return Counters::add(&c.refused, 1)
+        }
+        Err(_) => return Counters::add(&c.failed, 1),
+    };
+    let (mut sink, mut stream) = ws.split();
+    let info = serde_json::json!({ "initial_info": {
+        "workspace_id": "load", "call_id": format!("load-{i}"), "customer_phone_number": format!("+1555{i:07}"),
+        "type_call": "inbound", "hotline": "load" } });
+    if sink.send(Message::Text(info.to_string())).await.is_err() {
+        return Counters::add(&c.failed, 1);
+    }
+    Counters::add(&c.admitted, 1);
+    let pending = Arc::new(AtomicU64::new(0));
+    let reader_pending = pending.clone();
+    let reader_ctx = ctx.clone();
+    let reader = tokio::spawn(async move {
+        let c = &reader_ctx.counters;
+        while let Some(Ok(msg)) = stream.next().await {
+            let Message::Text(text) = msg else { continue };
+            if text.starts_with("{\"audio_output\"") {
+                Counters::add(&c.frames_received, 1);
+                let sent = reader_pending.load(Ordering::Relaxed);
+                if sent != 0 && ws_frame_rms(&text).is_some_and(|r| r > BURST_RMS) {
+                    reader_pending.store(0, Ordering::Relaxed);
+                    let now = micros_since(reader_ctx.epoch);
+                    c.latency(Duration::from_micros(now.saturating_sub(sent)));
+                }
+            } else {
+                break;
+            }
+        }
+    });
+    let mut ticker = tokio::time::interval(Duration::from_millis(20));
+    let burst_every = BURST_EVERY_MS / 20;
+    let mut k: u64 = 0;
+    while !ctx.stop.load(Ordering::Relaxed) {
+        ticker.tick().await;
+        let text = if k % burst_every == 0 {
+            if pending.swap(micros_since(ctx.epoch), Ordering::Relaxed) != 0 {
+                Counters::add(&c.bursts_lost, 1);
+            }
+            frames.burst.clone()
+        } else {
+            frames.silence.clone()
+        };
+        if sink.send(Message::Text(text)).await.is_err() {
+            Counters::add(&c.failed, 1);
+            break;
+        }
+        Counters::add(&c.frames_sent, 1);
+        k += 1;
+    }
+    let _ = sink.send(Message::Text("{\"disconnect\":{}}".into())).await;
+    let _ = sink.close().await;
+    let _ = tokio::time::timeout(HANGUP_GRACE, reader).await;
+}
+
+fn channel_for(channels: &[Channel], i: usize) -> Channel {
+    channels[(i / CALLS_PER_CHANNEL) % channels.len()].clone()
+}
+
+async fn smartivr_channels(opts: &LoadOptions) -> Result<Vec<Channel>, LoadError> {
+    let n = opts.calls.div_ceil(CALLS_PER_CHANNEL).max(1);
+    let mut channels = Vec::with_capacity(n);
+    for _ in 0..n {
+        let ch = Endpoint::from_shared(format!("http://{}", opts.grpc))
+            .map_err(|e| LoadError::Setup(e.to_string()))?
+            .connect()
+            .await
+            .map_err(|e| {
+                LoadError::Setup(format!("cannot reach the switch's gRPC listener: {e}"))
+            })?;
+        channels.push(ch);
+    }
+    Ok(channels)
+}
+
+/// Opens a SmartIVR call; `None` if refused or failed (counted).
+async fn smartivr_open(
+    i: usize,
+    channel: Channel,
+    c: &Counters,
+) -> Option<(
+    mpsc::Sender<SmartIvrRequest>,
+    tonic::Streaming<crate::pb::smartivr::SmartIvrResponse>,
+    Option<Config>,
+)> {
+    let config = Some(Config {
+        conversation_id: format!("load-{i}"),
+    });
+    let (tx, rx) = mpsc::channel(16);
+    let _ = tx.try_send(SmartIvrRequest {
+        config: config.clone(),
+        ..Default::default()
+    });
+    match SmartIvrPhonegatewayClient::new(channel)
+        .call_to_bot(ReceiverStream::new(rx))
+        .await
+    {
+        Ok(r) => {
+            Counters::add(&c.admitted, 1);
+            Some((tx, r.into_inner(), config))
+        }
+        Err(s)
+            if s.code() == tonic::Code::ResourceExhausted
+                || s.code() == tonic::Code::Unavailable =>
+        {
+            Counters::add(&c.refused, 1);
+            None
+        }
+        Err(_) => {
+            Counters::add(&c.failed, 1);
+            None
+        }
+    }
+}
+
+async fn smartivr_caller(
+    i: usize,
+    ctx: Arc<CallCtx>,
+    channel: Channel,
+    silence: Arc<Vec<u8>>,
+    burst: Arc<Vec<u8>>,
+) {
+    let c = &ctx.counters;
+    let Some((tx, mut responses, config)) = smartivr_open(i, channel, c).await else {
+        return;
+    };
+    let pending = Arc::new(AtomicU64::new(0));
+    let reader_pending = pending.clone();
+    let reader_ctx = ctx.clone();
+    let reader = tokio::spawn(async move {
+        let c = &reader_ctx.counters;
+        while let Ok(Some(r)) = responses.message().await {
+            if r.r#type != SmartIvrResponseType::ResultTts as i32 {
+                continue;
+            }
+            Counters::add(&c.frames_received, 1);
+            let loud =
+                wav::parse(&r.audio_content).is_ok_and(|a| pcm::rms(&a.samples) > BURST_RMS / 4.0);
+            let sent = reader_pending.swap(0, Ordering::Relaxed);
+            if loud && sent != 0 {
+                let now = micros_since(reader_ctx.epoch);
+                c.latency(Duration::from_micros(now.saturating_sub(sent)));
+            }
+        }
+    });
+    let mut ticker = tokio::time::interval(Duration::from_millis(100));
+    let burst_every = BURST_EVERY_MS / 100;
+    let mut k: u64 = 0;
+    while !ctx.stop.load(Ordering::Relaxed) {
+        ticker.tick().await;
+        // Two frames (200 ms) of tone each second: one utterance to echo.
+        let audio = match k % burst_every {
+            0 => {
+                if pending.swap(micros_since(ctx.epoch), Ordering::Relaxed) != 0 {
+                    Counters::add(&c.bursts_lost, 1);
+                }
+                burst.as_ref().clone()
+            }
+            1 => burst.as_ref().clone(),
+            _ => silence.as_ref().clone(),
+        };
+        let msg = SmartIvrRequest {
+            config: config.clone(),
+            audio_content: audio,
+            ..Default::default()
+        };
+        if tx.send(msg).await.is_err() {
+            Counters::add(&c.failed, 1);
+            break;
+        }
+        Counters::add(&c.frames_sent, 1);
+        k += 1;
+    }
+    drop(tx);
+    let _ = tokio::time::timeout(HANGUP_GRACE, reader).await;
+}
+
+/// Holds `calls` concurrent streaming calls and measures the switch over the hold.
+pub async fn stream(
+    opts: &LoadOptions,
+    counters: &Arc<Counters>,
+    report: &mut Report,
+    idle: Option<proc_stats::Sample>,
+) -> Result<(), LoadError> {
+    let ctx = Arc::new(CallCtx {
+        opts: opts.clone(),
+        counters: counters.clone(),
+        stop: Arc::new(AtomicBool::new(false)),
+        epoch: Instant::now(),
+    });
+    let ws_frames = Arc::new(WsFrames::new());
+    let silence = Arc::new(pcm::encode_s16le(&vec![0; samples_for_ms(8000, 100)]));
+    let burst = Arc::new(pcm::encode_s16le(&tone(8000, 100)));
+    let channels = match opts.protocol {
+        Protocol::Smartivr => smartivr_channels(opts).await?,
+        Protocol::Ws => Vec::new(),
+    };
+    let ramp_start = Instant::now();
+    let mut tasks = Vec::with_capacity(opts.calls);
+    for i in 0..opts.calls {
+        let at = ramp_start + opts.ramp.mul_f64(i as f64 / opts.calls.max(1) as f64);
+        tokio::time::sleep_until(at.into()).await;
+        let ctx = ctx.clone();
+        tasks.push(match opts.protocol {
+            Protocol::Ws => tokio::spawn(ws_caller(i, ctx, ws_frames.clone())),
+            Protocol::Smartivr => tokio::spawn(smartivr_caller(
+                i,
+                ctx,
+                channel_for(&channels, i),
+                silence.clone(),
+                burst.clone(),
+            )),
+        });
+    }
+    report.setup_rate = opts.calls as f64 / ramp_start.elapsed().as_secs_f64().max(1e-3);
+    // Let the last calls settle before measuring.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let start = opts.pid.and_then(proc_stats::sample);
+    tokio::time::sleep(opts.hold).await;
+    let end = opts.pid.and_then(proc_stats::sample);
+    let live = Counters::get(&counters.admitted)
+        .saturating_sub(Counters::get(&counters.failed))
+        .max(1) as f64;
+    if let (Some(start), Some(end)) = (start, end) {
+        report.cpu_percent_per_call = Some(proc_stats::core_share(&start, &end) * 100.0 / live);
+        if let Some(idle) = idle {
+            report.rss_kb_per_call =
+                Some((end.rss_bytes as f64 - idle.rss_bytes as f64) / 1024.0 / live);
+        }
+    }
+    ctx.stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = tokio::time::timeout(HANGUP_GRACE, t).await;
+    }
+    Ok(())
+}
+
+/// One call that waits for the bot's first audio, then hangs up. Returns once it has.
+async fn greeted_call(i: usize, opts: &LoadOptions, c: &Counters, channel: Option<Channel>) {
+    match (opts.protocol, channel) {
+        (Protocol::Smartivr, Some(channel)) => {
+            let Some((tx, mut responses, _)) = smartivr_open(i, channel, c).await else {
+                return;
+            };
+            match tokio::time::timeout(HANGUP_GRACE, responses.message()).await {
+                Ok(Ok(Some(_))) => Counters::add(&c.frames_received, 1),
+                _ => Counters::add(&c.failed, 1),
+            }
+            drop(tx);
+        }
+        _ => {
+            let url = format!(
+                "ws://{}/live-call/websocket/setup-{i}/+1?token={}",
+                opts.http, opts.token
+            );
+            let Ok((mut ws, _)) = tokio_tungstenite::connect_async(url).await else {
+                return Counters::add(&c.refused, 1);
+            };
+            let info = serde_json::json!({ "initial_info": { "call_id": format!("setup-{i}") } });
+            if ws.send(Message::Text(info.to_string())).await.is_err() {
+                return Counters::add(&c.failed, 1);
+            }
+            Counters::add(&c.admitted, 1);
+            match tokio::time::timeout(HANGUP_GRACE, ws.next()).await {
+                Ok(Some(Ok(_))) => Counters::add(&c.frames_received, 1),
+                _ => Counters::add(&c.failed, 1),
+            }
+            let _ = ws.close(None).await;
+        }
+    }
+}
+
+async fn many_calls(
+    opts: &LoadOptions,
+    counters: &Arc<Counters>,
+    on_progress: impl Fn(usize),
+) -> Result<f64, LoadError> {
+    let channels = match opts.protocol {
+        Protocol::Smartivr => smartivr_channels(opts).await?,
+        Protocol::Ws => Vec::new(),
+    };
+    let limit = Arc::new(Semaphore::new(opts.concurrency.max(1)));
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..opts.calls {
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            break;
+        };
+        let (opts2, c, finished) = (opts.clone(), counters.clone(), done.clone());
+        let channel = (!channels.is_empty()).then(|| channel_for(&channels, i));
+        tasks.push(tokio::spawn(async move {
+            greeted_call(i, &opts2, &c, channel).await;
+            finished.fetch_add(1, Ordering::Relaxed);
+            drop(permit);
+        }));
+        on_progress(done.load(Ordering::Relaxed) as usize);
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(opts.calls as f64 / started.elapsed().as_secs_f64().max(1e-3))
+}
+
+/// Places calls as fast as `concurrency` allows; each waits for the greeting.
+pub async fn setup(
+    opts: &LoadOptions,
+    counters: &Arc<Counters>,
+    report: &mut Report,
+) -> Result<(), LoadError> {
+    report.setup_rate = many_calls(opts, counters, |_| {}).await?;
+    Ok(())
+}
+
+/// Places and ends calls in sequence; compares memory after the first 1,000 with the end.
+pub async fn churn(
+    opts: &LoadOptions,
+    counters: &Arc<Counters>,
+    report: &mut Report,
+) -> Result<(), LoadError> {
+    let pid = opts.pid;
+    let first = std::sync::Mutex::new(None);
+    report.setup_rate = many_calls(opts, counters, |done| {
+        if done >= 1000 {
+            if let Ok(mut f) = first.lock() {
+                if f.is_none() {
+                    *f = pid.and_then(proc_stats::sample);
+                }
+            }
+        }
+    })
+    .await?;
+    // Wait for the switch to finish ending the last calls.
+    let deadline = Instant::now() + HANGUP_GRACE;
+    let mut live = super::live_calls(opts.http).await;
+    while live.is_some_and(|n| n > 0) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        live = super::live_calls(opts.http).await;
+    }
+    report.live_after = live;
+    let last = pid.and_then(proc_stats::sample);
+    if let (Some(Some(first)), Some(last)) = (first.lock().ok().map(|f| *f), last) {
+        report.churn_rss_mb = Some((first.rss_bytes as f64 / 1e6, last.rss_bytes as f64 / 1e6));
+    }
+    Ok(())
+}

@@ -1,0 +1,192 @@
+//! `switchboard load`: a load generator that plays many concurrent callers against a running
+//! switch over a real caller protocol, each streaming audio at real time both ways against a
+//! bot that echoes, and reports admissions, frames, round-trip latency, and the switch
+//! process's CPU and memory per call (read from /proc, so the generator's own work is not
+//! counted). It targets loopback only and stops by itself.
+
+mod callers;
+pub mod proc_stats;
+mod spawn;
+pub mod stats;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+use stats::Counters;
+
+pub use spawn::SpawnedSwitch;
+
+/// Which caller protocol the simulated callers speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    /// SmartIVR gRPC gateways: 100 ms frames of 8 kHz audio, whole-utterance replies.
+    Smartivr,
+    /// Live-call WebSocket: 20 ms base64 frames at 16 kHz, paced 8 kHz replies.
+    Ws,
+}
+
+/// What to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Hold `calls` concurrent calls streaming audio both ways.
+    Stream,
+    /// Place `calls` calls as fast as possible, each waiting for the bot's greeting.
+    Setup,
+    /// Place and end `calls` calls in sequence; compare memory after the first 1,000.
+    Churn,
+}
+
+/// Options of a load run.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub protocol: Protocol,
+    pub mode: Mode,
+    /// The switch's HTTP listener (WebSocket and health).
+    pub http: SocketAddr,
+    /// The switch's gRPC listener.
+    pub grpc: SocketAddr,
+    /// The live-call WebSocket token.
+    pub token: String,
+    pub calls: usize,
+    /// Calls are started evenly over this time.
+    pub ramp: Duration,
+    /// All calls stream for this long; CPU is measured over it.
+    pub hold: Duration,
+    /// The switch's process id, for CPU and memory figures.
+    pub pid: Option<u32>,
+    /// Concurrent calls in `setup` and `churn` modes.
+    pub concurrency: usize,
+}
+
+/// Why a run could not go on.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error("refusing to load {0}: the load generator only targets loopback")]
+    NotLoopback(SocketAddr),
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// What a run measured.
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    pub protocol: String,
+    pub mode: String,
+    pub calls: usize,
+    pub admitted: u64,
+    pub refused: u64,
+    pub failed: u64,
+    pub frames_sent: u64,
+    pub frames_received: u64,
+    pub bursts_lost: u64,
+    pub latency_count: usize,
+    pub latency_p50_ms: f64,
+    pub latency_p99_ms: f64,
+    pub latency_max_ms: f64,
+    /// Calls set up per second (setup mode) or during the ramp.
+    pub setup_rate: f64,
+    /// Share of one core used by the switch per concurrent call, in percent.
+    pub cpu_percent_per_call: Option<f64>,
+    /// Resident memory added per concurrent call, in kilobytes.
+    pub rss_kb_per_call: Option<f64>,
+    pub rss_idle_mb: Option<f64>,
+    /// Churn: RSS after the first 1,000 calls and at the end, in MB.
+    pub churn_rss_mb: Option<(f64, f64)>,
+    /// Churn: live calls the switch still reports at the end.
+    pub live_after: Option<u64>,
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "protocol            {}", self.protocol)?;
+        writeln!(f, "mode                {}", self.mode)?;
+        writeln!(
+            f,
+            "calls               {} (admitted {}, refused {}, failed {})",
+            self.calls, self.admitted, self.refused, self.failed
+        )?;
+        writeln!(f, "call set-up rate    {:.0} calls/s", self.setup_rate)?;
+        writeln!(
+            f,
+            "frames              sent {}, received {}, bursts lost {}",
+            self.frames_sent, self.frames_received, self.bursts_lost
+        )?;
+        writeln!(
+            f,
+            "round trip          n={} p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            self.latency_count, self.latency_p50_ms, self.latency_p99_ms, self.latency_max_ms
+        )?;
+        if let Some(cpu) = self.cpu_percent_per_call {
+            writeln!(f, "switch CPU          {cpu:.4} % of one core per call")?;
+        }
+        if let Some(rss) = self.rss_kb_per_call {
+            writeln!(
+                f,
+                "switch RSS          {rss:.1} KB per call (idle {:.1} MB)",
+                self.rss_idle_mb.unwrap_or(0.0)
+            )?;
+        }
+        if let Some((first, last)) = self.churn_rss_mb {
+            writeln!(f, "churn RSS           {first:.1} MB after 1,000 calls, {last:.1} MB at the end ({:+.1} %)", (last - first) / first * 100.0)?;
+        }
+        if let Some(live) = self.live_after {
+            writeln!(f, "live calls after    {live}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs the load and returns what it measured.
+pub async fn run(opts: LoadOptions) -> Result<Report, LoadError> {
+    for addr in [opts.http, opts.grpc] {
+        if !addr.ip().is_loopback() {
+            return Err(LoadError::NotLoopback(addr));
+        }
+    }
+    let counters = Arc::new(Counters::default());
+    let mut report = Report {
+        protocol: format!("{:?}", opts.protocol).to_lowercase(),
+        mode: format!("{:?}", opts.mode).to_lowercase(),
+        calls: opts.calls,
+        ..Default::default()
+    };
+    let idle = opts.pid.and_then(proc_stats::sample);
+    report.rss_idle_mb = idle.map(|s| s.rss_bytes as f64 / 1e6);
+    match opts.mode {
+        Mode::Stream => callers::stream(&opts, &counters, &mut report, idle).await?,
+        Mode::Setup => callers::setup(&opts, &counters, &mut report).await?,
+        Mode::Churn => callers::churn(&opts, &counters, &mut report).await?,
+    }
+    report.admitted = Counters::get(&counters.admitted);
+    report.refused = Counters::get(&counters.refused);
+    report.failed = Counters::get(&counters.failed);
+    report.frames_sent = Counters::get(&counters.frames_sent);
+    report.frames_received = Counters::get(&counters.frames_received);
+    report.bursts_lost = Counters::get(&counters.bursts_lost);
+    let (n, p50, p99, max) = counters.latency_summary();
+    report.latency_count = n;
+    report.latency_p50_ms = p50;
+    report.latency_p99_ms = p99;
+    report.latency_max_ms = max;
+    Ok(report)
+}
+
+/// Live calls the switch reports on `/health`.
+pub async fn live_calls(http: SocketAddr) -> Option<u64> {
+    let body: serde_json::Value = reqwest::get(format!("http://{http}/health"))
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    body["calls"]["live_calls"].as_u64()
+}
+
+/// Time since `epoch` in microseconds (never 0, which means "none").
+fn micros_since(epoch: Instant) -> u64 {
+    epoch.elapsed().as_micros() as u64 + 1
+}

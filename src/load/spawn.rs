@@ -1,0 +1,128 @@
+//! Starting a switch process for a load run, on free loopback ports, with an echo bot.
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A switch process started for a run; stopped (SIGTERM, then kill) when dropped.
+pub struct SpawnedSwitch {
+    child: Child,
+    pub http: SocketAddr,
+    pub grpc: SocketAddr,
+    pub token: String,
+    _config: tempfile_path::TempPath,
+}
+
+mod tempfile_path {
+    /// A file removed when dropped.
+    pub struct TempPath(pub std::path::PathBuf);
+    impl Drop for TempPath {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+fn free_port() -> std::io::Result<SocketAddr> {
+    TcpListener::bind("127.0.0.1:0")?.local_addr()
+}
+
+/// The configuration a spawned switch runs: every call to a flow that echoes the caller, or
+/// (for set-up and churn runs) a flow that greets and hangs up.
+pub fn config_text(
+    http: SocketAddr,
+    grpc: SocketAddr,
+    token: &str,
+    max_calls: usize,
+    greet_only: bool,
+) -> String {
+    let actions = if greet_only {
+        r#"[{ type = "talk", text = "Hi." }, { type = "hangup" }]"#
+    } else {
+        r#"[{ type = "answer" }, { type = "echo", duration = 86400000 }]"#
+    };
+    format!(
+        r#"
+[server]
+max_calls = {max_calls}
+# Ended calls kept in memory: a cache for the REST API, kept small under churn.
+keep_ended_calls = 1000
+[http]
+listen = "{http}"
+[grpc]
+listen = "{grpc}"
+[auth]
+live_call_tokens = ["{token}"]
+[bots.echo]
+kind = "flow"
+actions = {actions}
+[[routes]]
+bot = "echo"
+"#
+    )
+}
+
+impl SpawnedSwitch {
+    /// Starts `exe serve` and waits until its health answers.
+    pub async fn start(
+        exe: &std::path::Path,
+        max_calls: usize,
+        greet_only: bool,
+    ) -> Result<SpawnedSwitch, String> {
+        let http = free_port().map_err(|e| e.to_string())?;
+        let grpc = free_port().map_err(|e| e.to_string())?;
+        let token = "load-token".to_string();
+        let path =
+            std::env::temp_dir().join(format!("switchboard-load-{}.toml", uuid::Uuid::new_v4()));
+        std::fs::write(
+            &path,
+            config_text(http, grpc, &token, max_calls, greet_only),
+        )
+        .map_err(|e| e.to_string())?;
+        let config = tempfile_path::TempPath(path);
+        let child = Command::new(exe)
+            .args(["serve", "--config"])
+            .arg(&config.0)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
+        let switch = SpawnedSwitch {
+            child,
+            http,
+            grpc,
+            token,
+            _config: config,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while super::live_calls(http).await.is_none() {
+            if Instant::now() > deadline {
+                return Err("the switch did not answer /health within 30 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(switch)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for SpawnedSwitch {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,88 @@
+//! A small run of the load generator against the real switch, so that it cannot rot.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+use switchboard::load::{self, LoadOptions, Mode, Protocol};
+
+fn options(app: &TestApp, protocol: Protocol, mode: Mode, calls: usize) -> LoadOptions {
+    LoadOptions {
+        protocol,
+        mode,
+        http: app.handle.http_addr,
+        grpc: app.handle.grpc_addr,
+        token: "load".into(),
+        calls,
+        ramp: Duration::from_millis(300),
+        hold: Duration::from_secs(2),
+        pid: Some(std::process::id()),
+        concurrency: 4,
+    }
+}
+
+const ECHO: &str = r#"
+[auth]
+live_call_tokens = ["load"]
+[bots.echo]
+kind = "flow"
+actions = [{ type = "answer" }, { type = "echo", duration = 600000 }]
+[[routes]]
+bot = "echo"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_callers_stream_and_hear_their_echo() {
+    let app = spawn_app(ECHO);
+    let report = load::run(options(&app, Protocol::Ws, Mode::Stream, 3))
+        .await
+        .expect("run");
+    assert_eq!(report.admitted, 3, "{report}");
+    assert_eq!(report.refused + report.failed, 0, "{report}");
+    assert!(
+        report.frames_sent > 0 && report.frames_received > 0,
+        "{report}"
+    );
+    assert!(
+        report.latency_count > 0,
+        "echoed bursts were timed: {report}"
+    );
+    assert!(report.cpu_percent_per_call.is_some(), "{report}");
+    let printed = report.to_string();
+    assert!(printed.contains("% of one core per call"), "{printed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smartivr_callers_stream_and_hear_their_echo() {
+    let app = spawn_app(ECHO);
+    let report = load::run(options(&app, Protocol::Smartivr, Mode::Stream, 2))
+        .await
+        .expect("run");
+    assert_eq!(report.admitted, 2, "{report}");
+    assert!(report.frames_received > 0, "utterances came back: {report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_leaves_no_live_calls() {
+    let app = spawn_app(
+        "[bots.hi]\nkind = \"flow\"\nactions = [{ type = \"talk\", text = \"Hi.\" }, { type = \"hangup\" }]\n[[routes]]\nbot = \"hi\"\n",
+    );
+    let report = load::run(options(&app, Protocol::Smartivr, Mode::Churn, 20))
+        .await
+        .expect("run");
+    assert_eq!(report.admitted, 20, "{report}");
+    assert_eq!(
+        report.frames_received, 20,
+        "every call was greeted: {report}"
+    );
+    assert_eq!(report.live_after, Some(0), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_refuses_targets_off_loopback() {
+    let app = spawn_app(ECHO);
+    let mut opts = options(&app, Protocol::Ws, Mode::Stream, 1);
+    opts.http = "10.1.2.3:8080".parse().unwrap();
+    assert!(load::run(opts).await.is_err());
+}
