@@ -120,7 +120,7 @@ async fn ws_caller(i: usize, ctx: Arc<CallCtx>, frames: Arc<WsFrames>) {
     let mut k: u64 = 0;
     while !ctx.stop.load(Ordering::Relaxed) {
         ticker.tick().await;
-        let text = if k % burst_every == 0 {
+        let text = if k.is_multiple_of(burst_every) {
             if pending.swap(micros_since(ctx.epoch), Ordering::Relaxed) != 0 {
                 Counters::add(&c.bursts_lost, 1);
             }
