@@ -36,8 +36,17 @@ enum Inner {
     Passthrough,
     Rubato(Box<RubatoState>),
     #[cfg(feature = "samplerate")]
-    Samplerate(Box<samplerate::Samplerate>),
+    Samplerate(Box<SendSamplerate>),
 }
+
+/// libsamplerate's converter state, movable between threads.
+#[cfg(feature = "samplerate")]
+struct SendSamplerate(samplerate::Samplerate);
+
+// SAFETY: the converter is a heap object with no thread affinity; it is owned by one
+// resampler and only ever used through `&mut`, so moving it to another thread is sound.
+#[cfg(feature = "samplerate")]
+unsafe impl Send for SendSamplerate {}
 
 struct RubatoState {
     engine: FftFixedInOut<f32>,
@@ -91,7 +100,7 @@ impl StreamResampler {
                 }))
             }
             #[cfg(feature = "samplerate")]
-            Engine::Samplerate => Inner::Samplerate(Box::new(
+            Engine::Samplerate => Inner::Samplerate(Box::new(SendSamplerate(
                 samplerate::Samplerate::new(
                     samplerate::ConverterType::SincMediumQuality,
                     from,
@@ -99,7 +108,7 @@ impl StreamResampler {
                     1,
                 )
                 .map_err(|e| err(e.to_string()))?,
-            )),
+            ))),
         };
         Ok(Self { from, to, inner })
     }
@@ -137,7 +146,7 @@ impl StreamResampler {
             #[cfg(feature = "samplerate")]
             Inner::Samplerate(engine) => {
                 let floats: Vec<f32> = input.iter().map(|&s| s as f32 / 32768.0).collect();
-                if let Ok(converted) = engine.process(&floats) {
+                if let Ok(converted) = engine.0.process(&floats) {
                     out.extend(converted.into_iter().map(to_i16));
                 }
             }
@@ -169,10 +178,10 @@ impl StreamResampler {
             }
             #[cfg(feature = "samplerate")]
             Inner::Samplerate(engine) => {
-                if let Ok(converted) = engine.process_last(&[]) {
+                if let Ok(converted) = engine.0.process_last(&[]) {
                     out.extend(converted.into_iter().map(to_i16));
                 }
-                let _ = engine.reset();
+                let _ = engine.0.reset();
             }
         }
     }
@@ -187,7 +196,7 @@ impl StreamResampler {
             }
             #[cfg(feature = "samplerate")]
             Inner::Samplerate(engine) => {
-                let _ = engine.reset();
+                let _ = engine.0.reset();
             }
         }
     }
