@@ -31,6 +31,10 @@ pub struct NewCall {
     pub hotline: String,
     /// Chain the new call onto this master call.
     pub master_call_id: Option<Uuid>,
+    /// Run the call on this arbiter instead of the next one in turn: a protocol session that
+    /// lives on an arbiter of its own (a WebSocket on its HTTP worker) keeps its call beside it,
+    /// so the call's media never crosses threads.
+    pub arbiter: Option<ArbiterHandle>,
 }
 
 impl NewCall {
@@ -45,6 +49,7 @@ impl NewCall {
             workspace: String::new(),
             hotline: String::new(),
             master_call_id: None,
+            arbiter: None,
         }
     }
 }
@@ -253,8 +258,13 @@ impl Registry {
         record.hotline = call.hotline;
         record.master_call_id = call.master_call_id;
 
-        let arbiter = self.arbiters[self.next_arbiter % self.arbiters.len()].clone();
-        self.next_arbiter = self.next_arbiter.wrapping_add(1);
+        let arbiter = match call.arbiter {
+            Some(arbiter) => arbiter,
+            None => {
+                self.next_arbiter = self.next_arbiter.wrapping_add(1);
+                self.arbiters[self.next_arbiter % self.arbiters.len()].clone()
+            }
+        };
         let registry = ctx.address();
         let services = self.services.clone();
         let initial = record.clone();

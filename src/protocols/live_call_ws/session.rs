@@ -70,41 +70,40 @@ impl LiveCallWsSession {
     }
 
     fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
-        let frame = match convert::parse(text) {
-            Ok(f) => f,
+        match convert::parse(text) {
+            Ok(ClientFrame::PlayAudio(chunk)) => self.on_audio(&chunk, ctx),
+            Ok(ClientFrame::InitialInfo(info)) => self.on_initial_info(info, ctx),
+            Ok(ClientFrame::Disconnect) => self.leave(EndCause::Normal, false, String::new(), ctx),
+            Err(e) => self.refuse_frame(e, ctx),
+        }
+    }
+
+    fn on_audio(&mut self, chunk: &convert::PlayAudio<'_>, ctx: &mut ws::WebsocketContext<Self>) {
+        let (rate, samples) = match convert::decode_audio(chunk, &mut self.scratch) {
+            Ok(a) => a,
             Err(e) => return self.refuse_frame(e, ctx),
         };
-        match frame {
-            ClientFrame::InitialInfo(info) => self.on_initial_info(info, ctx),
-            ClientFrame::PlayAudio(chunk) => {
-                let (rate, samples) = match convert::decode_audio(&chunk) {
-                    Ok(a) => a,
-                    Err(e) => return self.refuse_frame(e, ctx),
-                };
-                // Audio before the call exists is discarded, as the protocol says.
-                let Phase::Live(call) = &self.phase else {
-                    return;
-                };
-                let samples = if rate == LEG_IN_RATE {
-                    samples
-                } else {
-                    if self
-                        .resampler
-                        .as_ref()
-                        .is_none_or(|r| r.from_rate() != rate)
-                    {
-                        self.resampler = StreamResampler::new(rate, LEG_IN_RATE).ok();
-                    }
-                    let mut out = Vec::with_capacity(samples.len() * 2);
-                    if let Some(r) = self.resampler.as_mut() {
-                        r.process(&samples, &mut out);
-                    }
-                    out
-                };
-                let _ = call.try_send(CallerEvent::Audio(samples));
+        // Audio before the call exists is discarded, as the protocol says.
+        let Phase::Live(call) = &self.phase else {
+            return;
+        };
+        let samples = if rate == LEG_IN_RATE {
+            samples
+        } else {
+            if self
+                .resampler
+                .as_ref()
+                .is_none_or(|r| r.from_rate() != rate)
+            {
+                self.resampler = StreamResampler::new(rate, LEG_IN_RATE).ok();
             }
-            ClientFrame::Disconnect => self.leave(EndCause::Normal, false, String::new(), ctx),
-        }
+            let mut out = Vec::with_capacity(samples.len() * 2);
+            if let Some(r) = self.resampler.as_mut() {
+                r.process(&samples, &mut out);
+            }
+            out
+        };
+        let _ = call.try_send(CallerEvent::Audio(samples));
     }
 
     fn on_initial_info(&mut self, info: InitialInfo, ctx: &mut ws::WebsocketContext<Self>) {
@@ -132,6 +131,7 @@ impl LiveCallWsSession {
         call.destination = Address::tel(info.hotline.clone());
         call.workspace = info.workspace_id;
         call.hotline = info.hotline;
+        call.arbiter = Arbiter::try_current();
         self.phase = Phase::Creating;
         let leg = ctx.address().recipient();
         ctx.wait(
