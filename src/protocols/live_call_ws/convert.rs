@@ -226,6 +226,15 @@ mod tests {
     #[test]
     fn frames_parse() {
         assert_eq!(parse(r#"{"disconnect":{}}"#), Ok(ClientFrame::Disconnect));
+        // Escaped text still reads (owned rather than borrowed).
+        let f = parse(r#"{"play_audio":{"audio_content":"AQ\u0041CAA=="}}"#).unwrap();
+        let ClientFrame::PlayAudio(p) = f else {
+            panic!()
+        };
+        assert_eq!(
+            decode_audio(&p, &mut Vec::new()).unwrap(),
+            (16000, vec![1, 2])
+        );
         let f = parse(r#"{"initial_info":{"workspace_id":"w","hotline":"1900"}}"#).unwrap();
         let ClientFrame::InitialInfo(info) = f else {
             panic!()
@@ -236,7 +245,10 @@ mod tests {
         let ClientFrame::PlayAudio(p) = f else {
             panic!()
         };
-        assert_eq!(decode_audio(&p).unwrap(), (8000, vec![1, 2]));
+        assert_eq!(
+            decode_audio(&p, &mut Vec::new()).unwrap(),
+            (8000, vec![1, 2])
+        );
     }
 
     #[test]
@@ -259,19 +271,19 @@ mod tests {
             audio_content: content.into(),
         };
         assert!(matches!(
-            decode_audio(&chunk(16000, 16, "!!!")),
+            decode_audio(&chunk(16000, 16, "!!!"), &mut Vec::new()),
             Err(FrameError::BadBase64(_))
         ));
         assert!(matches!(
-            decode_audio(&chunk(16000, 16, "AQID")),
+            decode_audio(&chunk(16000, 16, "AQID"), &mut Vec::new()),
             Err(FrameError::BadAudio(_))
         ));
         assert_eq!(
-            decode_audio(&chunk(11025, 16, "")),
+            decode_audio(&chunk(11025, 16, ""), &mut Vec::new()),
             Err(FrameError::BadRate(11025))
         );
         assert_eq!(
-            decode_audio(&chunk(8000, 8, "")),
+            decode_audio(&chunk(8000, 8, ""), &mut Vec::new()),
             Err(FrameError::BadWidth(8))
         );
     }
