@@ -263,7 +263,7 @@ mod tests {
             parse(r#"{"play_audio":{"sample_rate":"x"}}"#),
             Err(FrameError::BadFields { .. })
         ));
-        let chunk = |rate: u32, width: u32, content: &str| PlayAudio {
+        let chunk = |rate: u32, width: u32, content: &'static str| PlayAudio {
             sample_rate: rate,
             sample_width: width,
             num_channels: 1,
