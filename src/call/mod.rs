@@ -26,6 +26,9 @@ use state::{CallRecord, EndCause, HangupReason};
 /// A call whose caller leg has not attached by then fails: the protocol session died early.
 const LEG_ATTACH_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How far ahead of real time paced audio may run toward the caller (its jitter buffer).
+const PACED_LEAD_MS: u64 = 60;
+
 /// Streamed bot audio queued toward a paced caller beyond this is dropped, oldest first.
 const MAX_BUFFERED_MS: u32 = 2000;
 
@@ -67,6 +70,8 @@ pub struct CallActor {
     from_bot: Option<StreamResampler>,
     playout: Option<Playout>,
     pacer: Option<SpawnHandle>,
+    /// When the paced audio sent so far will have played at the caller.
+    paced_until: Instant,
     whole_prompt: Option<WholePrompt>,
     gap_timer: Option<SpawnHandle>,
     pending_end: Option<PendingEnd>,
@@ -92,6 +97,7 @@ impl CallActor {
             from_bot: None,
             playout: None,
             pacer: None,
+            paced_until: Instant::now(),
             whole_prompt: None,
             gap_timer: None,
             pending_end: None,
@@ -261,30 +267,45 @@ impl CallActor {
         }
     }
 
-    /// Starts the 20 ms pacer if paced audio is waiting.
-    fn ensure_pacer(&mut self, ctx: &mut Context<Self>) {
-        if self.pacer.is_some() {
-            return;
+    /// Sends paced audio: frames go out as long as the caller's side is less than
+    /// `PACED_LEAD_MS` ahead of real time, so audio that arrives at real time (an echo, a
+    /// streaming bot) leaves at once, and a whole prompt leaves one 20 ms frame at a time. This
+    /// is the only place audio is paced. A prompt is marked played when its last frame has had
+    /// time to play.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        if let Some(h) = self.pacer.take() {
+            ctx.cancel_future(h);
         }
-        let handle = ctx.run_interval(Duration::from_millis(FRAME_MS as u64), |act, ctx| {
-            let (Some(playout), Some(leg)) = (act.playout.as_mut(), act.leg.as_ref()) else {
-                return;
+        let (Some(playout), Some(leg)) = (self.playout.as_mut(), self.leg.as_ref()) else {
+            return;
+        };
+        let now = Instant::now();
+        let lead = Duration::from_millis(PACED_LEAD_MS);
+        if self.paced_until < now {
+            self.paced_until = now;
+        }
+        let mut played = Vec::new();
+        while self.paced_until < now + lead {
+            let Some(frame) = playout.next_frame() else {
+                break;
             };
-            match playout.next_frame() {
-                Some(frame) => {
-                    leg.recipient.do_send(LegCommand::Audio(frame.samples));
-                    for prompt in frame.finished {
-                        act.prompt_done(prompt, false);
-                    }
-                }
-                None => {
-                    if let Some(h) = act.pacer.take() {
-                        ctx.cancel_future(h);
-                    }
-                }
-            }
-        });
-        self.pacer = Some(handle);
+            self.paced_until +=
+                Duration::from_millis(duration_ms(frame.samples.len(), leg.format.out_rate));
+            leg.recipient.do_send(LegCommand::Audio(frame.samples));
+            played.extend(frame.finished.into_iter().map(|p| (p, self.paced_until)));
+        }
+        let backlog = !playout.is_empty();
+        for (prompt, at) in played {
+            let wait = at.saturating_duration_since(now);
+            ctx.run_later(wait, move |act, _| act.prompt_done(prompt, false));
+        }
+        if backlog {
+            let wait = (self.paced_until - lead).saturating_duration_since(now);
+            self.pacer = Some(ctx.run_later(wait, |act, ctx| {
+                act.pacer = None;
+                act.pump(ctx);
+            }));
+        }
     }
 
     /// Sends the utterance gathered for a whole-utterance caller.
@@ -318,6 +339,7 @@ impl CallActor {
             Delivery::Paced => {
                 let queued = self.playout.as_ref().map_or(0, |p| p.queued_samples());
                 Duration::from_millis(duration_ms(queued, leg.format.out_rate))
+                    + self.paced_until.saturating_duration_since(Instant::now())
             }
         }
     }
@@ -376,7 +398,7 @@ impl CallActor {
         match format.delivery {
             Delivery::Paced => {
                 playout.push_stream(out);
-                self.ensure_pacer(ctx);
+                self.pump(ctx);
             }
             Delivery::Whole => {
                 // Silence from the bot is a gap, not part of an utterance: an echo of a quiet
@@ -574,7 +596,7 @@ impl Handler<BotCommand> for CallActor {
                         if let Some(p) = self.playout.as_mut() {
                             p.push_prompt(prompt, audio);
                         }
-                        self.ensure_pacer(ctx);
+                        self.pump(ctx);
                     }
                 }
             }
@@ -597,7 +619,7 @@ impl Handler<BotCommand> for CallActor {
                     if let Some(p) = self.playout.as_mut() {
                         p.push_stream(tail);
                     }
-                    self.ensure_pacer(ctx);
+                    self.pump(ctx);
                 }
             }
             BotCommand::StopAudio => self.stop_audio(true, ctx),
