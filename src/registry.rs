@@ -31,6 +31,8 @@ pub struct NewCall {
     pub hotline: String,
     /// Chain the new call onto this master call.
     pub master_call_id: Option<Uuid>,
+    /// What the caller's side said about the call when it connected, kept whole.
+    pub metadata: Option<serde_json::Value>,
 }
 
 impl NewCall {
@@ -45,6 +47,7 @@ impl NewCall {
             workspace: String::new(),
             hotline: String::new(),
             master_call_id: None,
+            metadata: None,
         }
     }
 }
@@ -252,6 +255,7 @@ impl Registry {
         record.workspace = call.workspace;
         record.hotline = call.hotline;
         record.master_call_id = call.master_call_id;
+        record.metadata = call.metadata;
 
         let arbiter = self.arbiters[self.next_arbiter % self.arbiters.len()].clone();
         self.next_arbiter = self.next_arbiter.wrapping_add(1);

@@ -62,6 +62,7 @@ impl SmartIvrSession {
                 out_rate: TELEPHONE_RATE,
                 delivery: Delivery::Whole,
                 plays_urls: false,
+                plays_hold_music: true,
             },
         });
         self.frame(first, ctx);
