@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 
 use crate::api::{self, ApiState};
 use crate::config::Config;
+use crate::protocols::ringover::{self, RingoverState};
 use crate::protocols::smartivr::{SmartIvrPhonegatewayServer, SmartIvrService};
 use crate::registry::{Drain, GetStats, HangupAll, Registry};
 use crate::services::Services;
@@ -139,9 +140,11 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
     let state = ApiState {
         registry: registry.clone(),
     };
+    let ringover_state = RingoverState::new(registry.clone(), &config);
     let http = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(state.clone()))
+            .configure(ringover::configure(ringover_state.clone()))
             .configure(api::configure)
             .default_service(api::default_service())
     })

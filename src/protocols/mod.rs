@@ -2,3 +2,4 @@
 //! type crosses into `call` or `bots`.
 
 pub mod smartivr;
+pub mod ringover;
