@@ -312,6 +312,13 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for RingoverSession {
                 ctx.close(reason);
                 ctx.stop();
             }
+            Err(ws::ProtocolError::Io(e)) => {
+                // The connection broke (no close frame): the caller is gone.
+                tracing::debug!(reference = %self.reference, error = %e, "Ringover connection lost");
+                self.leave(EndCause::Normal, false, String::new());
+                self.phase = Phase::Closed;
+                ctx.stop();
+            }
             Err(e) => {
                 let detail = format!("WebSocket protocol error: {e}");
                 tracing::warn!(reference = %self.reference, %detail, "Ringover stream broken");
