@@ -175,28 +175,29 @@ pub fn decode_rtp(packet: &[u8], out: &mut Vec<i16>) -> Result<(), FrameError> {
     Ok(())
 }
 
+// Outbound frames are written with their keys in the order Ringover's documentation shows
+// (serde_json would sort them); values go through serde_json so they are always escaped.
+
 /// `streamAudio`: raw s16le bot audio at `rate`, base64.
 pub fn stream_audio(samples: &[i16], rate: u32) -> String {
     let data = base64::engine::general_purpose::STANDARD.encode(pcm::encode_s16le(samples));
-    json!({
-        "type": "streamAudio",
-        "data": { "audioDataType": "raw", "sampleRate": rate, "audioData": data },
-    })
-    .to_string()
+    format!(
+        r#"{{"type":"streamAudio","data":{{"audioDataType":"raw","sampleRate":{rate},"audioData":"{data}"}}}}"#
+    )
 }
 
 /// `play`: the media server fetches and plays `url`.
 pub fn play(url: &str) -> String {
-    json!({ "event": "play", "file": url }).to_string()
+    format!(r#"{{"event":"play","file":{}}}"#, Value::from(url))
 }
 
 /// `break`: stop what is playing.
 pub fn stop() -> String {
-    json!({ "event": "break" }).to_string()
+    r#"{"event":"break"}"#.to_owned()
 }
 
 /// A key string as Ringover's examples send it: a JSON number when it is one (no sign, no
-/// leading zero), else the string as is, so `*`, `#` and leading zeros survive.
+/// leading zero), else the string as is, so `*`, `#`, `+` and leading zeros survive.
 fn number_or_string(s: &str) -> Value {
     let plain = !s.is_empty()
         && s.chars().all(|c| c.is_ascii_digit())
@@ -209,13 +210,15 @@ fn number_or_string(s: &str) -> Value {
 
 /// `digits`: send DTMF toward the caller's side.
 pub fn digits(keys: &str) -> String {
-    json!({ "event": "digits", "data": number_or_string(keys) }).to_string()
+    format!(r#"{{"event":"digits","data":{}}}"#, number_or_string(keys))
 }
 
 /// `transfer`: hand the caller to `destination` (its number, as a JSON number when it is one).
 pub fn transfer(destination: &Address) -> String {
-    json!({ "event": "transfer", "data": number_or_string(destination.target.trim()) })
-        .to_string()
+    format!(
+        r#"{{"event":"transfer","data":{}}}"#,
+        number_or_string(destination.target.trim())
+    )
 }
 
 #[cfg(test)]
