@@ -169,7 +169,8 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
         .set_nonblocking(true)
         .map_err(|e| AppError::Start(e.to_string()))?;
     let (grpc_stop, grpc_stop_rx) = oneshot::channel::<()>();
-    let smartivr = SmartIvrService::new(registry.clone(), config.smartivr.tts_audio);
+    let smartivr = SmartIvrService::new(registry.clone(), config.smartivr.tts_audio)
+        .with_write_timeout(Duration::from_millis(config.media.write_timeout_ms));
     let grpc_thread = std::thread::Builder::new()
         .name("switchboard-grpc".into())
         .spawn(move || {

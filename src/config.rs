@@ -309,8 +309,7 @@ impl Config {
                 self.ringover.out_sample_rate
             ));
         }
-        if !(crate::media::MIN_RATE..=crate::media::MAX_RATE).contains(&self.ringover.sample_rate)
-        {
+        if !(crate::media::MIN_RATE..=crate::media::MAX_RATE).contains(&self.ringover.sample_rate) {
             return invalid(format!(
                 "ringover.sample_rate {} is outside {}..={}",
                 self.ringover.sample_rate,

@@ -72,7 +72,10 @@ async fn greeting_is_stream_audio_at_the_configured_rate_then_digits_and_transfe
     let samples = stream_audio_samples(&audio);
     let played = Duration::from_millis(samples.len() as u64 * 1000 / 16000);
     assert!(played > Duration::from_millis(300), "{played:?} of audio");
-    assert!(switchboard::media::pcm::rms(&samples) > 300.0, "speech is audible");
+    assert!(
+        switchboard::media::pcm::rms(&samples) > 300.0,
+        "speech is audible"
+    );
 
     // The flow moves on only once the prompt has had time to play.
     let digits = next_event(&mut read).await.json();
@@ -83,7 +86,10 @@ async fn greeting_is_stream_audio_at_the_configured_rate_then_digits_and_transfe
         "digits after {waited:?}, prompt lasts {played:?}"
     );
     let transfer = next_event(&mut read).await.json();
-    assert_eq!(transfer, json!({"event": "transfer", "data": 33100000000u64}));
+    assert_eq!(
+        transfer,
+        json!({"event": "transfer", "data": 33100000000u64})
+    );
 
     let call = app.call_by_reference("ro-greet").await;
     assert_eq!(call["ingress"], "ringover");
@@ -196,7 +202,9 @@ async fn a_key_also_barges_in_and_odd_or_garbage_frames_do_not_kill_the_call() {
     let mut client = RingoverClient::dial(&app, json!({"uuid": "ro-keys"})).await;
     client.send_text("this is not JSON").await;
     client.send_text("[1, 2, 3]").await;
-    client.send_text(r#"{"event": "mark", "whatever": true}"#).await;
+    client
+        .send_text(r#"{"event": "mark", "whatever": true}"#)
+        .await;
     client.send_binary(vec![1, 0, 2]).await;
     client.send_binary(vec![0]).await;
     let audio = client.next().await.json();
@@ -241,7 +249,9 @@ async fn a_silent_stream_is_hung_up_with_timeout() {
 async fn a_peer_that_stops_reading_is_hung_up_with_a_reason() {
     // Five seconds of 24 kHz audio per prompt, replayed as fast as keys barge in.
     let path = std::env::temp_dir().join(format!("switchboard-flood-{}.wav", std::process::id()));
-    let samples: Vec<i16> = (0..24_000 * 5).map(|i| ((i % 48) as i16 - 24) * 500).collect();
+    let samples: Vec<i16> = (0..24_000 * 5)
+        .map(|i| ((i % 48) as i16 - 24) * 500)
+        .collect();
     std::fs::write(&path, switchboard::media::wav::encode(&samples, 24_000, 1)).expect("write WAV");
     let app = app_with(
         &format!(
@@ -264,7 +274,7 @@ async fn a_peer_that_stops_reading_is_hung_up_with_a_reason() {
         let mut i = 0usize;
         while !stop_writer.load(Ordering::Relaxed) {
             tick.tick().await;
-            let frame = if i % 5 == 0 {
+            let frame = if i.is_multiple_of(5) {
                 Message::Text(r#"{"event":"dtmf","digit":"1"}"#.into())
             } else {
                 Message::Binary(tone_frame(8000, 0.0, i))

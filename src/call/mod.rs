@@ -345,7 +345,7 @@ impl CallActor {
 
     /// Caller speech or a key stops an armed prompt that is playing.
     fn barge(&mut self, why: &'static str, ctx: &mut Context<Self>) {
-        if !self.barge_in.as_ref().is_some_and(|b| b.started.is_some()) {
+        if self.barge_in.as_ref().is_none_or(|b| b.started.is_none()) {
             return;
         }
         if let Some(b) = self.barge_in.take() {
@@ -733,9 +733,10 @@ impl Handler<BotCommand> for CallActor {
             }
             BotCommand::StopAudio => self.stop_audio(true, ctx),
             BotCommand::BargeIn { prompt } => {
-                let rate = self.leg.as_ref().map_or(crate::media::TELEPHONE_RATE, |l| {
-                    l.format.in_rate
-                });
+                let rate = self
+                    .leg
+                    .as_ref()
+                    .map_or(crate::media::TELEPHONE_RATE, |l| l.format.in_rate);
                 self.barge_in = Some(BargeIn {
                     prompt,
                     started: None,

@@ -69,8 +69,11 @@ pub fn load(path: &str, rate: u32) -> Result<Vec<i16>, HoldError> {
     })
 }
 
+/// Loaded hold music by file and rate.
+type Cache = Mutex<HashMap<(String, u32), Arc<[i16]>>>;
+
 /// Hold music loaded once per file and rate, shared by every call.
-static CACHE: OnceLock<Mutex<HashMap<(String, u32), Arc<[i16]>>>> = OnceLock::new();
+static CACHE: OnceLock<Cache> = OnceLock::new();
 
 /// Like `load`, but each file is read once per rate and shared.
 pub fn cached(path: &str, rate: u32) -> Result<Arc<[i16]>, HoldError> {

@@ -1,5 +1,5 @@
 //! Caller protocols. Each turns its wire frames into typed call messages and back; no wire
 //! type crosses into `call` or `bots`.
 
-pub mod smartivr;
 pub mod ringover;
+pub mod smartivr;

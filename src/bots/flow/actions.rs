@@ -370,10 +370,7 @@ mod tests {
                 r#"actions = [{type = "digits_send", digits = "12x"}]"#,
                 "DTMF",
             ),
-            (
-                r#"actions = [{type = "fetch", url = "ftp://x"}]"#,
-                "http",
-            ),
+            (r#"actions = [{type = "fetch", url = "ftp://x"}]"#, "http"),
             (
                 r#"actions = [{type = "fetch", url = "http://x", method = "BREW"}]"#,
                 "BREW",

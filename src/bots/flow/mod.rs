@@ -231,8 +231,7 @@ impl FlowBot {
                         // The caller's side fetches and plays these; it never says when a
                         // file ends, so the flow moves on at once.
                         for url in stream_urls {
-                            self.call
-                                .do_send(BotCommand::PlayUrl { url: url.clone() });
+                            self.call.do_send(BotCommand::PlayUrl { url: url.clone() });
                         }
                         self.pc += 1;
                         continue;
@@ -403,15 +402,19 @@ impl FlowBot {
             let audio = services.tts.render(&text, &voice, rate).await;
             (text, audio)
         };
-        ctx.spawn(rendering.into_actor(self).map(move |(text, audio), act, _ctx| {
-            if act.wait != Wait::Loading {
-                return;
-            }
-            match audio {
-                Ok(audio) => act.say(Some(text), audio, barge_in),
-                Err(e) => act.fail(format!("talk: {e}")),
-            }
-        }));
+        ctx.spawn(
+            rendering
+                .into_actor(self)
+                .map(move |(text, audio), act, _ctx| {
+                    if act.wait != Wait::Loading {
+                        return;
+                    }
+                    match audio {
+                        Ok(audio) => act.say(Some(text), audio, barge_in),
+                        Err(e) => act.fail(format!("talk: {e}")),
+                    }
+                }),
+        );
     }
 
     fn play(&mut self, urls: Vec<String>, barge_in: bool, ctx: &mut Context<Self>) {

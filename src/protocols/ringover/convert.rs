@@ -22,10 +22,23 @@ pub const PT_PCMA: u8 = 8;
 
 /// Keys that name the call, in the order they are tried.
 const REFERENCE_KEYS: &[&str] = &[
-    "call_id", "callId", "callid", "call_uuid", "callUuid", "uuid", "callSid", "id",
+    "call_id",
+    "callId",
+    "callid",
+    "call_uuid",
+    "callUuid",
+    "uuid",
+    "callSid",
+    "id",
 ];
 /// Keys that name the caller.
-const CALLER_KEYS: &[&str] = &["from", "caller", "from_number", "fromNumber", "callerNumber"];
+const CALLER_KEYS: &[&str] = &[
+    "from",
+    "caller",
+    "from_number",
+    "fromNumber",
+    "callerNumber",
+];
 /// Keys that name the number called.
 const CALLEE_KEYS: &[&str] = &["to", "callee", "to_number", "toNumber", "calleeNumber"];
 /// Objects inside the metadata that are searched for those keys too (one level deep).
@@ -199,9 +212,8 @@ pub fn stop() -> String {
 /// A key string as Ringover's examples send it: a JSON number when it is one (no sign, no
 /// leading zero), else the string as is, so `*`, `#`, `+` and leading zeros survive.
 fn number_or_string(s: &str) -> Value {
-    let plain = !s.is_empty()
-        && s.chars().all(|c| c.is_ascii_digit())
-        && (s == "0" || !s.starts_with('0'));
+    let plain =
+        !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
     match s.parse::<u64>() {
         Ok(n) if plain => json!(n),
         _ => json!(s),
@@ -236,7 +248,10 @@ mod tests {
         assert_eq!(v["data"]["audioDataType"], "raw");
         assert_eq!(v["data"]["sampleRate"], 16000);
         assert_eq!(v["data"]["audioData"], "AQD//w==");
-        assert_eq!(play("https://x/a.mp3"), r#"{"event":"play","file":"https://x/a.mp3"}"#);
+        assert_eq!(
+            play("https://x/a.mp3"),
+            r#"{"event":"play","file":"https://x/a.mp3"}"#
+        );
         assert_eq!(stop(), r#"{"event":"break"}"#);
         assert_eq!(digits("123"), r#"{"event":"digits","data":123}"#);
         assert_eq!(digits("0*1#"), r#"{"event":"digits","data":"0*1#"}"#);
@@ -252,13 +267,18 @@ mod tests {
 
     #[test]
     fn metadata_keys_are_found_at_the_top_or_one_level_down() {
-        let info = call_info(&obj(json!({"callId": "c-1", "from": "+331", "to": 3302, "x": 1})));
+        let info = call_info(&obj(
+            json!({"callId": "c-1", "from": "+331", "to": 3302, "x": 1}),
+        ));
         assert_eq!(info.reference.as_deref(), Some("c-1"));
         assert_eq!(info.caller.as_deref(), Some("+331"));
         assert_eq!(info.callee.as_deref(), Some("3302"));
         let info = call_info(&obj(json!({"event": "start", "start": {"uuid": "u-9"}})));
         assert_eq!(info.reference.as_deref(), Some("u-9"));
-        assert_eq!(call_info(&obj(json!({"nothing": true}))), CallInfo::default());
+        assert_eq!(
+            call_info(&obj(json!({"nothing": true}))),
+            CallInfo::default()
+        );
     }
 
     #[test]
@@ -270,7 +290,10 @@ mod tests {
 
     #[test]
     fn dtmf_control_frames() {
-        assert_eq!(dtmf(&obj(json!({"event": "dtmf", "digit": "5"}))), vec!['5']);
+        assert_eq!(
+            dtmf(&obj(json!({"event": "dtmf", "digit": "5"}))),
+            vec!['5']
+        );
         assert_eq!(dtmf(&obj(json!({"dtmf": "1#"}))), vec!['1', '#']);
         assert!(dtmf(&obj(json!({"event": "mark"}))).is_empty());
     }
@@ -304,7 +327,10 @@ mod tests {
             decode_rtp(&packet, &mut out),
             Err(FrameError::RtpPayloadType(96))
         );
-        assert_eq!(decode_rtp(&[0x80; 5], &mut out), Err(FrameError::ShortRtp(5)));
+        assert_eq!(
+            decode_rtp(&[0x80; 5], &mut out),
+            Err(FrameError::ShortRtp(5))
+        );
         assert_eq!(
             decode_rtp(&[0x40; 12], &mut out),
             Err(FrameError::RtpVersion(1))

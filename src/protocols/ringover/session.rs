@@ -129,11 +129,9 @@ impl RingoverSession {
                         act.phase = Phase::Attached(handle.addr);
                     }
                     Ok(Err(e)) => act.refuse(&e, ctx),
-                    Err(_) => act.close(
-                        ws::CloseCode::Again,
-                        "switch is shutting down".into(),
-                        ctx,
-                    ),
+                    Err(_) => {
+                        act.close(ws::CloseCode::Again, "switch is shutting down".into(), ctx)
+                    }
                 }),
         );
     }
