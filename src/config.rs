@@ -320,6 +320,10 @@ impl Config {
         if self.media.write_timeout_ms == 0 {
             return invalid("media.write_timeout_ms must be at least 1".into());
         }
+        if !self.media.hold_music.is_empty() {
+            crate::media::hold::load(&self.media.hold_music, crate::media::TELEPHONE_RATE)
+                .map_err(|e| ConfigError::Invalid(format!("media.hold_music: {e}")))?;
+        }
         for (i, route) in self.routes.iter().enumerate() {
             if !self.bots.contains_key(&route.bot) {
                 return invalid(format!(
@@ -374,6 +378,12 @@ mod tests {
         assert!(err.to_string().contains("routes[0].bot"), "{err}");
         let err = Config::from_toml("[http]\nlisten = \"nowhere\"\n").unwrap_err();
         assert!(err.to_string().contains("listen"), "{err}");
+        let err = Config::from_toml("[ringover]\nout_sample_rate = 11025\n").unwrap_err();
+        assert!(err.to_string().contains("out_sample_rate"), "{err}");
+        let err = Config::from_toml("[media]\nhold_music = \"/no/such.wav\"\n").unwrap_err();
+        assert!(err.to_string().contains("hold_music"), "{err}");
+        let err = Config::from_toml("[ringover]\ntoken = [\"x\"]\n").unwrap_err();
+        assert!(err.to_string().contains("token"), "{err}");
     }
 
     #[test]

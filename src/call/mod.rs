@@ -578,8 +578,11 @@ impl Handler<AttachLeg> for CallActor {
         let media = &self.services.config.media;
         self.playout = Some(Playout::new(format.out_rate, media.max_buffered_ms));
         self.last_media = Instant::now();
-        let check = Duration::from_millis(media.media_timeout_ms.min(media.write_timeout_ms) / 4)
-            .clamp(MEDIA_CHECK_MIN, MEDIA_CHECK_MAX);
+        let shortest = match media.media_timeout_ms {
+            0 => media.write_timeout_ms,
+            m => m.min(media.write_timeout_ms),
+        };
+        let check = Duration::from_millis(shortest / 4).clamp(MEDIA_CHECK_MIN, MEDIA_CHECK_MAX);
         ctx.run_interval(check, |act, ctx| act.check_media(ctx));
         if let Some(bot) = &self.bot {
             let bot_in = bot.in_rate.unwrap_or(format.in_rate);
