@@ -148,6 +148,9 @@ impl CallActor {
         });
         let detail = end.detail.clone();
         self.pending_end = Some(end);
+        if let Some(h) = self.hold.take() {
+            ctx.cancel_future(h);
+        }
         self.stop_audio(false, ctx);
         match &self.leg {
             Some(leg) => {
@@ -188,6 +191,9 @@ impl CallActor {
             if p.dropped_samples > 0 {
                 tracing::info!(call = %self.record.id, dropped = p.dropped_samples, "bot audio dropped for a slow caller");
             }
+        }
+        if self.dropped_leg_commands > 0 {
+            tracing::info!(call = %self.record.id, dropped = self.dropped_leg_commands, "audio commands refused by a full leg mailbox");
         }
         tracing::info!(
             call = %self.record.id,
@@ -734,7 +740,12 @@ impl Handler<BotCommand> for CallActor {
                     self.ensure_pacer(ctx);
                 }
             }
-            BotCommand::StopAudio => self.stop_audio(true, ctx),
+            BotCommand::StopAudio => {
+                if let Some(h) = self.hold.take() {
+                    ctx.cancel_future(h);
+                }
+                self.stop_audio(true, ctx)
+            }
             BotCommand::BargeIn { prompt } => {
                 let rate = self
                     .leg
