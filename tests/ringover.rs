@@ -343,3 +343,34 @@ async fn rtp_mode_takes_pcmu_packets() {
     assert!(samples.len() >= 800, "{} samples", samples.len());
     assert!(switchboard::media::pcm::rms(&samples) > 1000.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_streams_at_once_while_one_misbehaves() {
+    let app = app_with(
+        r#"[{ type = "talk", text = "Hi." }, { type = "hangup" }]"#,
+        "",
+    );
+    // A peer that sends garbage and never metadata keeps its socket to itself.
+    let mut rude = RingoverClient::connect(&app, None).await.expect("upgrade");
+    rude.send_text("garbage").await;
+    rude.send_text("[]").await;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let mut client =
+            RingoverClient::dial(&app, json!({"call_id": format!("many-ro-{i}")})).await;
+        tasks.push(tokio::spawn(async move {
+            assert_eq!(client.next().await.json()["type"], "streamAudio");
+            match client.next().await {
+                RoEvent::Closed(code) => assert_eq!(code, Some(1000)),
+                other => panic!("expected close, got {other:?}"),
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("stream completed");
+    }
+    for i in 0..20 {
+        let call = app.wait_hangup(&format!("many-ro-{i}")).await;
+        assert_eq!(call["hangup_reason"], "normal");
+    }
+}
