@@ -17,6 +17,7 @@ use crate::api::{self, ApiState};
 use crate::config::Config;
 use crate::protocols::live_call_grpc::{LiveCallServer, LiveCallService};
 use crate::protocols::live_call_ws::{self, LiveCallWsState};
+use crate::protocols::ringover::{self, RingoverState};
 use crate::protocols::smartivr::{SmartIvrPhonegatewayServer, SmartIvrService};
 use crate::registry::{Drain, GetStats, HangupAll, Registry};
 use crate::services::Services;
@@ -145,9 +146,11 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
         registry: registry.clone(),
         tokens: config.auth.live_call_tokens.clone(),
     };
+    let ringover_state = RingoverState::new(registry.clone(), &config);
     let http = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(state.clone()))
+            .configure(ringover::configure(ringover_state.clone()))
             .configure(api::configure)
             .configure(|cfg| live_call_ws::configure(cfg, ws_state.clone()))
             .default_service(api::default_service())
@@ -173,7 +176,8 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
         .set_nonblocking(true)
         .map_err(|e| AppError::Start(e.to_string()))?;
     let (grpc_stop, grpc_stop_rx) = oneshot::channel::<()>();
-    let smartivr = SmartIvrService::new(registry.clone(), config.smartivr.tts_audio);
+    let smartivr = SmartIvrService::new(registry.clone(), config.smartivr.tts_audio)
+        .with_write_timeout(Duration::from_millis(config.media.write_timeout_ms));
     let live_call = LiveCallService::new(registry.clone(), config.live_call.out_sample_rate);
     let grpc_thread = std::thread::Builder::new()
         .name("switchboard-grpc".into())

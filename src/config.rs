@@ -43,6 +43,8 @@ pub struct Config {
     #[serde(default)]
     pub smartivr: SmartIvrConfig,
     #[serde(default)]
+    pub ringover: RingoverConfig,
+    #[serde(default)]
     pub media: MediaConfig,
     #[serde(default)]
     pub tts: TtsConfig,
@@ -137,6 +139,21 @@ pub struct MediaConfig {
     pub utterance_gap_ms: u64,
     /// How long a call waits for its caller's side to close after the switch hangs up.
     pub leg_close_grace_ms: u64,
+    /// Unsent bot audio a call (and a streaming socket) holds for a slow caller; past it the
+    /// oldest audio is dropped and counted.
+    pub max_buffered_ms: u32,
+    /// A caller's side that accepts nothing for this long is hung up (`failed`, with why).
+    pub write_timeout_ms: u64,
+    /// A caller leg that sends no audio for this long is hung up with `timeout`; 0 disables.
+    pub media_timeout_ms: u64,
+    /// The longest a call may last, in seconds, before it is hung up with `timeout`; 0 means
+    /// no limit.
+    pub max_call_duration: u64,
+    /// A flow `fetch` that takes longer than this puts the caller on hold.
+    pub hold_after_ms: u64,
+    /// A WAV file played as hold music toward callers without their own; empty means a
+    /// built-in generated tone.
+    pub hold_music: String,
 }
 
 impl Default for MediaConfig {
@@ -144,6 +161,41 @@ impl Default for MediaConfig {
         MediaConfig {
             utterance_gap_ms: 300,
             leg_close_grace_ms: 2000,
+            max_buffered_ms: 2000,
+            write_timeout_ms: 10_000,
+            media_timeout_ms: 30_000,
+            max_call_duration: 3600,
+            hold_after_ms: 1000,
+            hold_music: String::new(),
+        }
+    }
+}
+
+/// The rates a Ringover media server takes bot audio at.
+pub const RINGOVER_OUT_RATES: &[u32] = &[8000, 16000, 24000];
+
+/// The Ringover streamer WebSocket (`/ringover/stream` on the HTTP listener).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RingoverConfig {
+    /// When not empty, a connection's `?token=` must equal one of these (else HTTP 401).
+    pub tokens: Vec<String>,
+    /// Rate of the raw L16 caller audio the media server sends.
+    pub sample_rate: u32,
+    /// Caller audio comes as RTP packets (12-byte header, PT 0 PCMU or 8 PCMA, 8 kHz)
+    /// instead of raw L16.
+    pub rtp: bool,
+    /// Rate of the bot audio sent in `streamAudio` (8000, 16000 or 24000).
+    pub out_sample_rate: u32,
+}
+
+impl Default for RingoverConfig {
+    fn default() -> Self {
+        RingoverConfig {
+            tokens: Vec::new(),
+            sample_rate: 8000,
+            rtp: false,
+            out_sample_rate: 8000,
         }
     }
 }
@@ -314,6 +366,27 @@ impl Config {
         if self.server.max_calls == 0 {
             return invalid("server.max_calls must be at least 1".into());
         }
+        if !RINGOVER_OUT_RATES.contains(&self.ringover.out_sample_rate) {
+            return invalid(format!(
+                "ringover.out_sample_rate {} is not one of {RINGOVER_OUT_RATES:?}",
+                self.ringover.out_sample_rate
+            ));
+        }
+        if !(crate::media::MIN_RATE..=crate::media::MAX_RATE).contains(&self.ringover.sample_rate) {
+            return invalid(format!(
+                "ringover.sample_rate {} is outside {}..={}",
+                self.ringover.sample_rate,
+                crate::media::MIN_RATE,
+                crate::media::MAX_RATE
+            ));
+        }
+        if self.media.write_timeout_ms == 0 {
+            return invalid("media.write_timeout_ms must be at least 1".into());
+        }
+        if !self.media.hold_music.is_empty() {
+            crate::media::hold::load(&self.media.hold_music, crate::media::TELEPHONE_RATE)
+                .map_err(|e| ConfigError::Invalid(format!("media.hold_music: {e}")))?;
+        }
         for (i, route) in self.routes.iter().enumerate() {
             if !self.bots.contains_key(&route.bot) {
                 return invalid(format!(
@@ -399,6 +472,12 @@ mod tests {
         assert!(err.to_string().contains("routes[0].bot"), "{err}");
         let err = Config::from_toml("[http]\nlisten = \"nowhere\"\n").unwrap_err();
         assert!(err.to_string().contains("listen"), "{err}");
+        let err = Config::from_toml("[ringover]\nout_sample_rate = 11025\n").unwrap_err();
+        assert!(err.to_string().contains("out_sample_rate"), "{err}");
+        let err = Config::from_toml("[media]\nhold_music = \"/no/such.wav\"\n").unwrap_err();
+        assert!(err.to_string().contains("hold_music"), "{err}");
+        let err = Config::from_toml("[ringover]\ntoken = [\"x\"]\n").unwrap_err();
+        assert!(err.to_string().contains("token"), "{err}");
     }
 
     #[test]

@@ -6,8 +6,9 @@
 //! - `registry`: creates calls, finds them by id, learns when they end.
 //! - `call`: the call actor, its pure VoIPBIN state (`call::state`), its messages and playout.
 //! - `bots`: what answers a call; `bots::flow` is the embedded VoIPBIN-style flow engine.
-//! - `protocols`: one module per caller protocol, turning frames into call messages and back.
-//! - `media`: PCM, WAV and rate conversion.
+//! - `protocols`: one module per caller protocol (SmartIVR gRPC, Ringover WebSocket), turning
+//!   frames into call messages and back.
+//! - `media`: PCM, WAV, rate conversion, voice activity (barge-in) and hold music.
 //! - `speech`: text to speech.
 //! - `api`: the REST API and its view types.
 //! - `services`: handles shared by calls and bots.

@@ -35,6 +35,8 @@ pub struct NewCall {
     /// lives on an arbiter of its own (a WebSocket on its HTTP worker) keeps its call beside it,
     /// so the call's media never crosses threads.
     pub arbiter: Option<ArbiterHandle>,
+    /// What the caller's side said about the call when it connected, kept whole.
+    pub metadata: Option<serde_json::Value>,
 }
 
 impl NewCall {
@@ -50,6 +52,7 @@ impl NewCall {
             hotline: String::new(),
             master_call_id: None,
             arbiter: None,
+            metadata: None,
         }
     }
 }
@@ -257,6 +260,7 @@ impl Registry {
         record.workspace = call.workspace;
         record.hotline = call.hotline;
         record.master_call_id = call.master_call_id;
+        record.metadata = call.metadata;
 
         let arbiter = match call.arbiter {
             Some(arbiter) => arbiter,

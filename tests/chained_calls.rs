@@ -66,6 +66,7 @@ async fn attach(app: &TestApp, id: Uuid) -> mpsc::UnboundedReceiver<LegCommand> 
             out_rate: 8000,
             delivery: Delivery::Whole,
             plays_urls: false,
+            plays_hold_music: true,
         },
     })
     .await

@@ -41,6 +41,8 @@ pub struct CallView {
     pub hangup_by: &'static str,
     pub hangup_reason: &'static str,
     pub hangup_detail: String,
+    /// The caller side's connection metadata (Ringover), null when there was none.
+    pub metadata: serde_json::Value,
     pub tm_create: String,
     pub tm_update: String,
     pub tm_progressing: Option<String>,
@@ -74,6 +76,7 @@ impl From<&CallRecord> for CallView {
             },
             hangup_reason: r.hangup_reason.map(|h| h.as_str()).unwrap_or(""),
             hangup_detail: r.hangup_detail.clone(),
+            metadata: r.metadata.clone().unwrap_or(serde_json::Value::Null),
             tm_create: time(&r.tm_create),
             tm_update: time(&r.tm_update),
             tm_progressing: opt_time(&r.tm_progressing),

@@ -44,7 +44,9 @@ pub fn start(
                 .get(name)
                 .cloned()
                 .ok_or_else(|| BotError::Unknown(name.to_owned()))?;
-            let bot = flow::FlowBot::new(program, services.clone(), call.recipient()).start();
+            let bot = flow::FlowBot::new(program, services.clone(), call.clone().recipient())
+                .with_record(call.recipient())
+                .start();
             Ok(BotHandle {
                 events: bot.recipient(),
                 in_rate: None,

@@ -30,6 +30,9 @@ pub struct LegFormat {
     pub delivery: Delivery,
     /// Whether the caller's side can fetch and play an http(s) URL itself.
     pub plays_urls: bool,
+    /// Whether the caller's side plays its own hold music on `LegCommand::Hold` (SmartIVR
+    /// CALL_WAIT); otherwise the call plays hold music to it as audio.
+    pub plays_hold_music: bool,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -85,6 +88,11 @@ pub enum BotCommand {
     StreamEnd,
     /// Drop all queued bot audio now and tell the caller's side to stop playing.
     StopAudio,
+    /// Caller speech or a key stops prompt `prompt` (sent before its `Say`): queued audio is
+    /// dropped, the caller's side told to stop, and the prompt reported done, interrupted.
+    BargeIn { prompt: u64 },
+    /// Let the caller's side fetch and play an http(s) URL itself (legs with `plays_urls`).
+    PlayUrl { url: String },
     /// Put the caller on hold until the next audio.
     Hold,
     /// Transfer the caller to `destination`.

@@ -16,7 +16,8 @@ use actix::prelude::*;
 use chrono::Utc;
 
 use crate::bots::{self, BotHandle};
-use crate::media::{duration_ms, resample_all, StreamResampler, FRAME_MS};
+use crate::media::vad::{Vad, ECHO_GUARD_MS};
+use crate::media::{duration_ms, hold, resample_all, StreamResampler, FRAME_MS};
 use crate::registry::{CallChanged, CallEnded, HangupCall, Registry};
 use crate::services::Services;
 use messages::*;
@@ -29,8 +30,13 @@ const LEG_ATTACH_TIMEOUT: Duration = Duration::from_secs(10);
 /// How far ahead of real time paced audio may run toward the caller (its jitter buffer).
 const PACED_LEAD_MS: u64 = 60;
 
-/// Streamed bot audio queued toward a paced caller beyond this is dropped, oldest first.
-const MAX_BUFFERED_MS: u32 = 2000;
+/// How often the call checks for a silent caller leg or one that accepts nothing, at most.
+const MEDIA_CHECK_MAX: Duration = Duration::from_secs(1);
+/// How often the call checks, at least (for very short configured timeouts).
+const MEDIA_CHECK_MIN: Duration = Duration::from_millis(20);
+
+/// The prompt id hold music is queued under toward paced callers; never reported to the bot.
+const HOLD_PROMPT: u64 = u64::MAX;
 
 /// Streamed bot audio quieter than this (RMS of s16 samples, about -50 dBFS) counts as a gap
 /// between utterances toward whole-utterance callers.
@@ -48,6 +54,14 @@ struct Leg {
 struct WholePrompt {
     prompt: u64,
     timer: SpawnHandle,
+}
+
+/// A prompt that caller speech or a key may stop.
+struct BargeIn {
+    prompt: u64,
+    /// When the prompt started playing; `None` until its `Say` arrives.
+    started: Option<Instant>,
+    vad: Vad,
 }
 
 /// How the call will end once its leg is gone.
@@ -82,6 +96,16 @@ pub struct CallActor {
     deferred_hangup: Option<HangupReason>,
     /// Caller frames dropped because the bot's mailbox was full.
     dropped_caller_frames: u64,
+    /// The prompt barge-in is armed for.
+    barge_in: Option<BargeIn>,
+    /// When the caller leg last sent audio (or attached).
+    last_media: Instant,
+    /// Since when the caller leg's mailbox has refused audio, if it does now.
+    leg_stalled_since: Option<Instant>,
+    /// Audio commands the leg's full mailbox refused.
+    dropped_leg_commands: u64,
+    /// The timer repeating hold music while the caller is on hold.
+    hold: Option<SpawnHandle>,
 }
 
 impl CallActor {
@@ -105,6 +129,11 @@ impl CallActor {
             whole_until: None,
             deferred_hangup: None,
             dropped_caller_frames: 0,
+            barge_in: None,
+            last_media: Instant::now(),
+            leg_stalled_since: None,
+            dropped_leg_commands: 0,
+            hold: None,
         }
     }
 
@@ -135,6 +164,9 @@ impl CallActor {
         });
         let detail = end.detail.clone();
         self.pending_end = Some(end);
+        if let Some(h) = self.hold.take() {
+            ctx.cancel_future(h);
+        }
         self.stop_audio(false, ctx);
         match &self.leg {
             Some(leg) => {
@@ -176,6 +208,9 @@ impl CallActor {
                 tracing::info!(call = %self.record.id, dropped = p.dropped_samples, "bot audio dropped for a slow caller");
             }
         }
+        if self.dropped_leg_commands > 0 {
+            tracing::info!(call = %self.record.id, dropped = self.dropped_leg_commands, "audio commands refused by a full leg mailbox");
+        }
         tracing::info!(
             call = %self.record.id,
             reference = %self.record.reference,
@@ -199,7 +234,13 @@ impl CallActor {
         }
     }
 
-    fn prompt_done(&self, prompt: u64, interrupted: bool) {
+    fn prompt_done(&mut self, prompt: u64, interrupted: bool) {
+        if prompt == HOLD_PROMPT {
+            return;
+        }
+        if self.barge_in.as_ref().is_some_and(|b| b.prompt == prompt) {
+            self.barge_in = None;
+        }
         if let Some(bot) = &self.bot {
             bot.events.do_send(BotEvent::PromptDone {
                 prompt,
@@ -224,6 +265,9 @@ impl CallActor {
         if let Some(r) = self.from_bot.as_mut() {
             r.reset();
         }
+        if let Some(b) = self.barge_in.as_mut() {
+            b.vad.reset();
+        }
         for prompt in cut {
             self.prompt_done(prompt, true);
         }
@@ -243,14 +287,16 @@ impl CallActor {
         audio: Arc<[i16]>,
         ctx: &mut Context<Self>,
     ) {
-        let Some(leg) = &self.leg else { return };
+        let Some(out_rate) = self.leg.as_ref().map(|l| l.format.out_rate) else {
+            return;
+        };
         if let Some(w) = self.whole_prompt.take() {
             // The caller's side replaces what it plays with the new utterance.
             ctx.cancel_future(w.timer);
             self.prompt_done(w.prompt, true);
         }
-        let ms = duration_ms(audio.len(), leg.format.out_rate);
-        leg.recipient.do_send(LegCommand::Play { text, audio });
+        let ms = duration_ms(audio.len(), out_rate);
+        self.send_media(LegCommand::Play { text, audio });
         self.whole_until = Some(Instant::now() + Duration::from_millis(ms));
         if let Some(prompt) = prompt {
             let timer = ctx.run_later(Duration::from_millis(ms), move |act, _| {
@@ -276,7 +322,7 @@ impl CallActor {
         if let Some(h) = self.pacer.take() {
             ctx.cancel_future(h);
         }
-        let (Some(playout), Some(leg)) = (self.playout.as_mut(), self.leg.as_ref()) else {
+        let Some(out_rate) = self.leg.as_ref().map(|l| l.format.out_rate) else {
             return;
         };
         let now = Instant::now();
@@ -286,15 +332,14 @@ impl CallActor {
         }
         let mut played = Vec::new();
         while self.paced_until < now + lead {
-            let Some(frame) = playout.next_frame() else {
+            let Some(frame) = self.playout.as_mut().and_then(|p| p.next_frame()) else {
                 break;
             };
-            self.paced_until +=
-                Duration::from_millis(duration_ms(frame.samples.len(), leg.format.out_rate));
-            leg.recipient.do_send(LegCommand::Audio(frame.samples));
+            self.paced_until += Duration::from_millis(duration_ms(frame.samples.len(), out_rate));
+            self.send_media(LegCommand::Audio(frame.samples));
             played.extend(frame.finished.into_iter().map(|p| (p, self.paced_until)));
         }
-        let backlog = !playout.is_empty();
+        let backlog = self.playout.as_ref().is_some_and(|p| !p.is_empty());
         for (prompt, at) in played {
             let wait = at.saturating_duration_since(now);
             ctx.run_later(wait, move |act, _| act.prompt_done(prompt, false));
@@ -305,6 +350,131 @@ impl CallActor {
                 act.pacer = None;
                 act.pump(ctx);
             }));
+        }
+    }
+
+    /// Hands audio to the caller leg without ever queueing past its mailbox: a leg that is
+    /// behind loses the audio (counted), and one that stays full for `write_timeout_ms` is
+    /// hung up by the media check.
+    fn send_media(&mut self, cmd: LegCommand) {
+        let Some(leg) = &self.leg else { return };
+        match leg.recipient.try_send(cmd) {
+            Ok(()) => self.leg_stalled_since = None,
+            Err(SendError::Full(_)) => {
+                self.dropped_leg_commands += 1;
+                self.leg_stalled_since.get_or_insert_with(Instant::now);
+            }
+            Err(SendError::Closed(_)) => {}
+        }
+    }
+
+    /// Checks the caller leg: silent for `media_timeout_ms` ends the call with `timeout`;
+    /// refusing audio for `write_timeout_ms` ends it as failed.
+    fn check_media(&mut self, ctx: &mut Context<Self>) {
+        if self.is_over() || self.leg.is_none() {
+            return;
+        }
+        let media = &self.services.config.media;
+        let silent = self.last_media.elapsed();
+        if media.media_timeout_ms > 0 && silent >= Duration::from_millis(media.media_timeout_ms) {
+            self.end_call(
+                PendingEnd {
+                    cause: EndCause::Timeout,
+                    reason: None,
+                    detail: format!("no media from the caller for {} ms", silent.as_millis()),
+                },
+                ctx,
+            );
+            return;
+        }
+        if let Some(since) = self.leg_stalled_since {
+            let stalled = since.elapsed();
+            if stalled >= Duration::from_millis(media.write_timeout_ms) {
+                self.end_call(
+                    PendingEnd {
+                        cause: EndCause::Failed,
+                        reason: None,
+                        detail: format!(
+                            "the caller's side accepted no audio for {} ms ({} dropped)",
+                            stalled.as_millis(),
+                            self.dropped_leg_commands
+                        ),
+                    },
+                    ctx,
+                );
+            }
+        }
+    }
+
+    /// Caller speech or a key stops an armed prompt that is playing.
+    fn barge(&mut self, why: &'static str, ctx: &mut Context<Self>) {
+        if self.barge_in.as_ref().is_none_or(|b| b.started.is_none()) {
+            return;
+        }
+        if let Some(b) = self.barge_in.take() {
+            tracing::debug!(call = %self.record.id, prompt = b.prompt, why, "barge-in");
+        }
+        self.stop_audio(true, ctx);
+    }
+
+    /// Feeds caller audio to the barge-in detector of a playing prompt.
+    fn listen_for_barge_in(&mut self, samples: &[i16], ctx: &mut Context<Self>) {
+        let Some(b) = self.barge_in.as_mut() else {
+            return;
+        };
+        let Some(started) = b.started else { return };
+        // The first frames after a prompt starts may carry its own echo.
+        if started.elapsed() < Duration::from_millis(ECHO_GUARD_MS) {
+            return;
+        }
+        if b.vad.push(samples) {
+            self.barge("speech", ctx);
+        }
+    }
+
+    /// Puts the caller on hold: its own hold music, or ours played as audio and repeated.
+    fn start_hold(&mut self, ctx: &mut Context<Self>) {
+        let Some(leg) = &self.leg else { return };
+        if leg.format.plays_hold_music {
+            leg.recipient.do_send(LegCommand::Hold);
+            return;
+        }
+        if self.hold.is_some() {
+            return;
+        }
+        let format = leg.format;
+        let audio = match hold::cached(&self.services.config.media.hold_music, format.out_rate) {
+            Ok(a) if !a.is_empty() => a,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(call = %self.record.id, error = %e, "no hold music");
+                return;
+            }
+        };
+        let period = Duration::from_millis(duration_ms(audio.len(), format.out_rate).max(1));
+        self.play_hold(audio.clone(), format.delivery, ctx);
+        self.hold = Some(ctx.run_interval(period, move |act, ctx| {
+            act.play_hold(audio.clone(), format.delivery, ctx)
+        }));
+    }
+
+    fn play_hold(&mut self, audio: Arc<[i16]>, delivery: Delivery, ctx: &mut Context<Self>) {
+        match delivery {
+            Delivery::Whole => self.play_whole(None, None, audio, ctx),
+            Delivery::Paced => {
+                if let Some(p) = self.playout.as_mut() {
+                    p.push_prompt(HOLD_PROMPT, audio);
+                }
+                self.pump(ctx);
+            }
+        }
+    }
+
+    /// Ends hold music (if any) before new bot audio.
+    fn end_hold(&mut self, ctx: &mut Context<Self>) {
+        if let Some(h) = self.hold.take() {
+            ctx.cancel_future(h);
+            self.stop_audio(true, ctx);
         }
     }
 
@@ -439,6 +609,19 @@ impl Actor for CallActor {
                 return;
             }
         }
+        let max_secs = self.services.config.media.max_call_duration;
+        if max_secs > 0 {
+            ctx.run_later(Duration::from_secs(max_secs), move |act, ctx| {
+                act.end_call(
+                    PendingEnd {
+                        cause: EndCause::Timeout,
+                        reason: None,
+                        detail: format!("the call reached its maximum duration of {max_secs} s"),
+                    },
+                    ctx,
+                )
+            });
+        }
         ctx.run_later(LEG_ATTACH_TIMEOUT, |act, ctx| {
             if act.leg.is_none() {
                 act.end_call(
@@ -471,7 +654,7 @@ impl Actor for CallActor {
 impl Handler<AttachLeg> for CallActor {
     type Result = ();
 
-    fn handle(&mut self, msg: AttachLeg, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: AttachLeg, ctx: &mut Context<Self>) {
         if self.is_over() {
             msg.leg.do_send(LegCommand::End {
                 reason: HangupReason::Failed,
@@ -480,7 +663,15 @@ impl Handler<AttachLeg> for CallActor {
             return;
         }
         let format = msg.format;
-        self.playout = Some(Playout::new(format.out_rate, MAX_BUFFERED_MS));
+        let media = &self.services.config.media;
+        self.playout = Some(Playout::new(format.out_rate, media.max_buffered_ms));
+        self.last_media = Instant::now();
+        let shortest = match media.media_timeout_ms {
+            0 => media.write_timeout_ms,
+            m => m.min(media.write_timeout_ms),
+        };
+        let check = Duration::from_millis(shortest / 4).clamp(MEDIA_CHECK_MIN, MEDIA_CHECK_MAX);
+        ctx.run_interval(check, |act, ctx| act.check_media(ctx));
         if let Some(bot) = &self.bot {
             let bot_in = bot.in_rate.unwrap_or(format.in_rate);
             if bot_in != format.in_rate {
@@ -507,6 +698,8 @@ impl Handler<CallerEvent> for CallActor {
                 if self.is_over() {
                     return;
                 }
+                self.last_media = Instant::now();
+                self.listen_for_barge_in(&samples, ctx);
                 let Some(bot) = &self.bot else { return };
                 let samples = match self.to_bot.as_mut() {
                     Some(r) => {
@@ -521,6 +714,7 @@ impl Handler<CallerEvent> for CallActor {
                 }
             }
             CallerEvent::Dtmf(digit) => {
+                self.barge("key", ctx);
                 if let Some(bot) = &self.bot {
                     bot.events.do_send(BotEvent::Dtmf(digit));
                 }
@@ -574,6 +768,11 @@ impl Handler<BotCommand> for CallActor {
                 rate,
             } => {
                 self.answer();
+                self.end_hold(ctx);
+                if let Some(b) = self.barge_in.as_mut().filter(|b| b.prompt == prompt) {
+                    b.started = Some(Instant::now());
+                    b.vad.reset();
+                }
                 let Some(format) = self.leg.as_ref().map(|l| l.format) else {
                     self.prompt_done(prompt, true);
                     return;
@@ -602,6 +801,7 @@ impl Handler<BotCommand> for CallActor {
             }
             BotCommand::Stream { samples, rate } => {
                 self.answer();
+                self.end_hold(ctx);
                 self.on_bot_stream(samples, rate, ctx);
             }
             BotCommand::StreamEnd => {
@@ -622,12 +822,33 @@ impl Handler<BotCommand> for CallActor {
                     self.pump(ctx);
                 }
             }
-            BotCommand::StopAudio => self.stop_audio(true, ctx),
-            BotCommand::Hold => {
-                if let Some(leg) = &self.leg {
-                    leg.recipient.do_send(LegCommand::Hold);
+            BotCommand::StopAudio => {
+                if let Some(h) = self.hold.take() {
+                    ctx.cancel_future(h);
+                }
+                self.stop_audio(true, ctx)
+            }
+            BotCommand::BargeIn { prompt } => {
+                let rate = self
+                    .leg
+                    .as_ref()
+                    .map_or(crate::media::TELEPHONE_RATE, |l| l.format.in_rate);
+                self.barge_in = Some(BargeIn {
+                    prompt,
+                    started: None,
+                    vad: Vad::new(rate),
+                });
+            }
+            BotCommand::PlayUrl { url } => {
+                self.answer();
+                self.end_hold(ctx);
+                if self.leg.as_ref().is_some_and(|l| l.format.plays_urls) {
+                    self.send_media(LegCommand::PlayUrl { url });
+                } else {
+                    tracing::warn!(call = %self.record.id, %url, "the caller's side cannot play URLs; ignored");
                 }
             }
+            BotCommand::Hold => self.start_hold(ctx),
             BotCommand::Transfer { destination } => {
                 self.answer();
                 if let Some(leg) = &self.leg {

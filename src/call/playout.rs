@@ -154,9 +154,15 @@ impl Playout {
             .collect()
     }
 
-    /// Adds streamed audio to the utterance being gathered (whole-utterance callers).
+    /// Adds streamed audio to the utterance being gathered (whole-utterance callers); past
+    /// the bound the oldest gathered audio is dropped and counted.
     pub fn gather(&mut self, samples: &[i16]) {
         self.gathered.extend_from_slice(samples);
+        if self.gathered.len() > self.max_queued {
+            let excess = self.gathered.len() - self.max_queued;
+            self.gathered.drain(..excess);
+            self.dropped_samples += excess as u64;
+        }
     }
 
     /// Takes the gathered utterance, if any.
@@ -208,6 +214,18 @@ mod tests {
         }
         assert!(p.queued_samples() <= 800);
         assert_eq!(p.dropped_samples, 800);
+    }
+
+    #[test]
+    fn gathered_audio_past_the_bound_drops_oldest() {
+        let mut p = Playout::new(8000, 100); // 800 samples
+        p.gather(&[1; 500]);
+        p.gather(&[2; 500]);
+        let g = p.take_gathered().unwrap();
+        assert_eq!(g.len(), 800);
+        assert_eq!(g[0], 1);
+        assert_eq!(g[799], 2);
+        assert_eq!(p.dropped_samples, 200);
     }
 
     #[test]

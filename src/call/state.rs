@@ -218,6 +218,10 @@ pub struct CallRecord {
     pub hangup_reason: Option<HangupReason>,
     /// A human-readable note on why the call ended when it was not ordinary.
     pub hangup_detail: String,
+    /// What the caller's side said about the call when it connected (Ringover's first
+    /// metadata frame), kept whole.
+    #[serde(default)]
+    pub metadata: Option<serde_json::Value>,
     pub tm_create: DateTime<Utc>,
     pub tm_update: DateTime<Utc>,
     pub tm_ringing: Option<DateTime<Utc>>,
@@ -250,6 +254,7 @@ impl CallRecord {
             hangup_by: None,
             hangup_reason: None,
             hangup_detail: String::new(),
+            metadata: None,
             tm_create: now,
             tm_update: now,
             tm_ringing: (status == Status::Ringing).then_some(now),

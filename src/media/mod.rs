@@ -3,14 +3,21 @@
 //! Inside the switch, audio is mono signed 16-bit samples at an explicit rate. Wire encodings
 //! (WAV headers, base64, RTP) end in the protocol modules; rates are converted here.
 
+pub mod hold;
 pub mod pcm;
 pub mod resample;
+pub mod vad;
 pub mod wav;
 
 pub use resample::{resample_all, Engine, StreamResampler};
 
 /// Samples per second in the telephone band, the rate phone gateways use.
 pub const TELEPHONE_RATE: u32 = 8000;
+
+/// The lowest audio rate the switch accepts from configuration.
+pub const MIN_RATE: u32 = 8000;
+/// The highest audio rate the switch accepts from configuration.
+pub const MAX_RATE: u32 = 48000;
 
 /// The length of one real-time media frame, in milliseconds.
 pub const FRAME_MS: u32 = 20;

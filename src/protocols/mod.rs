@@ -3,4 +3,5 @@
 
 pub mod live_call_grpc;
 pub mod live_call_ws;
+pub mod ringover;
 pub mod smartivr;

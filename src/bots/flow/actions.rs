@@ -21,6 +21,15 @@ fn default_variable() -> String {
 fn default_loop_count() -> u32 {
     1
 }
+fn default_method() -> String {
+    "POST".into()
+}
+fn default_fetch_timeout() -> u64 {
+    10_000
+}
+
+/// The HTTP methods `fetch` may use.
+pub const FETCH_METHODS: &[&str] = &["POST", "PUT", "GET"];
 
 /// The voice a `talk` uses.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,12 +82,41 @@ pub enum Action {
         language: String,
         #[serde(default)]
         gender: Gender,
+        /// Caller speech or a key stops the prompt and the flow moves on.
+        #[serde(default)]
+        barge_in: bool,
     },
-    /// Play WAV files (paths, `file://` or `http://` URLs) one after another.
+    /// Play WAV files (paths, `file://` or `http://` URLs) one after another. Toward callers
+    /// that fetch URLs themselves (Ringover), a list of only http(s) URLs is handed over.
     Play {
         #[serde(default)]
         id: Option<String>,
         stream_urls: Vec<String>,
+        /// Caller speech or a key stops the prompt and the flow moves on.
+        #[serde(default)]
+        barge_in: bool,
+    },
+    /// Send DTMF keys toward the caller's side (Ringover `digits`).
+    DigitsSend {
+        #[serde(default)]
+        id: Option<String>,
+        digits: String,
+    },
+    /// Send the call's JSON to a webhook and continue with the `actions` it answers
+    /// (replacing the rest of the flow). The caller is put on hold while it takes longer than
+    /// `hold_after_ms` (default `[media] hold_after_ms`). On any failure the flow goes on with
+    /// the next action and `${fetch_error}` says why.
+    Fetch {
+        #[serde(default)]
+        id: Option<String>,
+        url: String,
+        #[serde(default = "default_method")]
+        method: String,
+        /// Milliseconds the webhook may take.
+        #[serde(default = "default_fetch_timeout")]
+        timeout: u64,
+        #[serde(default)]
+        hold_after_ms: Option<u64>,
     },
     /// Collect up to `length` keys, stopping early at any key in `key`, waiting at most
     /// `duration` ms; the keys go to the variable `digits`.
@@ -145,6 +183,8 @@ impl Action {
             Action::Answer { id }
             | Action::Talk { id, .. }
             | Action::Play { id, .. }
+            | Action::DigitsSend { id, .. }
+            | Action::Fetch { id, .. }
             | Action::DigitsReceive { id, .. }
             | Action::Branch { id, .. }
             | Action::Goto { id, .. }
@@ -228,10 +268,33 @@ pub fn validate(actions: &[Action]) -> Result<(), String> {
             Action::Play { stream_urls, .. } if stream_urls.is_empty() => {
                 return Err(format!("[{i}].stream_urls is empty"));
             }
+            Action::DigitsSend { digits, .. } => {
+                if digits.is_empty() {
+                    return Err(format!("[{i}].digits is empty"));
+                }
+                if let Some(bad) = digits.chars().find(|c| !is_dtmf(*c)) {
+                    return Err(format!("[{i}].digits `{bad}` is not a DTMF key"));
+                }
+            }
+            Action::Fetch { url, method, .. } => {
+                if !is_http_url(url) {
+                    return Err(format!("[{i}].url `{url}` is not an http(s) URL"));
+                }
+                if !FETCH_METHODS.contains(&method.to_ascii_uppercase().as_str()) {
+                    return Err(format!(
+                        "[{i}].method `{method}` is not one of {FETCH_METHODS:?}"
+                    ));
+                }
+            }
             _ => {}
         }
     }
     Ok(())
+}
+
+/// Whether `url` is an http(s) URL.
+pub fn is_http_url(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
 }
 
 /// Whether `c` is a DTMF key.
@@ -265,7 +328,8 @@ mod tests {
                 id: Some("hi".into()),
                 text: "Hello".into(),
                 language: "en-US".into(),
-                gender: Gender::Female
+                gender: Gender::Female,
+                barge_in: false,
             }
         );
         assert!(matches!(
@@ -301,6 +365,15 @@ mod tests {
             (
                 r#"actions = [{type = "digits_receive", key = "x"}]"#,
                 "DTMF",
+            ),
+            (
+                r#"actions = [{type = "digits_send", digits = "12x"}]"#,
+                "DTMF",
+            ),
+            (r#"actions = [{type = "fetch", url = "ftp://x"}]"#, "http"),
+            (
+                r#"actions = [{type = "fetch", url = "http://x", method = "BREW"}]"#,
+                "BREW",
             ),
         ] {
             let err = parse(text).unwrap_err();

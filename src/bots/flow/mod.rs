@@ -3,9 +3,11 @@
 //! Immediate actions (`answer`, `branch`, `goto`) run back to back; the others wait on an
 //! event: a prompt played (`talk`, `play`), keys or a timeout (`digits_receive`), a timer
 //! (`sleep`, `echo`). Keys pressed at any time are kept for the next `digits_receive`
-//! (type-ahead). Running off the end of the list hangs up.
+//! (type-ahead). Running off the end of the list hangs up. `fetch` asks a webhook for the
+//! rest of the flow (see `fetch`).
 
 pub mod actions;
+mod fetch;
 mod source;
 
 use std::collections::HashMap;
@@ -14,7 +16,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::call::messages::{BotCommand, BotEvent, LegFormat};
+use crate::call::messages::{BotCommand, BotEvent, GetRecord, LegFormat};
 use crate::call::state::HangupReason;
 use crate::services::Services;
 use crate::speech::tts::voice_for;
@@ -64,6 +66,8 @@ enum Wait {
     Timer,
     /// Echoing caller audio until the timer.
     Echo,
+    /// A webhook is being asked for the rest of the flow.
+    Fetch,
     /// Nothing more will run (hung up, transferred, failed or ended).
     Done,
 }
@@ -82,6 +86,8 @@ pub struct FlowBot {
     goto_counts: HashMap<usize, u32>,
     next_prompt: u64,
     timer: Option<SpawnHandle>,
+    /// Where `fetch` reads the call's current record.
+    record: Option<Recipient<GetRecord>>,
 }
 
 /// The variable name without `${…}` and the `voipbin.call.` prefix VoIPBIN flows use.
@@ -135,7 +141,14 @@ impl FlowBot {
             goto_counts: HashMap::new(),
             next_prompt: 1,
             timer: None,
+            record: None,
         }
+    }
+
+    /// Lets `fetch` read the call's current record from `record`.
+    pub fn with_record(mut self, record: Recipient<GetRecord>) -> Self {
+        self.record = Some(record);
+        self
     }
 
     fn cancel_timer(&mut self, ctx: &mut Context<Self>) {
@@ -196,17 +209,60 @@ impl FlowBot {
                     text,
                     language,
                     gender,
+                    barge_in,
                     ..
                 } => {
                     self.talk(
                         substitute(text, &self.variables),
                         voice_for(language, *gender),
+                        *barge_in,
                         ctx,
                     );
                     return;
                 }
-                Action::Play { stream_urls, .. } => {
-                    self.play(stream_urls.clone(), ctx);
+                Action::Play {
+                    stream_urls,
+                    barge_in,
+                    ..
+                } => {
+                    let hand_over = self.leg.is_some_and(|l| l.plays_urls)
+                        && stream_urls.iter().all(|u| actions::is_http_url(u));
+                    if hand_over {
+                        // The caller's side fetches and plays these; it never says when a
+                        // file ends, so the flow moves on at once.
+                        for url in stream_urls {
+                            self.call.do_send(BotCommand::PlayUrl { url: url.clone() });
+                        }
+                        self.pc += 1;
+                        continue;
+                    }
+                    self.play(stream_urls.clone(), *barge_in, ctx);
+                    return;
+                }
+                Action::DigitsSend { digits, .. } => {
+                    self.call.do_send(BotCommand::SendDigits {
+                        digits: digits.clone(),
+                    });
+                    self.pc += 1;
+                }
+                Action::Fetch {
+                    url,
+                    method,
+                    timeout,
+                    hold_after_ms,
+                    ..
+                } => {
+                    let hold_after =
+                        hold_after_ms.unwrap_or(self.services.config.media.hold_after_ms);
+                    self.fetch(
+                        fetch::Request {
+                            url: url.clone(),
+                            method: method.to_ascii_uppercase(),
+                            timeout: Duration::from_millis(*timeout),
+                        },
+                        Duration::from_millis(hold_after),
+                        ctx,
+                    );
                     return;
                 }
                 Action::DigitsReceive {
@@ -323,10 +379,13 @@ impl FlowBot {
             .unwrap_or(crate::media::TELEPHONE_RATE)
     }
 
-    fn say(&mut self, text: Option<String>, audio: Arc<[i16]>) {
+    fn say(&mut self, text: Option<String>, audio: Arc<[i16]>, barge_in: bool) {
         let prompt = self.next_prompt;
         self.next_prompt += 1;
         self.wait = Wait::Prompt(prompt);
+        if barge_in {
+            self.call.do_send(BotCommand::BargeIn { prompt });
+        }
         self.call.do_send(BotCommand::Say {
             prompt,
             text,
@@ -335,7 +394,7 @@ impl FlowBot {
         });
     }
 
-    fn talk(&mut self, text: String, voice: String, ctx: &mut Context<Self>) {
+    fn talk(&mut self, text: String, voice: String, barge_in: bool, ctx: &mut Context<Self>) {
         self.wait = Wait::Loading;
         let services = self.services.clone();
         let rate = self.out_rate();
@@ -343,18 +402,22 @@ impl FlowBot {
             let audio = services.tts.render(&text, &voice, rate).await;
             (text, audio)
         };
-        ctx.spawn(rendering.into_actor(self).map(|(text, audio), act, _ctx| {
-            if act.wait != Wait::Loading {
-                return;
-            }
-            match audio {
-                Ok(audio) => act.say(Some(text), audio),
-                Err(e) => act.fail(format!("talk: {e}")),
-            }
-        }));
+        ctx.spawn(
+            rendering
+                .into_actor(self)
+                .map(move |(text, audio), act, _ctx| {
+                    if act.wait != Wait::Loading {
+                        return;
+                    }
+                    match audio {
+                        Ok(audio) => act.say(Some(text), audio, barge_in),
+                        Err(e) => act.fail(format!("talk: {e}")),
+                    }
+                }),
+        );
     }
 
-    fn play(&mut self, urls: Vec<String>, ctx: &mut Context<Self>) {
+    fn play(&mut self, urls: Vec<String>, barge_in: bool, ctx: &mut Context<Self>) {
         self.wait = Wait::Loading;
         let http = self.services.http.clone();
         let rate = self.out_rate();
@@ -370,14 +433,58 @@ impl FlowBot {
             }
             audio
         };
-        ctx.spawn(loading.into_actor(self).map(|audio, act, ctx| {
+        ctx.spawn(loading.into_actor(self).map(move |audio, act, ctx| {
             if act.wait != Wait::Loading {
                 return;
             }
             if audio.is_empty() {
                 act.advance(ctx);
             } else {
-                act.say(None, audio.into());
+                act.say(None, audio.into(), barge_in);
+            }
+        }));
+    }
+}
+
+impl FlowBot {
+    /// Asks the webhook for the rest of the flow; holds the caller after `hold_after`.
+    fn fetch(&mut self, request: fetch::Request, hold_after: Duration, ctx: &mut Context<Self>) {
+        self.wait = Wait::Fetch;
+        self.timer = Some(ctx.run_later(hold_after, |act, _| {
+            act.timer = None;
+            if act.wait == Wait::Fetch {
+                act.call.do_send(BotCommand::Hold);
+            }
+        }));
+        let http = self.services.http.clone();
+        let record = self.record.clone();
+        let variables = self.variables.clone();
+        let asking = async move {
+            let record = match record {
+                Some(r) => r.send(GetRecord).await.ok(),
+                None => None,
+            };
+            fetch::run(&http, &request, record.as_ref(), &variables).await
+        };
+        ctx.spawn(asking.into_actor(self).map(|reply, act, ctx| {
+            if act.wait != Wait::Fetch {
+                return;
+            }
+            act.cancel_timer(ctx);
+            match reply {
+                Ok(actions) => {
+                    tracing::info!(call = %act.call_id, actions = actions.len(), "fetch: continuing with the webhook's actions");
+                    act.variables.remove("fetch_error");
+                    act.program = Arc::new(FlowProgram::new(actions));
+                    act.pc = 0;
+                    act.goto_counts.clear();
+                    act.run(ctx);
+                }
+                Err(e) => {
+                    tracing::warn!(call = %act.call_id, error = %e, "fetch failed; the flow goes on");
+                    act.variables.insert("fetch_error".into(), e.to_string());
+                    act.advance(ctx);
+                }
             }
         }));
     }

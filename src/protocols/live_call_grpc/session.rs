@@ -15,6 +15,8 @@ use crate::pb::live_call::{client_request, ClientRequest, InitialInfo, ServerRes
 
 /// Caller audio goes to the call at this rate; chunks at other rates are resampled here.
 const LEG_IN_RATE: u32 = 16000;
+/// Room for call commands: the call drops audio (and counts it) rather than queue past this.
+const LEG_MAILBOX: usize = 64;
 /// A gateway that does not take a control response within this time is hung up.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -56,6 +58,7 @@ impl LiveCallGrpcSession {
                 out_rate: self.out_rate,
                 delivery: Delivery::Paced,
                 plays_urls: false,
+                plays_hold_music: false,
             },
         });
         ctx.add_stream(inbound);
@@ -138,6 +141,10 @@ impl LiveCallGrpcSession {
 
 impl Actor for LiveCallGrpcSession {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(LEG_MAILBOX);
+    }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
         if self.dropped_frames > 0 {

@@ -16,6 +16,8 @@ use crate::registry::{AdmitError, CreateCall, NewCall, Registry};
 /// Caller audio is handed to the call at this rate (the rate the protocol's clients usually
 /// send); chunks declared at other rates are resampled to it here.
 const LEG_IN_RATE: u32 = 16000;
+/// Room for call commands: the call drops audio (and counts it) rather than queue past this.
+const LEG_MAILBOX: usize = 64;
 /// Ping the client this often.
 const HEARTBEAT: Duration = Duration::from_secs(10);
 /// A client silent (no frame, no pong) this long is gone.
@@ -147,6 +149,7 @@ impl LiveCallWsSession {
                                 out_rate: TELEPHONE_RATE,
                                 delivery: Delivery::Paced,
                                 plays_urls: false,
+                                plays_hold_music: false,
                             },
                         });
                         act.phase = Phase::Live(handle.addr);
@@ -195,6 +198,7 @@ impl Actor for LiveCallWsSession {
     type Context = ws::WebsocketContext<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(LEG_MAILBOX);
         ctx.run_interval(HEARTBEAT, |act, ctx| {
             if act.last_heard.elapsed() > CLIENT_TIMEOUT {
                 tracing::info!(call_id = %act.call_id, "live-call client timed out");

@@ -27,7 +27,7 @@ pub use crate::pb::smartivr::smart_ivr_phonegateway_server::SmartIvrPhonegateway
 const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Responses queued toward one gateway; a gateway that lets this fill for
-/// `WRITE_TIMEOUT` is hung up.
+/// `[media] write_timeout_ms` is hung up.
 const OUTBOUND_QUEUE: usize = 32;
 
 /// The ingress name of this protocol, for routes and records.
@@ -39,6 +39,7 @@ type ResponseTx = mpsc::Sender<Result<SmartIvrResponse, Status>>;
 pub struct SmartIvrService {
     registry: Addr<Registry>,
     tts_audio: TtsAudio,
+    write_timeout: Duration,
 }
 
 impl SmartIvrService {
@@ -46,7 +47,14 @@ impl SmartIvrService {
         SmartIvrService {
             registry,
             tts_audio,
+            write_timeout: FIRST_MESSAGE_TIMEOUT,
         }
+    }
+
+    /// Hangs up a gateway that takes no response for `timeout` (`[media] write_timeout_ms`).
+    pub fn with_write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
+        self
     }
 }
 
@@ -103,7 +111,13 @@ impl SmartIvrPhonegateway for SmartIvrService {
             .await
             .map_err(|_| Status::unavailable("switch is shutting down"))?
             .map_err(|e| admit_status(&e))?;
-        let session = SmartIvrSession::new(handle.addr, tx, conversation_id, self.tts_audio);
+        let session = SmartIvrSession::new(
+            handle.addr,
+            tx,
+            conversation_id,
+            self.tts_audio,
+            self.write_timeout,
+        );
         SmartIvrSession::start_in_arbiter(&handle.arbiter, move |ctx| {
             session.begin(first, inbound, ctx)
         });

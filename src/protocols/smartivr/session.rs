@@ -6,7 +6,7 @@ use actix::prelude::*;
 use tonic::{Status, Streaming};
 
 use super::convert::{self, ProtocolError};
-use super::{ResponseTx, FIRST_MESSAGE_TIMEOUT};
+use super::ResponseTx;
 use crate::call::messages::{AttachLeg, CallerEvent, Delivery, LegCommand, LegFormat};
 use crate::call::state::EndCause;
 use crate::call::CallActor;
@@ -14,15 +14,14 @@ use crate::config::TtsAudio;
 use crate::media::TELEPHONE_RATE;
 use crate::pb::smartivr::{SmartIvrRequest, SmartIvrResponse};
 
-/// A gateway that does not take a response within this time is hung up.
-const WRITE_TIMEOUT: Duration = FIRST_MESSAGE_TIMEOUT;
-
 /// The session actor: gateway frames in, call commands out.
 pub struct SmartIvrSession {
     call: Addr<CallActor>,
     tx: Option<ResponseTx>,
     conversation_id: String,
     tts_audio: TtsAudio,
+    /// A gateway that does not take a response within this time is hung up.
+    write_timeout: Duration,
     playing: bool,
     /// Scratch space for the events of one frame.
     events: Vec<CallerEvent>,
@@ -36,12 +35,14 @@ impl SmartIvrSession {
         tx: ResponseTx,
         conversation_id: String,
         tts_audio: TtsAudio,
+        write_timeout: Duration,
     ) -> Self {
         SmartIvrSession {
             call,
             tx: Some(tx),
             conversation_id,
             tts_audio,
+            write_timeout,
             playing: false,
             events: Vec::with_capacity(2),
             gone: false,
@@ -62,6 +63,7 @@ impl SmartIvrSession {
                 out_rate: TELEPHONE_RATE,
                 delivery: Delivery::Whole,
                 plays_urls: false,
+                plays_hold_music: true,
             },
         });
         self.frame(first, ctx);
@@ -126,13 +128,14 @@ impl SmartIvrSession {
     /// `close`, the response stream ends after it (dropping the sender ends the stream).
     fn send(&mut self, response: SmartIvrResponse, close: bool, ctx: &mut Context<Self>) {
         let Some(tx) = self.tx.clone() else { return };
+        let write_timeout = self.write_timeout;
         if close {
             self.tx = None;
         }
         // One `wait` per response: the actor handles nothing else until it is queued, which
         // keeps responses in order.
         ctx.wait(
-            async move { tokio::time::timeout(WRITE_TIMEOUT, tx.send(Ok(response))).await }
+            async move { tokio::time::timeout(write_timeout, tx.send(Ok(response))).await }
                 .into_actor(self)
                 .map(move |result, act, ctx| match result {
                     Ok(Ok(())) if close => act.leave(EndCause::Normal, true, String::new(), ctx),

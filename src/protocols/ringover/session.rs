@@ -1,0 +1,360 @@
+//! One Ringover streamer WebSocket as the caller leg of its call.
+//!
+//! The session runs on the HTTP worker that owns the socket (actix-web ties the request
+//! payload to it); it reaches its call, on a call arbiter, through the call's address.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web_actors::ws;
+
+use super::convert::{self, FrameError};
+use super::{Outbound, Settings, INGRESS};
+use crate::call::messages::{AttachLeg, CallerEvent, Delivery, LegCommand, LegFormat};
+use crate::call::state::{Address, EndCause};
+use crate::call::CallActor;
+use crate::registry::{AdmitError, CreateCall, NewCall, Registry};
+
+/// A media server must send its first frame (metadata or audio) within this time.
+const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often the session checks that the peer is taking what it was sent.
+const WRITE_CHECK: Duration = Duration::from_millis(100);
+
+/// Commands the call may queue toward this session; the call sends audio with `try_send`
+/// and counts what a full mailbox refuses.
+const MAILBOX_CAPACITY: usize = 64;
+
+/// Frames the session logs in full before it only counts them, per kind, so a peer that
+/// sends garbage cannot flood the log.
+const MAX_LOGGED_BAD_FRAMES: u64 = 5;
+
+/// Where the session is with its call.
+enum Phase {
+    /// No frame yet.
+    Waiting,
+    /// The registry is creating the call.
+    Creating,
+    /// The call exists and this session is its leg.
+    Attached(Addr<CallActor>),
+    /// The call is over or was refused.
+    Closed,
+}
+
+/// The session actor: WebSocket frames in, call commands out.
+pub struct RingoverSession {
+    registry: Addr<Registry>,
+    settings: Arc<Settings>,
+    outbound: Arc<Outbound>,
+    phase: Phase,
+    reference: String,
+    decoder: convert::L16Decoder,
+    samples: Vec<i16>,
+    bad_frames: u64,
+    /// Audio frames dropped because too much was waiting unsent.
+    dropped_audio: u64,
+    /// `written` at the last check, and when it last moved (or nothing waited).
+    last_written: u64,
+    last_progress: Instant,
+    /// The call has been told the leg is gone.
+    gone: bool,
+}
+
+impl RingoverSession {
+    pub(super) fn new(
+        registry: Addr<Registry>,
+        settings: Arc<Settings>,
+        outbound: Arc<Outbound>,
+    ) -> Self {
+        RingoverSession {
+            registry,
+            settings,
+            outbound,
+            phase: Phase::Waiting,
+            reference: String::new(),
+            decoder: convert::L16Decoder::default(),
+            samples: Vec::with_capacity(1024),
+            bad_frames: 0,
+            dropped_audio: 0,
+            last_written: 0,
+            last_progress: Instant::now(),
+            gone: false,
+        }
+    }
+
+    fn call(&self) -> Option<&Addr<CallActor>> {
+        match &self.phase {
+            Phase::Attached(call) => Some(call),
+            _ => None,
+        }
+    }
+
+    /// Creates the call from the first frame's metadata (if any), then attaches as its leg.
+    fn create_call(
+        &mut self,
+        metadata: Option<serde_json::Map<String, serde_json::Value>>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        self.phase = Phase::Creating;
+        let info = metadata
+            .as_ref()
+            .map(convert::call_info)
+            .unwrap_or_default();
+        let reference = info
+            .reference
+            .unwrap_or_else(|| format!("ringover-{}", uuid::Uuid::new_v4()));
+        self.reference = reference.clone();
+        let mut call = NewCall::incoming(INGRESS, reference);
+        call.source = info.caller.map(Address::tel).unwrap_or_default();
+        call.destination = info.callee.map(Address::tel).unwrap_or_default();
+        call.metadata = metadata.map(serde_json::Value::Object);
+        ctx.wait(
+            self.registry
+                .send(CreateCall { call })
+                .into_actor(self)
+                .map(|reply, act, ctx| match reply {
+                    Ok(Ok(handle)) => {
+                        handle.addr.do_send(AttachLeg {
+                            leg: ctx.address().recipient(),
+                            format: LegFormat {
+                                in_rate: act.settings.in_rate,
+                                out_rate: act.settings.out_rate,
+                                delivery: Delivery::Whole,
+                                plays_urls: true,
+                                plays_hold_music: false,
+                            },
+                        });
+                        act.phase = Phase::Attached(handle.addr);
+                    }
+                    Ok(Err(e)) => act.refuse(&e, ctx),
+                    Err(_) => {
+                        act.close(ws::CloseCode::Again, "switch is shutting down".into(), ctx)
+                    }
+                }),
+        );
+    }
+
+    fn refuse(&mut self, e: &AdmitError, ctx: &mut ws::WebsocketContext<Self>) {
+        tracing::warn!(reference = %self.reference, error = %e, "Ringover call refused");
+        let code = match e {
+            AdmitError::Full(_) | AdmitError::Draining => ws::CloseCode::Again,
+            AdmitError::NoRoute { .. } | AdmitError::Chain(_) => ws::CloseCode::Policy,
+        };
+        self.close(code, e.to_string(), ctx);
+    }
+
+    /// Closes the socket with `code` and a reason (cut to what a close frame carries).
+    fn close(&mut self, code: ws::CloseCode, reason: String, ctx: &mut ws::WebsocketContext<Self>) {
+        self.phase = Phase::Closed;
+        let mut description = reason;
+        // A close frame's reason is at most 123 bytes.
+        while description.len() > 123 {
+            description.pop();
+        }
+        ctx.close(Some(ws::CloseReason {
+            code,
+            description: (!description.is_empty()).then_some(description),
+        }));
+        ctx.stop();
+    }
+
+    /// Tells the call the leg is gone (once).
+    fn leave(&mut self, cause: EndCause, local: bool, detail: String) {
+        if self.gone {
+            return;
+        }
+        self.gone = true;
+        if let Some(call) = self.call() {
+            call.do_send(CallerEvent::Gone {
+                cause,
+                local,
+                detail,
+            });
+        }
+    }
+
+    fn bad_frame(&mut self, e: FrameError) {
+        self.bad_frames += 1;
+        if self.bad_frames <= MAX_LOGGED_BAD_FRAMES {
+            tracing::warn!(reference = %self.reference, error = %e, "Ringover frame ignored");
+        }
+    }
+
+    fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        let object = match convert::parse_text(text) {
+            Ok(o) => o,
+            Err(e) => return self.bad_frame(e),
+        };
+        if matches!(self.phase, Phase::Waiting) {
+            tracing::info!(keys = ?object.keys().collect::<Vec<_>>(), "Ringover metadata");
+            self.create_call(Some(object), ctx);
+            return;
+        }
+        let keys = convert::dtmf(&object);
+        if keys.is_empty() {
+            tracing::debug!(reference = %self.reference, keys = ?object.keys().collect::<Vec<_>>(), "Ringover text frame kept in the log only");
+            return;
+        }
+        if let Some(call) = self.call() {
+            for key in keys {
+                call.do_send(CallerEvent::Dtmf(key));
+            }
+        }
+    }
+
+    fn on_binary(&mut self, bytes: &[u8], ctx: &mut ws::WebsocketContext<Self>) {
+        if matches!(self.phase, Phase::Waiting) {
+            // Audio first: a call without metadata. This first frame is not kept.
+            self.create_call(None, ctx);
+            return;
+        }
+        let Some(call) = self.call().cloned() else {
+            return;
+        };
+        self.samples.clear();
+        if self.settings.rtp {
+            if let Err(e) = convert::decode_rtp(bytes, &mut self.samples) {
+                return self.bad_frame(e);
+            }
+        } else {
+            self.decoder.decode(bytes, &mut self.samples);
+        }
+        if !self.samples.is_empty() {
+            // Media is dropped, not queued without bound, if the call falls behind.
+            let _ = call.try_send(CallerEvent::Audio(std::mem::take(&mut self.samples)));
+        }
+    }
+
+    /// Writes a text frame; audio is dropped (and counted) while too much waits unsent.
+    fn write(&mut self, text: String, audio: bool, ctx: &mut ws::WebsocketContext<Self>) {
+        if matches!(self.phase, Phase::Closed) {
+            return;
+        }
+        let unsent = self.outbound.unsent.load(Ordering::Relaxed);
+        if audio && unsent > 0 && unsent + text.len() > self.settings.max_unsent_bytes {
+            self.dropped_audio += 1;
+            tracing::debug!(reference = %self.reference, unsent, dropped = self.dropped_audio, "Ringover audio dropped for a slow peer");
+            return;
+        }
+        ctx.text(text);
+    }
+
+    /// Hangs up a peer that has taken nothing for `write_timeout` while bytes waited.
+    fn check_writes(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let written = self.outbound.written.load(Ordering::Relaxed);
+        let unsent = self.outbound.unsent.load(Ordering::Relaxed);
+        if unsent == 0 || written != self.last_written {
+            self.last_written = written;
+            self.last_progress = Instant::now();
+            return;
+        }
+        let stalled = self.last_progress.elapsed();
+        if stalled >= self.settings.write_timeout {
+            let detail = format!(
+                "Ringover peer read nothing for {} ms ({unsent} bytes unsent, {} audio frames dropped)",
+                stalled.as_millis(),
+                self.dropped_audio
+            );
+            tracing::warn!(reference = %self.reference, %detail, "hanging up a stalled peer");
+            self.leave(EndCause::Failed, true, detail);
+            self.phase = Phase::Closed;
+            ctx.stop();
+        }
+    }
+}
+
+impl Actor for RingoverSession {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        ctx.run_later(FIRST_FRAME_TIMEOUT, |act, ctx| {
+            if matches!(act.phase, Phase::Waiting) {
+                act.close(
+                    ws::CloseCode::Policy,
+                    "no metadata or audio within 10 s".into(),
+                    ctx,
+                );
+            }
+        });
+        ctx.run_interval(WRITE_CHECK, |act, ctx| act.check_writes(ctx));
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        // However the socket ended, the call learns its leg is gone.
+        self.leave(EndCause::Normal, false, String::new());
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for RingoverSession {
+    fn handle(
+        &mut self,
+        item: Result<ws::Message, ws::ProtocolError>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        match item {
+            Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),
+            Ok(ws::Message::Binary(bytes)) => self.on_binary(&bytes, ctx),
+            Ok(ws::Message::Ping(p)) => ctx.pong(&p),
+            Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
+            Ok(ws::Message::Continuation(_)) => {
+                tracing::debug!(reference = %self.reference, "fragmented frame ignored");
+            }
+            Ok(ws::Message::Close(reason)) => {
+                tracing::debug!(reference = %self.reference, ?reason, "Ringover peer closed");
+                // The caller hung up.
+                self.leave(EndCause::Normal, false, String::new());
+                self.phase = Phase::Closed;
+                ctx.close(reason);
+                ctx.stop();
+            }
+            Err(ws::ProtocolError::Io(e)) => {
+                // The connection broke (no close frame): the caller is gone.
+                tracing::debug!(reference = %self.reference, error = %e, "Ringover connection lost");
+                self.leave(EndCause::Normal, false, String::new());
+                self.phase = Phase::Closed;
+                ctx.stop();
+            }
+            Err(e) => {
+                let detail = format!("WebSocket protocol error: {e}");
+                tracing::warn!(reference = %self.reference, %detail, "Ringover stream broken");
+                self.leave(EndCause::Failed, true, detail.clone());
+                self.close(ws::CloseCode::Protocol, detail, ctx);
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        // The socket is gone without a close frame: the caller hung up.
+        self.leave(EndCause::Normal, false, String::new());
+        ctx.stop();
+    }
+}
+
+impl Handler<LegCommand> for RingoverSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: LegCommand, ctx: &mut ws::WebsocketContext<Self>) {
+        let out_rate = self.settings.out_rate;
+        match msg {
+            LegCommand::Play { audio, .. } | LegCommand::Audio(audio) => {
+                self.write(convert::stream_audio(&audio, out_rate), true, ctx)
+            }
+            LegCommand::PlayUrl { url } => self.write(convert::play(&url), false, ctx),
+            LegCommand::StopAudio => self.write(convert::stop(), false, ctx),
+            // The call plays hold music to this leg itself (`plays_hold_music: false`).
+            LegCommand::Hold => {}
+            LegCommand::Transfer { destination } => {
+                self.write(convert::transfer(&destination), false, ctx)
+            }
+            LegCommand::SendDigits { digits } => self.write(convert::digits(&digits), false, ctx),
+            LegCommand::End { reason, detail } => {
+                tracing::debug!(reference = %self.reference, ?reason, %detail, "closing the Ringover stream");
+                self.leave(EndCause::Normal, true, String::new());
+                self.close(ws::CloseCode::Normal, String::new(), ctx);
+            }
+        }
+    }
+}
