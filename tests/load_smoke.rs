@@ -64,6 +64,16 @@ async fn smartivr_callers_stream_and_hear_their_echo() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ringover_streams_stream_and_hear_their_echo() {
+    let app = spawn_app(ECHO);
+    let report = load::run(options(&app, Protocol::Ringover, Mode::Stream, 2))
+        .await
+        .expect("run");
+    assert_eq!(report.admitted, 2, "{report}");
+    assert!(report.frames_received > 0, "utterances came back: {report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn churn_leaves_no_live_calls() {
     let app = spawn_app(
         "[bots.hi]\nkind = \"flow\"\nactions = [{ type = \"talk\", text = \"Hi.\" }, { type = \"hangup\" }]\n[[routes]]\nbot = \"hi\"\n",

@@ -140,6 +140,74 @@ async fn ws_caller(i: usize, ctx: Arc<CallCtx>, frames: Arc<WsFrames>) {
     let _ = tokio::time::timeout(HANGUP_GRACE, reader).await;
 }
 
+/// A Ringover media server's stream: metadata, then 20 ms binary L16 frames at 8 kHz with a
+/// 200 ms tone each second; the echo comes back as one `streamAudio` utterance.
+async fn ringover_caller(i: usize, ctx: Arc<CallCtx>, silence: Arc<Vec<u8>>, burst: Arc<Vec<u8>>) {
+    let c = &ctx.counters;
+    let url = format!("ws://{}/ringover/stream", ctx.opts.http);
+    let ws = match tokio_tungstenite::connect_async(url).await {
+        Ok((ws, _)) => ws,
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status().as_u16() == 503 => {
+            return Counters::add(&c.refused, 1)
+        }
+        Err(_) => return Counters::add(&c.failed, 1),
+    };
+    let (mut sink, mut stream) = ws.split();
+    let metadata = serde_json::json!({ "call_id": format!("load-{i}"), "from": format!("+1555{i:07}"), "to": "+15550000" });
+    if sink
+        .send(Message::Text(metadata.to_string()))
+        .await
+        .is_err()
+    {
+        return Counters::add(&c.failed, 1);
+    }
+    Counters::add(&c.admitted, 1);
+    let pending = Arc::new(AtomicU64::new(0));
+    let reader_pending = pending.clone();
+    let reader_ctx = ctx.clone();
+    let reader = tokio::spawn(async move {
+        let c = &reader_ctx.counters;
+        while let Some(Ok(msg)) = stream.next().await {
+            match msg {
+                Message::Text(text) if text.contains("\"streamAudio\"") => {
+                    Counters::add(&c.frames_received, 1);
+                    let sent = reader_pending.swap(0, Ordering::Relaxed);
+                    if sent != 0 {
+                        let now = micros_since(reader_ctx.epoch);
+                        c.latency(Duration::from_micros(now.saturating_sub(sent)));
+                    }
+                }
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+    });
+    let mut ticker = tokio::time::interval(Duration::from_millis(20));
+    let burst_every = BURST_EVERY_MS / 20;
+    let mut k: u64 = 0;
+    while !ctx.stop.load(Ordering::Relaxed) {
+        ticker.tick().await;
+        // Ten frames (200 ms) of tone each second: one utterance to echo.
+        let phase = k % burst_every;
+        if phase == 0 && pending.swap(micros_since(ctx.epoch), Ordering::Relaxed) != 0 {
+            Counters::add(&c.bursts_lost, 1);
+        }
+        let frame = if phase < 10 { &burst } else { &silence };
+        if sink
+            .send(Message::Binary(frame.as_ref().clone()))
+            .await
+            .is_err()
+        {
+            Counters::add(&c.failed, 1);
+            break;
+        }
+        Counters::add(&c.frames_sent, 1);
+        k += 1;
+    }
+    let _ = sink.close().await;
+    let _ = tokio::time::timeout(HANGUP_GRACE, reader).await;
+}
+
 fn channel_for(channels: &[Channel], i: usize) -> Channel {
     channels[(i / CALLS_PER_CHANNEL) % channels.len()].clone()
 }
@@ -278,9 +346,11 @@ pub async fn stream(
     let ws_frames = Arc::new(WsFrames::new());
     let silence = Arc::new(pcm::encode_s16le(&vec![0; samples_for_ms(8000, 100)]));
     let burst = Arc::new(pcm::encode_s16le(&tone(8000, 100)));
+    let silence_20 = Arc::new(pcm::encode_s16le(&vec![0; samples_for_ms(8000, 20)]));
+    let burst_20 = Arc::new(pcm::encode_s16le(&tone(8000, 20)));
     let channels = match opts.protocol {
         Protocol::Smartivr => smartivr_channels(opts).await?,
-        Protocol::Ws => Vec::new(),
+        Protocol::Ws | Protocol::Ringover => Vec::new(),
     };
     let ramp_start = Instant::now();
     let mut tasks = Vec::with_capacity(opts.calls);
@@ -290,6 +360,12 @@ pub async fn stream(
         let ctx = ctx.clone();
         tasks.push(match opts.protocol {
             Protocol::Ws => tokio::spawn(ws_caller(i, ctx, ws_frames.clone())),
+            Protocol::Ringover => tokio::spawn(ringover_caller(
+                i,
+                ctx,
+                silence_20.clone(),
+                burst_20.clone(),
+            )),
             Protocol::Smartivr => tokio::spawn(smartivr_caller(
                 i,
                 ctx,
@@ -364,7 +440,7 @@ async fn many_calls(
 ) -> Result<f64, LoadError> {
     let channels = match opts.protocol {
         Protocol::Smartivr => smartivr_channels(opts).await?,
-        Protocol::Ws => Vec::new(),
+        Protocol::Ws | Protocol::Ringover => Vec::new(),
     };
     let limit = Arc::new(Semaphore::new(opts.concurrency.max(1)));
     let done = Arc::new(AtomicU64::new(0));

@@ -27,6 +27,8 @@ pub enum Protocol {
     Smartivr,
     /// Live-call WebSocket: 20 ms base64 frames at 16 kHz, paced 8 kHz replies.
     Ws,
+    /// Ringover media streams: 20 ms binary L16 frames at 8 kHz, whole-utterance replies.
+    Ringover,
 }
 
 /// What to measure.

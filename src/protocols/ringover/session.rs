@@ -110,6 +110,8 @@ impl RingoverSession {
         call.source = info.caller.map(Address::tel).unwrap_or_default();
         call.destination = info.callee.map(Address::tel).unwrap_or_default();
         call.metadata = metadata.map(serde_json::Value::Object);
+        // The call runs beside this session, on the same HTTP worker: media never crosses threads.
+        call.arbiter = Arbiter::try_current();
         ctx.wait(
             self.registry
                 .send(CreateCall { call })
