@@ -88,6 +88,8 @@ pub struct CallActor {
     paced_until: Instant,
     whole_prompt: Option<WholePrompt>,
     gap_timer: Option<SpawnHandle>,
+    /// When streamed bot audio last arrived (the utterance gap counts from here).
+    last_bot_audio: Instant,
     pending_end: Option<PendingEnd>,
     caller_playing: bool,
     /// When the whole utterance last sent to the caller will have finished playing.
@@ -124,6 +126,7 @@ impl CallActor {
             paced_until: Instant::now(),
             whole_prompt: None,
             gap_timer: None,
+            last_bot_audio: Instant::now(),
             pending_end: None,
             caller_playing: false,
             whole_until: None,
@@ -478,6 +481,19 @@ impl CallActor {
         }
     }
 
+    /// The gap timer fired: close the utterance if the bot has been quiet long enough, else
+    /// wait for the rest of the gap. One timer per utterance, not one per chunk.
+    fn gap_elapsed(&mut self, ctx: &mut Context<Self>) {
+        self.gap_timer = None;
+        let gap = Duration::from_millis(self.services.config.media.utterance_gap_ms);
+        let quiet = self.last_bot_audio.elapsed();
+        if quiet >= gap {
+            self.flush_gathered(ctx);
+        } else {
+            self.gap_timer = Some(ctx.run_later(gap - quiet, |act, ctx| act.gap_elapsed(ctx)));
+        }
+    }
+
     /// Sends the utterance gathered for a whole-utterance caller.
     fn flush_gathered(&mut self, ctx: &mut Context<Self>) {
         if let Some(h) = self.gap_timer.take() {
@@ -557,11 +573,16 @@ impl CallActor {
                 }
             }
         }
-        let mut out =
-            Vec::with_capacity(samples.len() * format.out_rate as usize / rate as usize + 16);
-        if let Some(r) = self.from_bot.as_mut() {
-            r.process(&samples, &mut out);
-        }
+        let out = if rate == format.out_rate {
+            samples
+        } else {
+            let mut out =
+                Vec::with_capacity(samples.len() * format.out_rate as usize / rate as usize + 16);
+            if let Some(r) = self.from_bot.as_mut() {
+                r.process(&samples, &mut out);
+            }
+            out
+        };
         let Some(playout) = self.playout.as_mut() else {
             return;
         };
@@ -577,14 +598,11 @@ impl CallActor {
                     return;
                 }
                 playout.gather(&out);
-                if let Some(h) = self.gap_timer.take() {
-                    ctx.cancel_future(h);
+                self.last_bot_audio = Instant::now();
+                if self.gap_timer.is_none() {
+                    let gap = Duration::from_millis(self.services.config.media.utterance_gap_ms);
+                    self.gap_timer = Some(ctx.run_later(gap, |act, ctx| act.gap_elapsed(ctx)));
                 }
-                let gap = Duration::from_millis(self.services.config.media.utterance_gap_ms);
-                self.gap_timer = Some(ctx.run_later(gap, |act, ctx| {
-                    act.gap_timer = None;
-                    act.flush_gathered(ctx);
-                }));
             }
         }
     }
