@@ -9,7 +9,9 @@
 //! - `protocols`: one module per caller protocol, turning frames into call messages and back.
 //! - `media`: PCM, WAV and rate conversion.
 //! - `speech`: text to speech.
-//! - `api`: the REST API and its view types.
+//! - `api`: the REST API, the Calls API, live events, API keys, and their view types.
+//! - `store`: durable call records, events, recordings' metadata and transcripts (sqlx).
+//! - `recording`: stereo call recordings (caller left, bot right).
 //! - `services`: handles shared by calls and bots.
 //! - `pb`: code generated from `proto/`.
 //! - `dial`: a small SmartIVR gateway client for placing test calls.
@@ -23,6 +25,8 @@ pub mod dial;
 pub mod media;
 pub mod pb;
 pub mod protocols;
+pub mod recording;
 pub mod registry;
 pub mod services;
 pub mod speech;
+pub mod store;

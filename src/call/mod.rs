@@ -7,6 +7,7 @@
 
 pub mod messages;
 pub mod playout;
+mod recorder;
 pub mod state;
 
 use std::sync::Arc;
@@ -69,6 +70,8 @@ pub struct CallActor {
     caller_playing: bool,
     /// Caller frames dropped because the bot's mailbox was full.
     dropped_caller_frames: u64,
+    /// The recording in progress (`recorder.rs`).
+    recorder: Option<crate::recording::Recorder>,
 }
 
 impl CallActor {
@@ -89,6 +92,7 @@ impl CallActor {
             pending_end: None,
             caller_playing: false,
             dropped_caller_frames: 0,
+            recorder: None,
         }
     }
 
@@ -168,6 +172,7 @@ impl CallActor {
             detail = %self.record.hangup_detail,
             "call hung up"
         );
+        self.stop_recording(false);
         self.publish(event);
         ctx.stop();
     }
@@ -227,6 +232,7 @@ impl CallActor {
         audio: Arc<[i16]>,
         ctx: &mut Context<Self>,
     ) {
+        self.record_bot(&audio);
         let Some(leg) = &self.leg else { return };
         if let Some(w) = self.whole_prompt.take() {
             // The caller's side replaces what it plays with the new utterance.
@@ -261,7 +267,8 @@ impl CallActor {
             };
             match playout.next_frame() {
                 Some(frame) => {
-                    leg.recipient.do_send(LegCommand::Audio(frame.samples));
+                    leg.recipient.do_send(LegCommand::Audio(frame.samples.clone()));
+                    act.record_bot(&frame.samples);
                     for prompt in frame.finished {
                         act.prompt_done(prompt, false);
                     }
@@ -371,6 +378,7 @@ impl Actor for CallActor {
         if self.record.status != state::Status::Hangup {
             // Stopped without an orderly hangup (its arbiter stopped): record it as failed.
             if let Some(event) = self.record.finish(EndCause::Failed, Utc::now()) {
+                self.stop_recording(false);
                 self.record.hangup_detail = "call stopped unexpectedly".into();
                 self.publish(event);
             }
@@ -421,6 +429,7 @@ impl Handler<CallerEvent> for CallActor {
                 if self.is_over() {
                     return;
                 }
+                self.record_caller(&samples);
                 let Some(bot) = &self.bot else { return };
                 let samples = match self.to_bot.as_mut() {
                     Some(r) => {
@@ -435,6 +444,7 @@ impl Handler<CallerEvent> for CallActor {
                 }
             }
             CallerEvent::Dtmf(digit) => {
+                self.record_key(digit);
                 if let Some(bot) = &self.bot {
                     bot.events.do_send(BotEvent::Dtmf(digit));
                 }
@@ -488,6 +498,9 @@ impl Handler<BotCommand> for CallActor {
                 rate,
             } => {
                 self.answer();
+                if let Some(text) = &text {
+                    self.transcribe("text_bot", text);
+                }
                 let Some(format) = self.leg.as_ref().map(|l| l.format) else {
                     self.prompt_done(prompt, true);
                     return;
@@ -561,6 +574,15 @@ impl Handler<BotCommand> for CallActor {
                 },
                 ctx,
             ),
+            BotCommand::RecordingStart { options } => {
+                if let Err(e) = self.start_recording(options) {
+                    tracing::warn!(call = %self.record.id, error = %e, "recording_start refused");
+                }
+            }
+            BotCommand::RecordingStop => {
+                self.stop_recording(true);
+            }
+            BotCommand::CallerText { text } => self.transcribe("text_asr", &text),
             BotCommand::Failed { detail } => {
                 tracing::warn!(call = %self.record.id, %detail, "bot failed");
                 self.end_call(

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::call::state::{Address, HangupReason};
+use crate::recording::RecordingOptions;
 
 fn default_language() -> String {
     "en-US".into()
@@ -20,6 +21,9 @@ fn default_variable() -> String {
 }
 fn default_loop_count() -> u32 {
     1
+}
+fn default_format() -> String {
+    "wav".into()
 }
 
 /// The voice a `talk` uses.
@@ -129,6 +133,27 @@ pub enum Action {
         id: Option<String>,
         duration: u64,
     },
+    /// Start recording the call (caller left, bot right); the flow moves on at once.
+    RecordingStart {
+        #[serde(default)]
+        id: Option<String>,
+        #[serde(default = "default_format")]
+        format: String,
+        /// Longest recording in seconds (0: the built-in limit).
+        #[serde(default)]
+        duration: u64,
+        /// Stop after this many seconds of caller silence (0: never).
+        #[serde(default)]
+        end_of_silence: u64,
+        /// Stop when the caller presses one of these keys.
+        #[serde(default)]
+        end_of_key: String,
+    },
+    /// Stop the recording in progress, if any.
+    RecordingStop {
+        #[serde(default)]
+        id: Option<String>,
+    },
     /// Hang up, with an optional VoIPBIN reason (`normal` by default).
     Hangup {
         #[serde(default)]
@@ -151,7 +176,28 @@ impl Action {
             | Action::Connect { id, .. }
             | Action::Echo { id, .. }
             | Action::Sleep { id, .. }
+            | Action::RecordingStart { id, .. }
+            | Action::RecordingStop { id }
             | Action::Hangup { id, .. } => id.as_deref(),
+        }
+    }
+
+    /// The recording options of a `recording_start`.
+    pub fn recording_options(&self) -> Option<RecordingOptions> {
+        match self {
+            Action::RecordingStart {
+                format,
+                duration,
+                end_of_silence,
+                end_of_key,
+                ..
+            } => Some(RecordingOptions {
+                format: format.clone(),
+                duration: *duration,
+                end_of_silence: *end_of_silence,
+                end_of_key: end_of_key.clone(),
+            }),
+            _ => None,
         }
     }
 
@@ -228,6 +274,11 @@ pub fn validate(actions: &[Action]) -> Result<(), String> {
             Action::Play { stream_urls, .. } if stream_urls.is_empty() => {
                 return Err(format!("[{i}].stream_urls is empty"));
             }
+            Action::RecordingStart { .. } => {
+                if let Some(options) = a.recording_options() {
+                    options.validate().map_err(|e| format!("[{i}].{e}"))?;
+                }
+            }
             _ => {}
         }
     }
@@ -301,6 +352,10 @@ mod tests {
             (
                 r#"actions = [{type = "digits_receive", key = "x"}]"#,
                 "DTMF",
+            ),
+            (
+                r#"actions = [{type = "recording_start", format = "mp3"}]"#,
+                "mp3",
             ),
         ] {
             let err = parse(text).unwrap_err();
