@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -38,17 +39,53 @@ actions = [
 pub struct TestApp {
     pub handle: AppHandle,
     pub http: reqwest::Client,
+    /// Sent as `Authorization: Bearer KEY` when set.
+    pub key: Option<String>,
+}
+
+/// A folder of its own for one test's data (database, instance id, recordings).
+pub fn temp_data_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("switchboard-test-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// `[store]` and `[recordings]` keeping everything under `dir`: SQLite by default, or the
+/// PostgreSQL database in `SWITCHBOARD_TEST_POSTGRES_URL` (one fresh database per call
+/// of `fresh_store_url`).
+pub fn store_toml(dir: &Path, url: &str) -> String {
+    format!(
+        "[store]\nurl = \"{url}\"\ninstance_file = \"{}\"\n[recordings]\ndir = \"{}\"\n",
+        dir.join("instance_id").display(),
+        dir.join("recordings").display()
+    )
+}
+
+/// A SQLite URL under `dir`.
+pub fn sqlite_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("switchboard.db").display())
+}
+
+/// The full config text: listeners on 127.0.0.1:0 and `extra`; a temporary SQLite store
+/// unless `extra` has a `[store]`.
+pub fn config_text(extra: &str) -> String {
+    let store = if extra.contains("[store]") {
+        String::new()
+    } else {
+        let dir = temp_data_dir();
+        store_toml(&dir, &sqlite_url(&dir))
+    };
+    format!("[http]\nlisten = \"127.0.0.1:0\"\n[grpc]\nlisten = \"127.0.0.1:0\"\n{store}{extra}")
 }
 
 /// Starts the switch with `extra` TOML appended to listeners on 127.0.0.1:0.
 pub fn spawn_app(extra: &str) -> TestApp {
-    let text =
-        format!("[http]\nlisten = \"127.0.0.1:0\"\n[grpc]\nlisten = \"127.0.0.1:0\"\n{extra}");
-    let config = Config::from_toml(&text).expect("test config is valid");
+    let config = Config::from_toml(&config_text(extra)).expect("test config is valid");
     let handle = app::spawn(config).expect("switch starts");
     TestApp {
         handle,
         http: reqwest::Client::new(),
+        key: None,
     }
 }
 
@@ -66,14 +103,41 @@ impl TestApp {
         format!("http://{}", self.handle.grpc_addr)
     }
 
+    fn authorized(&self, r: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.key {
+            Some(key) => r.bearer_auth(key),
+            None => r,
+        }
+    }
+
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
-        let r = self.http.get(self.url(path)).send().await.expect("GET");
+        let r = self
+            .authorized(self.http.get(self.url(path)))
+            .send()
+            .await
+            .expect("GET");
         let status = r.status().as_u16();
         (status, r.json().await.expect("JSON body"))
     }
 
     pub async fn post_json(&self, path: &str) -> (u16, Value) {
-        let r = self.http.post(self.url(path)).send().await.expect("POST");
+        let r = self
+            .authorized(self.http.post(self.url(path)))
+            .send()
+            .await
+            .expect("POST");
+        let status = r.status().as_u16();
+        (status, r.json().await.expect("JSON body"))
+    }
+
+    /// POSTs a JSON body.
+    pub async fn post_body(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .authorized(self.http.post(self.url(path)))
+            .json(body)
+            .send()
+            .await
+            .expect("POST");
         let status = r.status().as_u16();
         (status, r.json().await.expect("JSON body"))
     }
