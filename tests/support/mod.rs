@@ -291,3 +291,88 @@ impl Gateway {
         drop(self);
     }
 }
+
+/// The PostgreSQL server tests may use, from `SWITCHBOARD_TEST_POSTGRES_URL`.
+pub fn postgres_admin_url() -> Option<String> {
+    std::env::var("SWITCHBOARD_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+}
+
+/// A store URL for one test: a fresh PostgreSQL database when
+/// `SWITCHBOARD_TEST_POSTGRES_URL` is set, else a SQLite file under `dir`.
+pub async fn fresh_store_url(dir: &Path) -> String {
+    let Some(admin) = postgres_admin_url() else {
+        return sqlite_url(dir);
+    };
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let name = format!("switchboard_test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::AnyConnection::connect(&admin)
+        .await
+        .expect("SWITCHBOARD_TEST_POSTGRES_URL reachable");
+    sqlx::Executor::execute(
+        &mut conn,
+        sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
+    )
+    .await
+    .expect("create a test database");
+    let (base, query) = match admin.split_once('?') {
+        Some((b, q)) => (b.to_owned(), format!("?{q}")),
+        None => (admin.clone(), String::new()),
+    };
+    let server = base
+        .rsplit_once('/')
+        .map(|(s, _)| s.to_owned())
+        .filter(|s| !s.ends_with('/'))
+        .unwrap_or(base.clone());
+    format!("{server}/{name}{query}")
+}
+
+/// Waits until `check` passes, polling; fails after `PATIENCE` with `what`.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The interleaved samples of a 16-bit WAV file and its (rate, channels).
+pub fn wav_samples(bytes: &[u8]) -> (u32, u16, Vec<i16>) {
+    assert_eq!(&bytes[..4], b"RIFF", "a WAV file");
+    let channels = u16::from_le_bytes([bytes[22], bytes[23]]);
+    let rate = u32::from_le_bytes([bytes[24], bytes[25], bytes[26], bytes[27]]);
+    let samples = bytes[44..]
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    (rate, channels, samples)
+}
+
+/// A sine tone at 8 kHz.
+pub fn tone(hz: f64, ms: usize, amplitude: f64) -> Vec<i16> {
+    (0..ms * 8)
+        .map(|i| (amplitude * (2.0 * std::f64::consts::PI * hz * i as f64 / 8000.0).sin()) as i16)
+        .collect()
+}
+
+/// A call's recordings once the first one is written.
+pub async fn recordings_when_done(app: &TestApp, call_id: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (status, list) = app
+            .get_json(&format!("/api/v1/calls/{call_id}/recordings"))
+            .await;
+        assert_eq!(status, 200, "{list}");
+        if list["recordings"][0]["status"] == "done" {
+            return list;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "recording never written: {list}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
