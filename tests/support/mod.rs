@@ -202,7 +202,27 @@ impl Gateway {
         conversation_id: &str,
         first: SmartIvrRequest,
     ) -> Result<Gateway, tonic::Status> {
-        let mut client = SmartIvrPhonegatewayClient::connect(app.grpc_url())
+        Self::open_at(&app.grpc_url(), conversation_id, first).await
+    }
+
+    /// Opens a `CallToBot` stream with config on the switch at `grpc_url`.
+    pub async fn dial_at(grpc_url: &str, conversation_id: &str) -> Result<Gateway, tonic::Status> {
+        let first = SmartIvrRequest {
+            config: Some(IvrConfig {
+                conversation_id: conversation_id.into(),
+            }),
+            ..Default::default()
+        };
+        Self::open_at(grpc_url, conversation_id, first).await
+    }
+
+    /// Opens a stream whose first message is `first` on the switch at `grpc_url`.
+    pub async fn open_at(
+        grpc_url: &str,
+        conversation_id: &str,
+        first: SmartIvrRequest,
+    ) -> Result<Gateway, tonic::Status> {
+        let mut client = SmartIvrPhonegatewayClient::connect(grpc_url.to_owned())
             .await
             .expect("gRPC connects");
         let (tx, rx) = mpsc::channel(64);
