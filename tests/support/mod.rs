@@ -66,14 +66,30 @@ pub fn sqlite_url(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("switchboard.db").display())
 }
 
-/// The full config text: listeners on 127.0.0.1:0 and `extra`; a temporary SQLite store
-/// unless `extra` has a `[store]`.
+/// The full config text: listeners on 127.0.0.1:0 and `extra`; a store of its own (SQLite,
+/// or PostgreSQL with `SWITCHBOARD_TEST_POSTGRES_URL`) unless `extra` has a `[store]`.
 pub fn config_text(extra: &str) -> String {
     let store = if extra.contains("[store]") {
         String::new()
     } else {
         let dir = temp_data_dir();
-        store_toml(&dir, &sqlite_url(&dir))
+        let url = match postgres_admin_url() {
+            // `spawn_app` is called from async tests: create the database on a thread of its own.
+            Some(_) => {
+                let for_thread = dir.clone();
+                std::thread::spawn(move || {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("runtime")
+                        .block_on(fresh_store_url(&for_thread))
+                })
+                .join()
+                .expect("database created")
+            }
+            None => sqlite_url(&dir),
+        };
+        store_toml(&dir, &url)
     };
     format!("[http]\nlisten = \"127.0.0.1:0\"\n[grpc]\nlisten = \"127.0.0.1:0\"\n{store}{extra}")
 }
