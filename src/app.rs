@@ -160,7 +160,10 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
         .map_err(|e| AppError::Start(format!("store {}: {e}", config.store.url)))?;
     match store.close_orphans().await {
         Ok(0) => {}
-        Ok(n) => tracing::warn!(calls = n, "closed calls left open by an earlier run of this switch"),
+        Ok(n) => tracing::warn!(
+            calls = n,
+            "closed calls left open by an earlier run of this switch"
+        ),
         Err(e) => return Err(AppError::Start(format!("store: {e}"))),
     }
     let services = Services::with_journal(config.clone(), store.journal.clone());
@@ -281,7 +284,8 @@ impl Running {
         }
         if how == Stop::Drain {
             let drain = Duration::from_secs(self.drain_seconds);
-            self.wait_for_calls(tokio::time::Instant::now() + drain).await;
+            self.wait_for_calls(tokio::time::Instant::now() + drain)
+                .await;
         }
         let _ = self
             .registry

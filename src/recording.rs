@@ -43,7 +43,10 @@ impl RecordingOptions {
     /// Checks the options; the message names the bad field.
     pub fn validate(&self) -> Result<(), String> {
         if self.format != "wav" {
-            return Err(format!("format `{}` is not supported (only `wav`)", self.format));
+            return Err(format!(
+                "format `{}` is not supported (only `wav`)",
+                self.format
+            ));
         }
         if self.duration > MAX_RECORDING_SECONDS {
             return Err(format!(
@@ -147,7 +150,10 @@ impl Recorder {
 
     /// A key the caller pressed.
     pub fn key(&self, key: char) -> Option<AutoStop> {
-        self.options.end_of_key.contains(key).then_some(AutoStop::Key)
+        self.options
+            .end_of_key
+            .contains(key)
+            .then_some(AutoStop::Key)
     }
 
     /// Interleaved stereo samples (left = caller, right = bot), as long as the longer side.

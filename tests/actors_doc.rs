@@ -57,7 +57,10 @@ fn every_actor_and_message_is_documented() {
         let text = std::fs::read_to_string(&file).expect("source readable");
         for name in defined_names(&text) {
             seen += 1;
-            if !doc.contains(&format!("`{name}")) && !doc.contains(&format!("{name}`")) && !doc.contains(&format!("### {name}")) {
+            if !doc.contains(&format!("`{name}"))
+                && !doc.contains(&format!("{name}`"))
+                && !doc.contains(&format!("### {name}"))
+            {
                 missing.push(format!("{name} ({})", file.display()));
             }
         }

@@ -23,13 +23,22 @@ async fn live_call(app: &TestApp, reference: &str) -> (Gateway, String) {
 async fn initiate_fails_clearly_and_records_a_failed_dialout() {
     let app = menu_app("");
     for (body, needle) in [
-        (json!({"destination": {"type": "fax", "target": "1"}}), "destination.type"),
-        (json!({"destination": {"type": "tel", "target": " "}}), "target"),
+        (
+            json!({"destination": {"type": "fax", "target": "1"}}),
+            "destination.type",
+        ),
+        (
+            json!({"destination": {"type": "tel", "target": " "}}),
+            "target",
+        ),
         (json!({"to": "+1555"}), "bad JSON"),
     ] {
         let (status, err) = app.post_body("/api/v1/calls/initiate", &body).await;
         assert_eq!(status, 400, "{body}: {err}");
-        assert!(err["error"]["message"].as_str().unwrap().contains(needle), "{err}");
+        assert!(
+            err["error"]["message"].as_str().unwrap().contains(needle),
+            "{err}"
+        );
     }
     let (status, body) = app
         .post_body(
@@ -38,7 +47,10 @@ async fn initiate_fails_clearly_and_records_a_failed_dialout() {
         )
         .await;
     assert_eq!(status, 502, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("not placed"));
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("not placed"));
     let call = &body["call"];
     assert_eq!(call["status"], "ended", "{body}");
     assert_eq!(call["call"]["direction"], "outgoing");
@@ -50,8 +62,13 @@ async fn initiate_fails_clearly_and_records_a_failed_dialout() {
     assert_eq!(status, 200);
     assert_eq!(got["call"]["hangup_reason"], "dialout");
     assert!(got["call"]["tm_hangup"].is_string());
-    assert!(got["call"]["hangup_detail"].as_str().unwrap().contains("outgoing"));
-    let stored = app.wait_for_call("out-1", |c| c["status"] == "hangup").await;
+    assert!(got["call"]["hangup_detail"]
+        .as_str()
+        .unwrap()
+        .contains("outgoing"));
+    let stored = app
+        .wait_for_call("out-1", |c| c["status"] == "hangup")
+        .await;
     assert_eq!(stored["hangup_reason"], "dialout");
 }
 
@@ -100,12 +117,14 @@ async fn get_end_and_history_with_filters_and_paging() {
     let (status, all) = app.get_json("/api/v1/calls/history").await;
     assert_eq!(status, 200, "{all}");
     assert_eq!(ids(&all), [out_id.clone(), id2.clone(), id1.clone()]);
-    let (_, outgoing) = app.get_json("/api/v1/calls/history?direction=outgoing").await;
-    assert_eq!(ids(&outgoing), [out_id.clone()]);
+    let (_, outgoing) = app
+        .get_json("/api/v1/calls/history?direction=outgoing")
+        .await;
+    assert_eq!(ids(&outgoing), [out_id.as_str()]);
     let (_, hung) = app.get_json("/api/v1/calls/history?status=hangup").await;
     assert_eq!(ids(&hung), [out_id.clone(), id1.clone()]);
     let (_, by_ref) = app.get_json("/api/v1/calls/history?reference=hist-2").await;
-    assert_eq!(ids(&by_ref), [id2.clone()]);
+    assert_eq!(ids(&by_ref), [id2.as_str()]);
     let (_, future) = app
         .get_json("/api/v1/calls/history?from=2999-01-01T00:00:00Z")
         .await;
@@ -119,9 +138,11 @@ async fn get_end_and_history_with_filters_and_paging() {
     assert_eq!(ids(&p1), [out_id.clone(), id2.clone()]);
     let token = p1["next_page_token"].as_str().unwrap();
     let (_, p2) = app
-        .get_json(&format!("/api/v1/calls/history?page_size=2&page_token={token}"))
+        .get_json(&format!(
+            "/api/v1/calls/history?page_size=2&page_token={token}"
+        ))
         .await;
-    assert_eq!(ids(&p2), [id1.clone()]);
+    assert_eq!(ids(&p2), [id1.as_str()]);
     assert_eq!(p2["next_page_token"], "");
 
     for bad in [
@@ -212,11 +233,15 @@ async fn recording_and_transcript_endpoints() {
     assert_eq!(texts, ["Hello.", "Press one, two or three.", "Goodbye."]);
     let missing = uuid::Uuid::new_v4();
     for path in ["transcript", "recordings"] {
-        let (status, _) = app.get_json(&format!("/api/v1/calls/{missing}/{path}")).await;
+        let (status, _) = app
+            .get_json(&format!("/api/v1/calls/{missing}/{path}"))
+            .await;
         assert_eq!(status, 404, "{path}");
     }
     for path in ["transcribe", "record/start", "record/stop"] {
-        let (status, _) = app.post_json(&format!("/api/v1/calls/{missing}/{path}")).await;
+        let (status, _) = app
+            .post_json(&format!("/api/v1/calls/{missing}/{path}"))
+            .await;
         assert_eq!(status, 404, "{path}");
     }
 }
@@ -318,15 +343,21 @@ api_keys = [ { key = "admin-secret" }, { key = "team-a-secret", workspace = "a" 
 
     let initiate = |ws: &str| json!({"destination": {"type": "tel", "target": "+1555"}, "workspace": ws, "reference": format!("ws-{ws}")});
     app.key = Some("admin-secret".into());
-    let (status, b) = app.post_body("/api/v1/calls/initiate", &initiate("b")).await;
+    let (status, b) = app
+        .post_body("/api/v1/calls/initiate", &initiate("b"))
+        .await;
     assert_eq!(status, 502, "{b}");
     let b_id = b["call"]["call_id"].as_str().unwrap().to_owned();
     app.key = Some("team-a-secret".into());
-    let (status, a) = app.post_body("/api/v1/calls/initiate", &initiate("a")).await;
+    let (status, a) = app
+        .post_body("/api/v1/calls/initiate", &initiate("a"))
+        .await;
     assert_eq!(status, 502, "{a}");
     let a_id = a["call"]["call_id"].as_str().unwrap().to_owned();
     assert_eq!(a["call"]["call"]["workspace"], "a");
-    let (status, _) = app.post_body("/api/v1/calls/initiate", &initiate("b")).await;
+    let (status, _) = app
+        .post_body("/api/v1/calls/initiate", &initiate("b"))
+        .await;
     assert_eq!(status, 404, "a key of workspace a cannot create calls in b");
 
     // Team a sees its own call and nothing of b.

@@ -96,7 +96,10 @@ impl Switch {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status.code();
             }
-            assert!(tokio::time::Instant::now() < deadline, "the switch never exited");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the switch never exited"
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
@@ -159,7 +162,11 @@ async fn sigterm_drains_then_hangs_up_twenty_calls_and_exits_zero() {
     for gw in &mut gateways {
         // Prompts still queued may come first; the call must end with CALL_END.
         loop {
-            let r = gw.next().await.expect("stream healthy").expect("CALL_END before close");
+            let r = gw
+                .next()
+                .await
+                .expect("stream healthy")
+                .expect("CALL_END before close");
             if r.r#type == T::CallEnd as i32 {
                 break;
             }

@@ -37,7 +37,10 @@ async fn records_events_and_transcripts_survive_a_restart() {
 
     let second = spawn_app(&menu_with(&store));
     let after = second.call_by_reference("persist-1").await;
-    assert_eq!(after, before, "the stored record is the one the first run showed");
+    assert_eq!(
+        after, before,
+        "the stored record is the one the first run showed"
+    );
     let (status, by_id) = second.get_json(&format!("/calls/{id}")).await;
     assert_eq!(status, 200);
     assert_eq!(by_id, before);
@@ -75,7 +78,9 @@ async fn a_locked_database_loses_no_event_once_it_is_back() {
     // Another writer holds the database: every write of the switch fails meanwhile.
     sqlx::any::install_default_drivers();
     let mut lock = sqlx::AnyConnection::connect(&url).await.unwrap();
-    sqlx::Executor::execute(&mut lock, "BEGIN EXCLUSIVE").await.unwrap();
+    sqlx::Executor::execute(&mut lock, "BEGIN EXCLUSIVE")
+        .await
+        .unwrap();
 
     let mut gw = Gateway::dial(&app, "locked-1").await;
     gw.expect_tts("Hello").await;
@@ -91,7 +96,9 @@ async fn a_locked_database_loses_no_event_once_it_is_back() {
     let (_, health) = app.get_json("/health").await;
     assert_eq!(health["status"], "degraded", "{health}");
 
-    sqlx::Executor::execute(&mut lock, "ROLLBACK").await.unwrap();
+    sqlx::Executor::execute(&mut lock, "ROLLBACK")
+        .await
+        .unwrap();
     drop(lock);
     let call = app.wait_hangup("locked-1").await;
     let id: Uuid = call["id"].as_str().unwrap().parse().unwrap();

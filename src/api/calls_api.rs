@@ -16,8 +16,7 @@ use super::calls_views::{
 };
 use super::views::ErrorBody;
 use super::{
-    find_record, hangup_visible, parse_id, parse_page_token, ApiError, ApiState,
-    READ_SYNC_TIMEOUT,
+    find_record, hangup_visible, parse_id, parse_page_token, ApiError, ApiState, READ_SYNC_TIMEOUT,
 };
 use crate::call::messages::{Record, RecordError};
 use crate::call::state::{Address, CallRecord, Direction, EndCause, Status};
@@ -106,10 +105,12 @@ async fn initiate(
         .await;
     let record = settle(&state, handle.id).await?;
     let message = format!("call {} was not placed: {NO_DIALOUT}", handle.id);
-    Ok(HttpResponse::build(StatusCode::BAD_GATEWAY).json(serde_json::json!({
-        "error": ErrorBody { code: 502, message },
-        "call": CallsCallView::from(&record),
-    })))
+    Ok(
+        HttpResponse::build(StatusCode::BAD_GATEWAY).json(serde_json::json!({
+            "error": ErrorBody { code: 502, message },
+            "call": CallsCallView::from(&record),
+        })),
+    )
 }
 
 /// Waits (briefly) until the call has hung up, and answers its record.
@@ -199,7 +200,11 @@ async fn history(
             )))
         }
     };
-    let from = q.from.as_deref().map(|t| parse_time("from", t)).transpose()?;
+    let from = q
+        .from
+        .as_deref()
+        .map(|t| parse_time("from", t))
+        .transpose()?;
     let to = q.to.as_deref().map(|t| parse_time("to", t)).transpose()?;
     if let (Some(f), Some(t)) = (from, to) {
         if f >= t {

@@ -200,7 +200,10 @@ async fn list_calls(
         ..Default::default()
     };
     state.store.sync(READ_SYNC_TIMEOUT).await;
-    let (records, next) = state.store.list_calls(filter, page_size, page_token).await?;
+    let (records, next) = state
+        .store
+        .list_calls(filter, page_size, page_token)
+        .await?;
     Ok(HttpResponse::Ok().json(PageView {
         next_page_token: next.map(|t| t.to_string()).unwrap_or_default(),
         result: records.iter().map(CallView::from).collect(),
@@ -237,7 +240,8 @@ async fn health(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     } else {
         "ok"
     };
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "status": status, "calls": stats, "store": store })))
+    Ok(HttpResponse::Ok()
+        .json(serde_json::json!({ "status": status, "calls": stats, "store": store })))
 }
 
 async fn not_found() -> HttpResponse {

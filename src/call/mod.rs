@@ -267,7 +267,8 @@ impl CallActor {
             };
             match playout.next_frame() {
                 Some(frame) => {
-                    leg.recipient.do_send(LegCommand::Audio(frame.samples.clone()));
+                    leg.recipient
+                        .do_send(LegCommand::Audio(frame.samples.clone()));
                     act.record_bot(&frame.samples);
                     for prompt in frame.finished {
                         act.prompt_done(prompt, false);

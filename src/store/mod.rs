@@ -150,7 +150,9 @@ impl Store {
                         Box::pin(async move {
                             sqlx::Executor::execute(
                                 &mut *conn,
-                                sqlx::AssertSqlSafe(format!("PRAGMA busy_timeout = {SQLITE_BUSY_MS}")),
+                                sqlx::AssertSqlSafe(format!(
+                                    "PRAGMA busy_timeout = {SQLITE_BUSY_MS}"
+                                )),
                             )
                             .await?;
                             Ok(())

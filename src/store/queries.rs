@@ -116,7 +116,8 @@ const UPSERT_CALL: &str = "INSERT INTO calls \
     workspace = excluded.workspace, status = excluded.status, updated_us = excluded.updated_us, \
     record = excluded.record";
 
-const INSERT_EVENT: &str = "INSERT INTO call_events (id, call_id, seq, event, status, at_us, record) \
+const INSERT_EVENT: &str =
+    "INSERT INTO call_events (id, call_id, seq, event, status, at_us, record) \
     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING";
 
 /// Writes one batch in one transaction.
@@ -440,7 +441,13 @@ mod tests {
             id: Uuid::new_v4(),
         };
         assert_eq!(t.to_string().parse::<PageToken>(), Ok(t));
-        for junk in ["", "zzz", "12", "12_nope", "x_00000000000000000000000000000000"] {
+        for junk in [
+            "",
+            "zzz",
+            "12",
+            "12_nope",
+            "x_00000000000000000000000000000000",
+        ] {
             assert!(junk.parse::<PageToken>().is_err(), "{junk}");
         }
     }

@@ -125,7 +125,9 @@ impl Writer {
                 "store queue full while the database is away: oldest write dropped"
             );
         }
-        self.health.queued.store(self.queue.len(), Ordering::Relaxed);
+        self.health
+            .queued
+            .store(self.queue.len(), Ordering::Relaxed);
     }
 
     /// Moves everything waiting in the channel into the queue.
@@ -158,7 +160,9 @@ impl Writer {
                 .take_while(|w| !matches!(w, Write::Sync(_)))
                 .count();
             if n == 0 {
-                self.health.queued.store(self.queue.len(), Ordering::Relaxed);
+                self.health
+                    .queued
+                    .store(self.queue.len(), Ordering::Relaxed);
                 continue;
             }
             let batch: Vec<&Write> = self.queue.iter().take(n).collect();
@@ -166,9 +170,14 @@ impl Writer {
                 Ok(()) => {
                     self.queue.drain(..n);
                     self.health.written.fetch_add(n as u64, Ordering::Relaxed);
-                    self.health.queued.store(self.queue.len(), Ordering::Relaxed);
+                    self.health
+                        .queued
+                        .store(self.queue.len(), Ordering::Relaxed);
                     if self.health.failing.swap(false, Ordering::Relaxed) {
-                        tracing::info!(queued = self.queue.len(), "store reachable again; catching up");
+                        tracing::info!(
+                            queued = self.queue.len(),
+                            "store reachable again; catching up"
+                        );
                     }
                     pause = FIRST_RETRY_PAUSE;
                 }

@@ -373,7 +373,10 @@ where
 {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "never happened: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -408,7 +411,10 @@ pub async fn recordings_when_done(app: &TestApp, call_id: &str) -> Value {
         if list["recordings"][0]["status"] == "done" {
             return list;
         }
-        assert!(tokio::time::Instant::now() < deadline, "recording never written: {list}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "recording never written: {list}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
