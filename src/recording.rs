@@ -148,6 +148,12 @@ impl Recorder {
         self.full()
     }
 
+    /// Bot audio queued in the recording beyond now was not played (cut off or replaced).
+    pub fn cut_bot(&mut self) {
+        let now = self.now_pos();
+        self.right.truncate(now);
+    }
+
     /// A key the caller pressed.
     pub fn key(&self, key: char) -> Option<AutoStop> {
         self.options

@@ -213,6 +213,9 @@ impl CallActor {
         if let Some(r) = self.from_bot.as_mut() {
             r.reset();
         }
+        if !cut.is_empty() {
+            self.record_bot_cut();
+        }
         for prompt in cut {
             self.prompt_done(prompt, true);
         }
@@ -232,6 +235,9 @@ impl CallActor {
         audio: Arc<[i16]>,
         ctx: &mut Context<Self>,
     ) {
+        if self.whole_prompt.is_some() {
+            self.record_bot_cut();
+        }
         self.record_bot(&audio);
         let Some(leg) = &self.leg else { return };
         if let Some(w) = self.whole_prompt.take() {

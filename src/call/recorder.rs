@@ -125,6 +125,13 @@ impl CallActor {
         self.auto_stop(stop);
     }
 
+    /// Bot audio was cut off: what the recording has of it beyond now was never heard.
+    pub(super) fn record_bot_cut(&mut self) {
+        if let Some(r) = self.recorder.as_mut() {
+            r.cut_bot();
+        }
+    }
+
     /// A key the caller pressed.
     pub(super) fn record_key(&mut self, key: char) {
         let stop = self.recorder.as_ref().and_then(|r| r.key(key));

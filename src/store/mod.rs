@@ -62,13 +62,27 @@ pub struct Store {
 
 /// Owns the store's runtime; shut it down last.
 pub struct StoreRuntime {
-    runtime: Runtime,
+    runtime: Option<Runtime>,
 }
 
 impl StoreRuntime {
     /// Stops the runtime without waiting for its tasks (the writer was flushed before).
-    pub fn shutdown(self) {
-        self.runtime.shutdown_background();
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for StoreRuntime {
+    // Dropping a tokio runtime inside async code panics; stopping it in the background is safe
+    // anywhere (for example when start-up fails after the store opened).
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -178,7 +192,9 @@ impl Store {
                 owner,
                 journal,
             },
-            StoreRuntime { runtime },
+            StoreRuntime {
+                runtime: Some(runtime),
+            },
         ))
     }
 
