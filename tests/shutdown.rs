@@ -159,6 +159,14 @@ async fn sigterm_drains_then_hangs_up_twenty_calls_and_exits_zero() {
         Some(tonic::Code::Unavailable),
         "no new calls while draining"
     );
+    let r = switch
+        .client
+        .post(format!("{}/api/v1/calls/initiate", switch.http))
+        .json(&serde_json::json!({"destination": {"type": "tel", "target": "+1555"}}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 503, "no outgoing calls while draining");
     for gw in &mut gateways {
         // Prompts still queued may come first; the call must end with CALL_END.
         loop {
