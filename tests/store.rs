@@ -200,3 +200,20 @@ bot = "rec"
     );
     assert!(window_rms(&samples, 0, caller_onset + 20, caller_onset + 300) > 3000.0);
 }
+
+#[test]
+fn an_unusable_database_stops_start_up_with_a_message_naming_it() {
+    let dir = temp_data_dir();
+    // The database path is a folder: SQLite cannot open it.
+    let url = format!("sqlite://{}", dir.display());
+    let text = format!(
+        "[http]\nlisten = \"127.0.0.1:0\"\n[grpc]\nlisten = \"127.0.0.1:0\"\n{}",
+        store_toml(&dir, &url)
+    );
+    let config = switchboard::config::Config::from_toml(&text).unwrap();
+    let err = match switchboard::app::spawn(config) {
+        Ok(_) => panic!("the switch started on an unusable database"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains(&url), "{err}");
+}

@@ -153,7 +153,15 @@ impl Store {
                 path: "store runtime".into(),
                 source,
             })?;
-        let rt = runtime.handle().clone();
+        // Owned by `StoreRuntime` at once, so an error below stops it safely.
+        let runtime = StoreRuntime {
+            runtime: Some(runtime),
+        };
+        let rt = runtime
+            .runtime
+            .as_ref()
+            .map(|r| r.handle().clone())
+            .ok_or(StoreError::Stopped)?;
         let pool = rt
             .spawn(async move {
                 let mut options = AnyPoolOptions::new()
@@ -192,9 +200,7 @@ impl Store {
                 owner,
                 journal,
             },
-            StoreRuntime {
-                runtime: Some(runtime),
-            },
+            runtime,
         ))
     }
 
