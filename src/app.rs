@@ -21,6 +21,7 @@ use crate::protocols::ringover::{self, RingoverState};
 use crate::protocols::smartivr::{SmartIvrPhonegatewayServer, SmartIvrService};
 use crate::registry::{Drain, GetStats, HangupAll, Registry};
 use crate::services::Services;
+use crate::store::{Store, StoreRuntime};
 
 /// HTTP worker threads; HTTP work is light next to the media path.
 const HTTP_WORKERS: usize = 2;
@@ -28,6 +29,10 @@ const HTTP_WORKERS: usize = 2;
 const GRPC_WORKERS: usize = 2;
 /// How long shutdown waits for hung-up calls to finish before stopping anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long shutdown waits for queued store writes to reach the database.
+const STORE_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often shutdown looks at the number of live calls.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
 
 /// Why the switch could not start.
 #[derive(Debug, Error)]
@@ -46,19 +51,36 @@ pub struct AppHandle {
     pub http_addr: SocketAddr,
     pub grpc_addr: SocketAddr,
     pub registry: Addr<Registry>,
-    stop: Option<oneshot::Sender<()>>,
+    /// The call store (records, events, recordings, transcripts).
+    pub store: Store,
+    stop: Option<oneshot::Sender<Stop>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// How the switch stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// Stop admitting calls, let live calls go on for `server.drain_seconds`, then hang up.
+    Drain,
+    /// Hang up live calls at once.
+    Now,
+}
+
 impl AppHandle {
-    /// Hangs up live calls, stops the listeners and waits for the switch to stop.
+    /// Drains: stops admitting calls, lets live calls finish for `server.drain_seconds`,
+    /// hangs up the rest, flushes the store and waits for the switch to stop.
     pub fn shutdown(mut self) {
-        self.stop_and_join();
+        self.stop_and_join(Stop::Drain);
     }
 
-    fn stop_and_join(&mut self) {
+    /// Hangs up live calls at once, flushes the store and waits for the switch to stop.
+    pub fn stop_now(mut self) {
+        self.stop_and_join(Stop::Now);
+    }
+
+    fn stop_and_join(&mut self, how: Stop) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            let _ = stop.send(how);
         }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -68,7 +90,7 @@ impl AppHandle {
 
 impl Drop for AppHandle {
     fn drop(&mut self) {
-        self.stop_and_join();
+        self.stop_and_join(Stop::Now);
     }
 }
 
@@ -78,18 +100,22 @@ struct Running {
     grpc_stop: oneshot::Sender<()>,
     grpc_thread: std::thread::JoinHandle<()>,
     arbiters: Vec<Arbiter>,
+    store: Store,
+    store_runtime: StoreRuntime,
+    drain_seconds: u64,
 }
 
 struct Ready {
     http_addr: SocketAddr,
     grpc_addr: SocketAddr,
     registry: Addr<Registry>,
+    store: Store,
 }
 
 /// Starts the switch on a thread of its own and returns once every listener is bound.
 pub fn spawn(config: Config) -> Result<AppHandle, AppError> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Ready, AppError>>();
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let (stop_tx, stop_rx) = oneshot::channel::<Stop>();
     let thread = std::thread::Builder::new()
         .name("switchboard-main".into())
         .spawn(move || {
@@ -98,8 +124,8 @@ pub fn spawn(config: Config) -> Result<AppHandle, AppError> {
                 match start(config).await {
                     Ok((running, ready)) => {
                         let _ = ready_tx.send(Ok(ready));
-                        let _ = stop_rx.await;
-                        running.shutdown().await;
+                        let how = stop_rx.await.unwrap_or(Stop::Now);
+                        running.shutdown(how).await;
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -115,6 +141,7 @@ pub fn spawn(config: Config) -> Result<AppHandle, AppError> {
         http_addr: ready.http_addr,
         grpc_addr: ready.grpc_addr,
         registry: ready.registry,
+        store: ready.store,
         stop: Some(stop_tx),
         thread: Some(thread),
     })
@@ -131,7 +158,18 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
         n => n,
     };
     let arbiters: Vec<Arbiter> = (0..arbiter_count).map(|_| Arbiter::new()).collect();
-    let services = Services::new(config.clone());
+    let (store, store_runtime) = Store::open(&config.store)
+        .await
+        .map_err(|e| AppError::Start(format!("store {}: {e}", config.store.url)))?;
+    match store.close_orphans().await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            calls = n,
+            "closed calls left open by an earlier run of this switch"
+        ),
+        Err(e) => return Err(AppError::Start(format!("store: {e}"))),
+    }
+    let services = Services::with_journal(config.clone(), store.journal.clone());
     let registry = Registry::new(services, arbiters.iter().map(|a| a.handle()).collect()).start();
 
     // HTTP: REST now, WebSockets later, on one listener.
@@ -141,6 +179,8 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
         .map_err(|e| AppError::Start(e.to_string()))?;
     let state = ApiState {
         registry: registry.clone(),
+        store: store.clone(),
+        config: config.clone(),
     };
     let ws_state = LiveCallWsState {
         registry: registry.clone(),
@@ -225,20 +265,40 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
             grpc_stop,
             grpc_thread,
             arbiters,
+            store: store.clone(),
+            store_runtime,
+            drain_seconds: config.server.drain_seconds,
         },
         Ready {
             http_addr,
             grpc_addr,
             registry,
+            store,
         },
     ))
 }
 
 impl Running {
-    /// Stops admitting calls, hangs up the live ones, waits for them, stops everything.
-    async fn shutdown(self) {
+    /// Waits until no call is live, at most until `deadline`.
+    async fn wait_for_calls(&self, deadline: tokio::time::Instant) {
+        while tokio::time::Instant::now() < deadline {
+            match self.registry.send(GetStats).await {
+                Ok(stats) if stats.live_calls > 0 => tokio::time::sleep(DRAIN_POLL).await,
+                _ => break,
+            }
+        }
+    }
+
+    /// Stops admitting calls, lets live calls finish (when draining), hangs up the rest,
+    /// waits for them, flushes the store, stops everything.
+    async fn shutdown(self, how: Stop) {
         if let Ok(live) = self.registry.send(Drain).await {
-            tracing::info!(live, "shutting down");
+            tracing::info!(live, ?how, "shutting down");
+        }
+        if how == Stop::Drain {
+            let drain = Duration::from_secs(self.drain_seconds);
+            self.wait_for_calls(tokio::time::Instant::now() + drain)
+                .await;
         }
         let _ = self
             .registry
@@ -246,21 +306,19 @@ impl Running {
                 detail: "switch shutting down".into(),
             })
             .await;
-        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
-        while tokio::time::Instant::now() < deadline {
-            match self.registry.send(GetStats).await {
-                Ok(stats) if stats.live_calls > 0 => {
-                    tokio::time::sleep(Duration::from_millis(20)).await
-                }
-                _ => break,
-            }
-        }
+        self.wait_for_calls(tokio::time::Instant::now() + SHUTDOWN_GRACE)
+            .await;
         let _ = self.grpc_stop.send(());
         self.http.stop(true).await;
         let _ = tokio::task::spawn_blocking(move || self.grpc_thread.join()).await;
         for arbiter in &self.arbiters {
             arbiter.stop();
         }
+        if !self.store.sync(STORE_FLUSH_TIMEOUT).await {
+            let health = self.store.journal.health.view();
+            tracing::error!(queued = health.queued, error = %health.last_error, "store writes still queued at exit");
+        }
+        self.store_runtime.shutdown();
         System::current().stop();
     }
 }

@@ -58,6 +58,10 @@ pub struct Config {
     /// Ordered routes: the first that matches a new call picks its bot.
     #[serde(default)]
     pub routes: Vec<Route>,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub recordings: RecordingsConfig,
 }
 
 /// Process-wide limits.
@@ -70,6 +74,8 @@ pub struct ServerConfig {
     pub arbiters: usize,
     /// Ended calls kept in memory for the REST API, oldest forgotten first.
     pub keep_ended_calls: usize,
+    /// On SIGTERM/SIGINT, how long live calls may go on before the switch hangs them up.
+    pub drain_seconds: u64,
 }
 
 impl Default for ServerConfig {
@@ -78,6 +84,7 @@ impl Default for ServerConfig {
             max_calls: 10_000,
             arbiters: 0,
             keep_ended_calls: 10_000,
+            drain_seconds: 10,
         }
     }
 }
@@ -219,14 +226,6 @@ impl Default for TtsConfig {
     }
 }
 
-/// Credentials callers and API users must present.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthConfig {
-    /// Tokens accepted on the live-call WebSocket (`?token=`); empty refuses every client.
-    pub live_call_tokens: Vec<String>,
-}
-
 /// The switch as a live_call AI service (gRPC `live_call.LiveCall`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -243,6 +242,29 @@ impl Default for LiveCallConfig {
     }
 }
 
+/// Where call records, events, recordings' metadata and transcripts are kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` (the file and its folder are created) or `postgres://…`.
+    pub url: String,
+    /// The file holding this switch's instance id, the owner of the calls it writes; created
+    /// on first start so a restart finds the calls a crash left open.
+    pub instance_file: String,
+    /// Writes kept queued while the database is unreachable; beyond this the oldest are dropped.
+    pub max_queued: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: "sqlite://./data/switchboard.db".into(),
+            instance_file: "./data/instance_id".into(),
+            max_queued: 100_000,
+        }
+    }
+}
+
 fn default_bot_in_rate() -> u32 {
     16000
 }
@@ -251,6 +273,41 @@ fn default_bot_timeout_ms() -> u64 {
 }
 fn default_connect_timeout_ms() -> u64 {
     1500
+}
+
+/// Call recordings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingsConfig {
+    /// The folder recordings are written to (created when needed).
+    pub dir: String,
+}
+
+impl Default for RecordingsConfig {
+    fn default() -> Self {
+        RecordingsConfig {
+            dir: "./data/recordings".into(),
+        }
+    }
+}
+
+/// Who may use the APIs.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Keys for the REST and Calls APIs (`Authorization: Bearer KEY`); none means open.
+    pub api_keys: Vec<ApiKey>,
+    /// Tokens accepted on the live-call WebSocket (`?token=`); empty refuses every client.
+    pub live_call_tokens: Vec<String>,
+}
+
+/// One API key, optionally limited to one workspace's calls.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    pub key: String,
+    #[serde(default)]
+    pub workspace: Option<String>,
 }
 
 /// A bot a call can be routed to.
@@ -386,6 +443,15 @@ impl Config {
         if !self.media.hold_music.is_empty() {
             crate::media::hold::load(&self.media.hold_music, crate::media::TELEPHONE_RATE)
                 .map_err(|e| ConfigError::Invalid(format!("media.hold_music: {e}")))?;
+        }
+        if !(self.store.url.starts_with("sqlite:") || self.store.url.starts_with("postgres")) {
+            return invalid(format!(
+                "store.url `{}` must start with sqlite: or postgres://",
+                self.store.url
+            ));
+        }
+        if let Some(i) = self.auth.api_keys.iter().position(|k| k.key.is_empty()) {
+            return invalid(format!("auth.api_keys[{i}].key is empty"));
         }
         for (i, route) in self.routes.iter().enumerate() {
             if !self.bots.contains_key(&route.bot) {

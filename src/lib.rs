@@ -10,7 +10,9 @@
 //!   frames into call messages and back.
 //! - `media`: PCM, WAV, rate conversion, voice activity (barge-in) and hold music.
 //! - `speech`: text to speech.
-//! - `api`: the REST API and its view types.
+//! - `api`: the REST API, the Calls API, live events, API keys, and their view types.
+//! - `store`: durable call records, events, recordings' metadata and transcripts (sqlx).
+//! - `recording`: stereo call recordings (caller left, bot right).
 //! - `services`: handles shared by calls and bots.
 //! - `pb`: code generated from `proto/`.
 //! - `dial`: a small SmartIVR gateway client for placing test calls.
@@ -26,6 +28,8 @@ pub mod load;
 pub mod media;
 pub mod pb;
 pub mod protocols;
+pub mod recording;
 pub mod registry;
 pub mod services;
 pub mod speech;
+pub mod store;

@@ -276,6 +276,7 @@ impl Registry {
             CallActor::new(initial, registry, services)
         });
         self.live.insert(id, addr.clone());
+        self.services.journal.call_changed(&record, "call_created");
         self.remember(record.clone());
         tracing::info!(call = %id, reference = %record.reference, ingress = record.ingress, bot = %record.bot, "call created");
         CallHandle { id, addr, arbiter }
@@ -352,6 +353,7 @@ impl Handler<CallChanged> for Registry {
 
     fn handle(&mut self, msg: CallChanged, _ctx: &mut Context<Self>) {
         tracing::debug!(call = %msg.record.id, event = msg.event, status = msg.record.status.as_str(), "call event");
+        self.services.journal.call_changed(&msg.record, msg.event);
         let hung_up = msg.record.status == Status::Hangup;
         let id = msg.record.id;
         self.remember(*msg.record);

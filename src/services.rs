@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::bots::flow::FlowProgram;
 use crate::config::{BotConfig, Config};
 use crate::speech::tts::Tts;
+use crate::store::Journal;
 
 /// What calls and bots share: configuration, text to speech, an HTTP client, compiled flows.
 pub struct Services {
@@ -14,11 +15,18 @@ pub struct Services {
     pub http: reqwest::Client,
     /// Flow bots compiled once at start-up, by bot name.
     pub flows: HashMap<String, Arc<FlowProgram>>,
+    /// Where calls write transcripts and recordings' metadata (and the registry call changes).
+    pub journal: Journal,
 }
 
 impl Services {
-    /// Builds the shared handles for `config`.
+    /// Builds the shared handles for `config`, writing nothing to a store.
     pub fn new(config: Arc<Config>) -> Arc<Services> {
+        Services::with_journal(config, Journal::disabled())
+    }
+
+    /// Builds the shared handles for `config`, writing to the store through `journal`.
+    pub fn with_journal(config: Arc<Config>, journal: Journal) -> Arc<Services> {
         let flows = config
             .bots
             .iter()
@@ -37,6 +45,7 @@ impl Services {
                 .unwrap_or_default(),
             flows,
             config,
+            journal,
         })
     }
 }

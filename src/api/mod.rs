@@ -1,6 +1,17 @@
 //! The REST API: VoIPBIN-shaped call resources under `/calls`, and health.
+//!
+//! Call records are read from the store (so calls from before a restart, or from another
+//! switch on the same database, are found); a live call's latest record comes from the
+//! registry. The Calls API (`calls_api`) and live events (`events`) are registered here too.
 
+pub mod auth;
+pub mod calls_api;
+pub mod calls_views;
+pub mod events;
 pub mod views;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix::Addr;
 use actix_web::http::StatusCode;
@@ -9,9 +20,16 @@ use serde::Deserialize;
 use thiserror::Error;
 use uuid::Uuid;
 
-use crate::call::state::EndCause;
-use crate::registry::{GetCall, GetStats, HangupCall, HangupError, ListCalls, Registry};
+use crate::call::state::{CallRecord, EndCause};
+use crate::config::Config;
+use crate::registry::{GetCall, GetStats, HangupCall, HangupError, Registry};
+use crate::store::{CallFilter, PageToken, Store};
+use auth::Caller;
 use views::{CallView, ErrorBody, ErrorView, PageView};
+
+/// How long a list waits for queued writes to reach the store, so it shows what just
+/// happened; past this it answers from what the store has.
+pub const READ_SYNC_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Largest page `GET /calls` returns.
 const MAX_PAGE_SIZE: usize = 100;
@@ -22,6 +40,8 @@ const DEFAULT_PAGE_SIZE: usize = 10;
 #[derive(Clone)]
 pub struct ApiState {
     pub registry: Addr<Registry>,
+    pub store: Store,
+    pub config: Arc<Config>,
 }
 
 /// Errors of the REST API, each with its HTTP status.
@@ -35,6 +55,18 @@ pub enum ApiError {
     Conflict(String),
     #[error("the switch is shutting down")]
     Unavailable,
+    #[error("a valid `Authorization: Bearer KEY` header is required")]
+    Unauthorized,
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("the call store failed: {0}")]
+    Store(String),
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ApiError::Store(e.to_string())
+    }
 }
 
 impl ResponseError for ApiError {
@@ -44,11 +76,21 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        error_json(self.status_code(), self.to_string())
+        let mut response = error_json(self.status_code(), self.to_string());
+        if matches!(self, ApiError::Unauthorized) {
+            response.headers_mut().insert(
+                actix_web::http::header::WWW_AUTHENTICATE,
+                actix_web::http::header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
     }
 }
 
@@ -62,22 +104,69 @@ pub fn error_json(status: StatusCode, message: String) -> HttpResponse {
     })
 }
 
-fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
+/// Parses a call id from a path.
+pub fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw)
         .map_err(|_| ApiError::BadRequest(format!("`{raw}` is not a call id (a UUID)")))
 }
 
-async fn get_call(
-    state: web::Data<ApiState>,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&path)?;
-    let record = state
+/// The latest record of a call `caller` may see: the registry's for calls it knows, else the
+/// store's. Calls of other workspaces are not found.
+pub async fn find_record(
+    state: &ApiState,
+    caller: &Caller,
+    id: Uuid,
+) -> Result<CallRecord, ApiError> {
+    let live = state
+        .registry
+        .send(GetCall { id })
+        .await
+        .map_err(|_| ApiError::Unavailable)?;
+    let record = match live {
+        Some(r) => Some(r),
+        None => state.store.get_call(id).await?,
+    };
+    record
+        .filter(|r| caller.sees(r))
+        .ok_or_else(|| ApiError::NotFound(format!("call {id} not found")))
+}
+
+/// Hangs up a live call `caller` may see; 404 unknown, 409 already ended.
+pub async fn hangup_visible(
+    state: &ApiState,
+    caller: &Caller,
+    id: Uuid,
+) -> Result<CallRecord, ApiError> {
+    let before = find_record(state, caller, id).await?;
+    state
+        .registry
+        .send(HangupCall {
+            id,
+            cause: EndCause::Normal,
+            detail: "hung up through the API".into(),
+        })
+        .await
+        .map_err(|_| ApiError::Unavailable)?
+        .map_err(|e| match e {
+            HangupError::NotFound(_) | HangupError::Ended(_) => {
+                ApiError::Conflict(format!("call {id} has already ended"))
+            }
+        })?;
+    Ok(state
         .registry
         .send(GetCall { id })
         .await
         .map_err(|_| ApiError::Unavailable)?
-        .ok_or_else(|| ApiError::NotFound(format!("call {id} not found")))?;
+        .unwrap_or(before))
+}
+
+async fn get_call(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    let record = find_record(&state, &caller, id).await?;
     Ok(HttpResponse::Ok().json(CallView::from(&record)))
 }
 
@@ -91,6 +180,7 @@ struct ListQuery {
 
 async fn list_calls(
     state: web::Data<ApiState>,
+    caller: Caller,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
@@ -102,52 +192,37 @@ async fn list_calls(
     }
     let page_token = match query.page_token.as_deref() {
         None | Some("") => None,
-        Some(t) => Some(t.parse::<u64>().map_err(|_| {
-            ApiError::BadRequest(format!("page_token `{t}` is not a token this API gave"))
-        })?),
+        Some(t) => Some(parse_page_token(t)?),
     };
-    let page = state
-        .registry
-        .send(ListCalls {
-            page_size,
-            page_token,
-            reference: query.reference,
-        })
-        .await
-        .map_err(|_| ApiError::Unavailable)?;
+    let filter = CallFilter {
+        reference: query.reference,
+        workspace: caller.workspace.clone(),
+        ..Default::default()
+    };
+    state.store.sync(READ_SYNC_TIMEOUT).await;
+    let (records, next) = state
+        .store
+        .list_calls(filter, page_size, page_token)
+        .await?;
     Ok(HttpResponse::Ok().json(PageView {
-        next_page_token: page
-            .next_page_token
-            .map(|t| t.to_string())
-            .unwrap_or_default(),
-        result: page.result.iter().map(CallView::from).collect(),
+        next_page_token: next.map(|t| t.to_string()).unwrap_or_default(),
+        result: records.iter().map(CallView::from).collect(),
     }))
+}
+
+/// Parses a page token this API gave.
+pub fn parse_page_token(t: &str) -> Result<PageToken, ApiError> {
+    t.parse::<PageToken>()
+        .map_err(|_| ApiError::BadRequest(format!("page_token `{t}` is not a token this API gave")))
 }
 
 async fn hangup_call(
     state: web::Data<ApiState>,
+    caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path)?;
-    state
-        .registry
-        .send(HangupCall {
-            id,
-            cause: EndCause::Normal,
-            detail: "hung up through the API".into(),
-        })
-        .await
-        .map_err(|_| ApiError::Unavailable)?
-        .map_err(|e| match e {
-            HangupError::NotFound(_) => ApiError::NotFound(e.to_string()),
-            HangupError::Ended(_) => ApiError::Conflict(e.to_string()),
-        })?;
-    let record = state
-        .registry
-        .send(GetCall { id })
-        .await
-        .map_err(|_| ApiError::Unavailable)?
-        .ok_or_else(|| ApiError::NotFound(format!("call {id} not found")))?;
+    let record = hangup_visible(&state, &caller, id).await?;
     Ok(HttpResponse::Ok().json(CallView::from(&record)))
 }
 
@@ -157,8 +232,16 @@ async fn health(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
         .send(GetStats)
         .await
         .map_err(|_| ApiError::Unavailable)?;
-    let status = if stats.draining { "draining" } else { "ok" };
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "status": status, "calls": stats })))
+    let store = state.store.journal.health.view();
+    let status = if stats.draining {
+        "draining"
+    } else if store.status != "ok" {
+        "degraded"
+    } else {
+        "ok"
+    };
+    Ok(HttpResponse::Ok()
+        .json(serde_json::json!({ "status": status, "calls": stats, "store": store })))
 }
 
 async fn not_found() -> HttpResponse {
@@ -175,6 +258,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .into()
     }))
+    .app_data(web::JsonConfig::default().error_handler(|err, _req| {
+        let message = format!("bad JSON body: {err}");
+        actix_web::error::InternalError::from_response(
+            err,
+            error_json(StatusCode::BAD_REQUEST, message),
+        )
+        .into()
+    }))
+    .app_data(web::PathConfig::default().error_handler(|err, _req| {
+        let message = format!("bad path: {err}");
+        actix_web::error::InternalError::from_response(
+            err,
+            error_json(StatusCode::BAD_REQUEST, message),
+        )
+        .into()
+    }))
+    .configure(calls_api::configure)
+    .configure(events::configure)
     .route("/health", web::get().to(health))
     .route("/calls", web::get().to(list_calls))
     .route("/calls/{id}", web::get().to(get_call))

@@ -9,6 +9,7 @@ use actix::prelude::*;
 use uuid::Uuid;
 
 use super::state::{Address, CallRecord, EndCause, HangupReason};
+use crate::recording::RecordingOptions;
 
 /// How a caller's side plays bot audio.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +104,12 @@ pub enum BotCommand {
     Hangup { reason: HangupReason },
     /// The bot failed; the call ends with `hangup_reason: failed` and this detail.
     Failed { detail: String },
+    /// Start recording the call (caller left, bot right).
+    RecordingStart { options: RecordingOptions },
+    /// Stop the recording in progress.
+    RecordingStop,
+    /// Text the bot recognized from the caller's speech, for the transcript (`text_asr`).
+    CallerText { text: String },
 }
 
 /// Hang the call up from outside (REST, a master call, shutdown).
@@ -128,6 +135,29 @@ pub enum ChainError {
     MasterEnding(Uuid),
     #[error("master call {0} does not exist or has ended")]
     NoMaster(Uuid),
+}
+
+/// Start (`start: Some`) or stop (`None`) a recording from outside (the Calls API); answers
+/// the recording's id.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<Uuid, RecordError>")]
+pub struct Record {
+    pub start: Option<RecordingOptions>,
+}
+
+/// Why a recording could not start or stop.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum RecordError {
+    #[error("call {0} is already recording")]
+    AlreadyRecording(Uuid),
+    #[error("call {0} is not recording")]
+    NotRecording(Uuid),
+    #[error("call {0} has no audio yet (no caller leg attached)")]
+    NoAudio(Uuid),
+    #[error("call {0} is ending")]
+    Ending(Uuid),
+    #[error("{0}")]
+    BadOptions(String),
 }
 
 /// Ask a live call for its current record.

@@ -7,6 +7,7 @@
 
 pub mod messages;
 pub mod playout;
+mod recorder;
 pub mod state;
 
 use std::sync::Arc;
@@ -108,6 +109,8 @@ pub struct CallActor {
     dropped_leg_commands: u64,
     /// The timer repeating hold music while the caller is on hold.
     hold: Option<SpawnHandle>,
+    /// The recording in progress (`recorder.rs`).
+    recorder: Option<crate::recording::Recorder>,
 }
 
 impl CallActor {
@@ -137,6 +140,7 @@ impl CallActor {
             leg_stalled_since: None,
             dropped_leg_commands: 0,
             hold: None,
+            recorder: None,
         }
     }
 
@@ -222,6 +226,7 @@ impl CallActor {
             detail = %self.record.hangup_detail,
             "call hung up"
         );
+        self.stop_recording(false);
         self.publish(event);
         ctx.stop();
     }
@@ -271,6 +276,9 @@ impl CallActor {
         if let Some(b) = self.barge_in.as_mut() {
             b.vad.reset();
         }
+        if !cut.is_empty() {
+            self.record_bot_cut();
+        }
         for prompt in cut {
             self.prompt_done(prompt, true);
         }
@@ -290,6 +298,10 @@ impl CallActor {
         audio: Arc<[i16]>,
         ctx: &mut Context<Self>,
     ) {
+        if self.whole_prompt.is_some() {
+            self.record_bot_cut();
+        }
+        self.record_bot(&audio);
         let Some(out_rate) = self.leg.as_ref().map(|l| l.format.out_rate) else {
             return;
         };
@@ -339,6 +351,7 @@ impl CallActor {
                 break;
             };
             self.paced_until += Duration::from_millis(duration_ms(frame.samples.len(), out_rate));
+            self.record_bot(&frame.samples);
             self.send_media(LegCommand::Audio(frame.samples));
             played.extend(frame.finished.into_iter().map(|p| (p, self.paced_until)));
         }
@@ -658,6 +671,7 @@ impl Actor for CallActor {
         if self.record.status != state::Status::Hangup {
             // Stopped without an orderly hangup (its arbiter stopped): record it as failed.
             if let Some(event) = self.record.finish(EndCause::Failed, Utc::now()) {
+                self.stop_recording(false);
                 self.record.hangup_detail = "call stopped unexpectedly".into();
                 self.publish(event);
             }
@@ -718,6 +732,7 @@ impl Handler<CallerEvent> for CallActor {
                 }
                 self.last_media = Instant::now();
                 self.listen_for_barge_in(&samples, ctx);
+                self.record_caller(&samples);
                 let Some(bot) = &self.bot else { return };
                 let samples = match self.to_bot.as_mut() {
                     Some(r) => {
@@ -733,6 +748,7 @@ impl Handler<CallerEvent> for CallActor {
             }
             CallerEvent::Dtmf(digit) => {
                 self.barge("key", ctx);
+                self.record_key(digit);
                 if let Some(bot) = &self.bot {
                     bot.events.do_send(BotEvent::Dtmf(digit));
                 }
@@ -790,6 +806,9 @@ impl Handler<BotCommand> for CallActor {
                 if let Some(b) = self.barge_in.as_mut().filter(|b| b.prompt == prompt) {
                     b.started = Some(Instant::now());
                     b.vad.reset();
+                }
+                if let Some(text) = &text {
+                    self.transcribe("text_bot", text);
                 }
                 let Some(format) = self.leg.as_ref().map(|l| l.format) else {
                     self.prompt_done(prompt, true);
@@ -879,6 +898,15 @@ impl Handler<BotCommand> for CallActor {
                 }
             }
             BotCommand::Hangup { reason } => self.hangup_after_audio(reason, ctx),
+            BotCommand::RecordingStart { options } => {
+                if let Err(e) = self.start_recording(options) {
+                    tracing::warn!(call = %self.record.id, error = %e, "recording_start refused");
+                }
+            }
+            BotCommand::RecordingStop => {
+                self.stop_recording(true);
+            }
+            BotCommand::CallerText { text } => self.transcribe("text_asr", &text),
             BotCommand::Failed { detail } => {
                 tracing::warn!(call = %self.record.id, %detail, "bot failed");
                 self.end_call(

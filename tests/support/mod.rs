@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -38,17 +39,69 @@ actions = [
 pub struct TestApp {
     pub handle: AppHandle,
     pub http: reqwest::Client,
+    /// Sent as `Authorization: Bearer KEY` when set.
+    pub key: Option<String>,
+}
+
+/// A folder of its own for one test's data (database, instance id, recordings).
+pub fn temp_data_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("switchboard-test-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// `[store]` and `[recordings]` keeping everything under `dir`: SQLite by default, or the
+/// PostgreSQL database in `SWITCHBOARD_TEST_POSTGRES_URL` (one fresh database per call
+/// of `fresh_store_url`).
+pub fn store_toml(dir: &Path, url: &str) -> String {
+    format!(
+        "[store]\nurl = \"{url}\"\ninstance_file = \"{}\"\n[recordings]\ndir = \"{}\"\n",
+        dir.join("instance_id").display(),
+        dir.join("recordings").display()
+    )
+}
+
+/// A SQLite URL under `dir`.
+pub fn sqlite_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("switchboard.db").display())
+}
+
+/// The full config text: listeners on 127.0.0.1:0 and `extra`; a store of its own (SQLite,
+/// or PostgreSQL with `SWITCHBOARD_TEST_POSTGRES_URL`) unless `extra` has a `[store]`.
+pub fn config_text(extra: &str) -> String {
+    let store = if extra.contains("[store]") {
+        String::new()
+    } else {
+        let dir = temp_data_dir();
+        let url = match postgres_admin_url() {
+            // `spawn_app` is called from async tests: create the database on a thread of its own.
+            Some(_) => {
+                let for_thread = dir.clone();
+                std::thread::spawn(move || {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("runtime")
+                        .block_on(fresh_store_url(&for_thread))
+                })
+                .join()
+                .expect("database created")
+            }
+            None => sqlite_url(&dir),
+        };
+        store_toml(&dir, &url)
+    };
+    format!("[http]\nlisten = \"127.0.0.1:0\"\n[grpc]\nlisten = \"127.0.0.1:0\"\n{store}{extra}")
 }
 
 /// Starts the switch with `extra` TOML appended to listeners on 127.0.0.1:0.
 pub fn spawn_app(extra: &str) -> TestApp {
-    let text =
-        format!("[http]\nlisten = \"127.0.0.1:0\"\n[grpc]\nlisten = \"127.0.0.1:0\"\n{extra}");
-    let config = Config::from_toml(&text).expect("test config is valid");
+    let config = Config::from_toml(&config_text(extra)).expect("test config is valid");
     let handle = app::spawn(config).expect("switch starts");
     TestApp {
         handle,
         http: reqwest::Client::new(),
+        key: None,
     }
 }
 
@@ -66,14 +119,41 @@ impl TestApp {
         format!("http://{}", self.handle.grpc_addr)
     }
 
+    fn authorized(&self, r: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.key {
+            Some(key) => r.bearer_auth(key),
+            None => r,
+        }
+    }
+
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
-        let r = self.http.get(self.url(path)).send().await.expect("GET");
+        let r = self
+            .authorized(self.http.get(self.url(path)))
+            .send()
+            .await
+            .expect("GET");
         let status = r.status().as_u16();
         (status, r.json().await.expect("JSON body"))
     }
 
     pub async fn post_json(&self, path: &str) -> (u16, Value) {
-        let r = self.http.post(self.url(path)).send().await.expect("POST");
+        let r = self
+            .authorized(self.http.post(self.url(path)))
+            .send()
+            .await
+            .expect("POST");
+        let status = r.status().as_u16();
+        (status, r.json().await.expect("JSON body"))
+    }
+
+    /// POSTs a JSON body.
+    pub async fn post_body(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .authorized(self.http.post(self.url(path)))
+            .json(body)
+            .send()
+            .await
+            .expect("POST");
         let status = r.status().as_u16();
         (status, r.json().await.expect("JSON body"))
     }
@@ -138,7 +218,27 @@ impl Gateway {
         conversation_id: &str,
         first: SmartIvrRequest,
     ) -> Result<Gateway, tonic::Status> {
-        let mut client = SmartIvrPhonegatewayClient::connect(app.grpc_url())
+        Self::open_at(&app.grpc_url(), conversation_id, first).await
+    }
+
+    /// Opens a `CallToBot` stream with config on the switch at `grpc_url`.
+    pub async fn dial_at(grpc_url: &str, conversation_id: &str) -> Result<Gateway, tonic::Status> {
+        let first = SmartIvrRequest {
+            config: Some(IvrConfig {
+                conversation_id: conversation_id.into(),
+            }),
+            ..Default::default()
+        };
+        Self::open_at(grpc_url, conversation_id, first).await
+    }
+
+    /// Opens a stream whose first message is `first` on the switch at `grpc_url`.
+    pub async fn open_at(
+        grpc_url: &str,
+        conversation_id: &str,
+        first: SmartIvrRequest,
+    ) -> Result<Gateway, tonic::Status> {
+        let mut client = SmartIvrPhonegatewayClient::connect(grpc_url.to_owned())
             .await
             .expect("gRPC connects");
         let (tx, rx) = mpsc::channel(64);
@@ -457,4 +557,95 @@ pub fn stream_audio_samples(v: &Value) -> Vec<i16> {
         .decode(data)
         .expect("audioData is base64");
     switchboard::media::pcm::decode_s16le(&bytes).expect("even length")
+}
+
+/// The PostgreSQL server tests may use, from `SWITCHBOARD_TEST_POSTGRES_URL`.
+pub fn postgres_admin_url() -> Option<String> {
+    std::env::var("SWITCHBOARD_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+}
+
+/// A store URL for one test: a fresh PostgreSQL database when
+/// `SWITCHBOARD_TEST_POSTGRES_URL` is set, else a SQLite file under `dir`.
+pub async fn fresh_store_url(dir: &Path) -> String {
+    let Some(admin) = postgres_admin_url() else {
+        return sqlite_url(dir);
+    };
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let name = format!("switchboard_test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::AnyConnection::connect(&admin)
+        .await
+        .expect("SWITCHBOARD_TEST_POSTGRES_URL reachable");
+    sqlx::Executor::execute(
+        &mut conn,
+        sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
+    )
+    .await
+    .expect("create a test database");
+    let (base, query) = match admin.split_once('?') {
+        Some((b, q)) => (b.to_owned(), format!("?{q}")),
+        None => (admin.clone(), String::new()),
+    };
+    let server = base
+        .rsplit_once('/')
+        .map(|(s, _)| s.to_owned())
+        .filter(|s| !s.ends_with('/'))
+        .unwrap_or(base.clone());
+    format!("{server}/{name}{query}")
+}
+
+/// Waits until `check` passes, polling; fails after `PATIENCE` with `what`.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The interleaved samples of a 16-bit WAV file and its (rate, channels).
+pub fn wav_samples(bytes: &[u8]) -> (u32, u16, Vec<i16>) {
+    assert_eq!(&bytes[..4], b"RIFF", "a WAV file");
+    let channels = u16::from_le_bytes([bytes[22], bytes[23]]);
+    let rate = u32::from_le_bytes([bytes[24], bytes[25], bytes[26], bytes[27]]);
+    let samples = bytes[44..]
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    (rate, channels, samples)
+}
+
+/// A sine tone at 8 kHz.
+pub fn tone_8k(hz: f64, ms: usize, amplitude: f64) -> Vec<i16> {
+    (0..ms * 8)
+        .map(|i| (amplitude * (2.0 * std::f64::consts::PI * hz * i as f64 / 8000.0).sin()) as i16)
+        .collect()
+}
+
+/// A call's recordings once the first one is written.
+pub async fn recordings_when_done(app: &TestApp, call_id: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (status, list) = app
+            .get_json(&format!("/api/v1/calls/{call_id}/recordings"))
+            .await;
+        assert_eq!(status, 200, "{list}");
+        if list["recordings"][0]["status"] == "done" {
+            return list;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "recording never written: {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }

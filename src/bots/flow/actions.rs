@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::call::state::{Address, HangupReason};
+use crate::recording::RecordingOptions;
 
 fn default_language() -> String {
     "en-US".into()
@@ -30,6 +31,9 @@ fn default_fetch_timeout() -> u64 {
 
 /// The HTTP methods `fetch` may use.
 pub const FETCH_METHODS: &[&str] = &["POST", "PUT", "GET"];
+fn default_format() -> String {
+    "wav".into()
+}
 
 /// The voice a `talk` uses.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,6 +171,27 @@ pub enum Action {
         id: Option<String>,
         duration: u64,
     },
+    /// Start recording the call (caller left, bot right); the flow moves on at once.
+    RecordingStart {
+        #[serde(default)]
+        id: Option<String>,
+        #[serde(default = "default_format")]
+        format: String,
+        /// Longest recording in seconds (0: the built-in limit).
+        #[serde(default)]
+        duration: u64,
+        /// Stop after this many seconds of caller silence (0: never).
+        #[serde(default)]
+        end_of_silence: u64,
+        /// Stop when the caller presses one of these keys.
+        #[serde(default)]
+        end_of_key: String,
+    },
+    /// Stop the recording in progress, if any.
+    RecordingStop {
+        #[serde(default)]
+        id: Option<String>,
+    },
     /// Hang up, with an optional VoIPBIN reason (`normal` by default).
     Hangup {
         #[serde(default)]
@@ -191,7 +216,28 @@ impl Action {
             | Action::Connect { id, .. }
             | Action::Echo { id, .. }
             | Action::Sleep { id, .. }
+            | Action::RecordingStart { id, .. }
+            | Action::RecordingStop { id }
             | Action::Hangup { id, .. } => id.as_deref(),
+        }
+    }
+
+    /// The recording options of a `recording_start`.
+    pub fn recording_options(&self) -> Option<RecordingOptions> {
+        match self {
+            Action::RecordingStart {
+                format,
+                duration,
+                end_of_silence,
+                end_of_key,
+                ..
+            } => Some(RecordingOptions {
+                format: format.clone(),
+                duration: *duration,
+                end_of_silence: *end_of_silence,
+                end_of_key: end_of_key.clone(),
+            }),
+            _ => None,
         }
     }
 
@@ -286,6 +332,11 @@ pub fn validate(actions: &[Action]) -> Result<(), String> {
                     ));
                 }
             }
+            Action::RecordingStart { .. } => {
+                if let Some(options) = a.recording_options() {
+                    options.validate().map_err(|e| format!("[{i}].{e}"))?;
+                }
+            }
             _ => {}
         }
     }
@@ -374,6 +425,10 @@ mod tests {
             (
                 r#"actions = [{type = "fetch", url = "http://x", method = "BREW"}]"#,
                 "BREW",
+            ),
+            (
+                r#"actions = [{type = "recording_start", format = "mp3"}]"#,
+                "mp3",
             ),
         ] {
             let err = parse(text).unwrap_err();

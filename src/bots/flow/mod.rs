@@ -357,6 +357,16 @@ impl FlowBot {
                         }));
                     return;
                 }
+                Action::RecordingStart { .. } => {
+                    if let Some(options) = action.recording_options() {
+                        self.call.do_send(BotCommand::RecordingStart { options });
+                    }
+                    self.pc += 1;
+                }
+                Action::RecordingStop { .. } => {
+                    self.call.do_send(BotCommand::RecordingStop);
+                    self.pc += 1;
+                }
                 Action::Hangup { reason, .. } => {
                     self.wait = Wait::Done;
                     let reason = reason

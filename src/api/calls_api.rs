@@ -1,0 +1,396 @@
+//! The Calls API under `/api/v1/calls`: initiate, get, end, history, recordings and
+//! transcripts. Records come from the registry (live calls) and the store (everything else).
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::auth::Caller;
+use super::calls_views::{
+    CallsCallView, CallsPageView, RecordingView, RecordingsView, TranscriptEntryView,
+    TranscriptView,
+};
+use super::views::ErrorBody;
+use super::{
+    find_record, hangup_visible, parse_id, parse_page_token, ApiError, ApiState, READ_SYNC_TIMEOUT,
+};
+use crate::call::messages::{Record, RecordError};
+use crate::call::state::{Address, CallRecord, Direction, EndCause, Status};
+use crate::recording::RecordingOptions;
+use crate::registry::{AdmitError, CreateCall, FindCall, GetCall, HangupCall, NewCall};
+use crate::store::CallFilter;
+
+/// Largest page `GET /history` returns.
+const MAX_PAGE_SIZE: usize = 100;
+/// Page size when none is asked for.
+const DEFAULT_PAGE_SIZE: usize = 20;
+/// How long `POST /initiate` waits for the failed dial-out to be recorded.
+const INITIATE_SETTLE: Duration = Duration::from_secs(5);
+/// How often `POST /initiate` looks at the new call while it settles.
+const INITIATE_POLL: Duration = Duration::from_millis(10);
+/// Address types a destination may have.
+const ADDRESS_TYPES: &[&str] = &["tel", "sip", "agent", "endpoint"];
+/// Why an outgoing call cannot be placed today.
+pub const NO_DIALOUT: &str = "no gateway of this switch can place outgoing calls";
+
+/// `POST /initiate` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InitiateBody {
+    /// Who to call.
+    destination: Address,
+    /// Who the call is from.
+    #[serde(default)]
+    source: Option<Address>,
+    /// The gateway route to dial through.
+    #[serde(default)]
+    gateway: Option<String>,
+    /// The caller's own id for the call.
+    #[serde(default)]
+    reference: Option<String>,
+    #[serde(default)]
+    workspace: Option<String>,
+}
+
+async fn initiate(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    body: web::Json<InitiateBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    if !ADDRESS_TYPES.contains(&body.destination.kind.as_str()) {
+        return Err(ApiError::BadRequest(format!(
+            "destination.type `{}` is not one of {ADDRESS_TYPES:?}",
+            body.destination.kind
+        )));
+    }
+    if body.destination.target.trim().is_empty() {
+        return Err(ApiError::BadRequest("destination.target is empty".into()));
+    }
+    let workspace = match (&caller.workspace, body.workspace) {
+        (Some(mine), Some(asked)) if *mine != asked => {
+            return Err(ApiError::NotFound(format!("workspace `{asked}` not found")))
+        }
+        (Some(mine), _) => mine.clone(),
+        (None, asked) => asked.unwrap_or_default(),
+    };
+    let mut call = NewCall::incoming("api", body.reference.unwrap_or_default());
+    call.direction = Direction::Outgoing;
+    call.destination = body.destination;
+    call.source = body.source.unwrap_or_default();
+    call.workspace = workspace;
+    call.hotline = body.gateway.unwrap_or_default();
+    let handle = state
+        .registry
+        .send(CreateCall { call })
+        .await
+        .map_err(|_| ApiError::Unavailable)?
+        .map_err(|e| match e {
+            AdmitError::Full(_) | AdmitError::Draining => ApiError::Unavailable,
+            AdmitError::NoRoute { .. } => ApiError::Unprocessable(e.to_string()),
+            AdmitError::Chain(_) => ApiError::Conflict(e.to_string()),
+        })?;
+    // Nothing can dial out yet: the call ends at once as a failed dial-out, and says so.
+    let _ = state
+        .registry
+        .send(HangupCall {
+            id: handle.id,
+            cause: EndCause::Dialout,
+            detail: NO_DIALOUT.into(),
+        })
+        .await;
+    let record = settle(&state, handle.id).await?;
+    let message = format!("call {} was not placed: {NO_DIALOUT}", handle.id);
+    Ok(
+        HttpResponse::build(StatusCode::BAD_GATEWAY).json(serde_json::json!({
+            "error": ErrorBody { code: 502, message },
+            "call": CallsCallView::from(&record),
+        })),
+    )
+}
+
+/// Waits (briefly) until the call has hung up, and answers its record.
+async fn settle(state: &ApiState, id: Uuid) -> Result<CallRecord, ApiError> {
+    let deadline = tokio::time::Instant::now() + INITIATE_SETTLE;
+    loop {
+        let record = state
+            .registry
+            .send(GetCall { id })
+            .await
+            .map_err(|_| ApiError::Unavailable)?
+            .ok_or_else(|| ApiError::NotFound(format!("call {id} not found")))?;
+        if record.status == Status::Hangup || tokio::time::Instant::now() >= deadline {
+            return Ok(record);
+        }
+        tokio::time::sleep(INITIATE_POLL).await;
+    }
+}
+
+async fn get_call(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    let record = find_record(&state, &caller, id).await?;
+    Ok(HttpResponse::Ok().json(CallsCallView::from(&record)))
+}
+
+async fn end_call(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    let record = hangup_visible(&state, &caller, id).await?;
+    Ok(HttpResponse::Ok().json(CallsCallView::from(&record)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    /// Created at or after (RFC 3339).
+    from: Option<String>,
+    /// Created before (RFC 3339).
+    to: Option<String>,
+    status: Option<String>,
+    direction: Option<String>,
+    reference: Option<String>,
+    page_size: Option<usize>,
+    page_token: Option<String>,
+}
+
+fn parse_time(field: &str, raw: &str) -> Result<DateTime<Utc>, ApiError> {
+    DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| ApiError::BadRequest(format!("{field} `{raw}` is not an RFC 3339 time")))
+}
+
+async fn history(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    query: web::Query<HistoryQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = query.into_inner();
+    let page_size = q.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
+    if page_size == 0 || page_size > MAX_PAGE_SIZE {
+        return Err(ApiError::BadRequest(format!(
+            "page_size must be between 1 and {MAX_PAGE_SIZE}"
+        )));
+    }
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| {
+            Status::parse(s)
+                .ok_or_else(|| ApiError::BadRequest(format!("status `{s}` is not a call status")))
+        })
+        .transpose()?;
+    let direction = match q.direction.as_deref() {
+        None => None,
+        Some("incoming") => Some(Direction::Incoming),
+        Some("outgoing") => Some(Direction::Outgoing),
+        Some(d) => {
+            return Err(ApiError::BadRequest(format!(
+                "direction `{d}` is not incoming or outgoing"
+            )))
+        }
+    };
+    let from = q
+        .from
+        .as_deref()
+        .map(|t| parse_time("from", t))
+        .transpose()?;
+    let to = q.to.as_deref().map(|t| parse_time("to", t)).transpose()?;
+    if let (Some(f), Some(t)) = (from, to) {
+        if f >= t {
+            return Err(ApiError::BadRequest("from must be before to".into()));
+        }
+    }
+    let token = match q.page_token.as_deref() {
+        None | Some("") => None,
+        Some(t) => Some(parse_page_token(t)?),
+    };
+    let filter = CallFilter {
+        reference: q.reference,
+        workspace: caller.workspace.clone(),
+        status,
+        direction,
+        from,
+        to,
+    };
+    state.store.sync(READ_SYNC_TIMEOUT).await;
+    let (records, next) = state.store.list_calls(filter, page_size, token).await?;
+    Ok(HttpResponse::Ok().json(CallsPageView {
+        next_page_token: next.map(|t| t.to_string()).unwrap_or_default(),
+        result: records.iter().map(CallsCallView::from).collect(),
+    }))
+}
+
+/// Sends `Record` to a live call `caller` may see.
+async fn record_control(
+    state: &ApiState,
+    caller: &Caller,
+    id: Uuid,
+    start: Option<RecordingOptions>,
+) -> Result<Uuid, ApiError> {
+    let record = find_record(state, caller, id).await?;
+    let call = state
+        .registry
+        .send(FindCall { id })
+        .await
+        .map_err(|_| ApiError::Unavailable)?
+        .filter(|_| !record.status.is_ending())
+        .ok_or_else(|| ApiError::Conflict(format!("call {id} has ended")))?;
+    call.send(Record { start })
+        .await
+        .map_err(|_| ApiError::Conflict(format!("call {id} has ended")))?
+        .map_err(|e| match e {
+            RecordError::BadOptions(m) => ApiError::BadRequest(m),
+            other => ApiError::Conflict(other.to_string()),
+        })
+}
+
+async fn record_start(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    let options = if body.iter().all(u8::is_ascii_whitespace) {
+        RecordingOptions {
+            format: "wav".into(),
+            ..Default::default()
+        }
+    } else {
+        serde_json::from_slice::<RecordingOptions>(&body)
+            .map_err(|e| ApiError::BadRequest(format!("bad JSON body: {e}")))?
+    };
+    let recording_id = record_control(&state, &caller, id, Some(options)).await?;
+    Ok(HttpResponse::Created().json(serde_json::json!({
+        "call_id": id,
+        "recording_id": recording_id,
+        "status": "recording",
+    })))
+}
+
+async fn record_stop(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    let recording_id = record_control(&state, &caller, id, None).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "call_id": id,
+        "recording_id": recording_id,
+        "status": "stopped",
+    })))
+}
+
+async fn recordings(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    find_record(&state, &caller, id).await?;
+    state.store.sync(READ_SYNC_TIMEOUT).await;
+    let rows = state.store.recordings_of(id).await?;
+    Ok(HttpResponse::Ok().json(RecordingsView {
+        call_id: id,
+        recordings: rows.iter().map(RecordingView::from).collect(),
+    }))
+}
+
+async fn download(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (call, recording) = path.into_inner();
+    let id = parse_id(&call)?;
+    let rec_id = Uuid::parse_str(&recording).map_err(|_| {
+        ApiError::BadRequest(format!("`{recording}` is not a recording id (a UUID)"))
+    })?;
+    find_record(&state, &caller, id).await?;
+    state.store.sync(READ_SYNC_TIMEOUT).await;
+    let row = state
+        .store
+        .recordings_of(id)
+        .await?
+        .into_iter()
+        .find(|r| r.id == rec_id)
+        .ok_or_else(|| ApiError::NotFound(format!("recording {rec_id} not found")))?;
+    if row.status != "done" {
+        return Err(ApiError::Conflict(format!(
+            "recording {rec_id} is {}, not ready to download",
+            row.status
+        )));
+    }
+    let bytes = tokio::fs::read(&row.path).await.map_err(|e| {
+        ApiError::NotFound(format!("recording {rec_id} file is not available: {e}"))
+    })?;
+    Ok(HttpResponse::Ok()
+        .content_type("audio/wav")
+        .insert_header((
+            "Content-Disposition",
+            format!("attachment; filename=\"{rec_id}.wav\""),
+        ))
+        .body(bytes))
+}
+
+async fn transcribe(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    let record = find_record(&state, &caller, id).await?;
+    if record.status == Status::Hangup {
+        return Err(ApiError::Conflict(format!("call {id} has ended")));
+    }
+    // Every call's transcript is kept; this confirms it for a live call.
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "call_id": id, "transcription": true })))
+}
+
+async fn transcript(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    find_record(&state, &caller, id).await?;
+    state.store.sync(READ_SYNC_TIMEOUT).await;
+    let rows = state.store.transcript_of(id).await?;
+    Ok(HttpResponse::Ok().json(TranscriptView {
+        call_id: id,
+        transcription: true,
+        entries: rows.iter().map(TranscriptEntryView::from).collect(),
+    }))
+}
+
+/// Registers the Calls API routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api/v1/calls")
+            .route("/initiate", web::post().to(initiate))
+            .route("/history", web::get().to(history))
+            .route("/{call_id}", web::get().to(get_call))
+            .route("/{call_id}/end", web::post().to(end_call))
+            .route("/{call_id}/record/start", web::post().to(record_start))
+            .route("/{call_id}/record/stop", web::post().to(record_stop))
+            .route("/{call_id}/recordings", web::get().to(recordings))
+            .route(
+                "/{call_id}/recordings/{recording_id}",
+                web::get().to(download),
+            )
+            .route("/{call_id}/transcribe", web::post().to(transcribe))
+            .route("/{call_id}/transcript", web::get().to(transcript)),
+    );
+}

@@ -1,0 +1,113 @@
+//! Live call events as Server-Sent Events: `GET /events` (every call the caller may see) and
+//! `GET /calls/{id}/events` (one call, closed after its `call_hangup`). Event names are
+//! VoIPBIN's (`call_created`, `call_ringing`, …, `call_updated`, `call_hangup`); the data is
+//! the call in the REST shape.
+
+use std::time::Duration;
+
+use actix_web::{web, HttpResponse};
+use bytes::Bytes;
+use tokio::sync::broadcast::{error::RecvError, Receiver};
+use uuid::Uuid;
+
+use super::auth::Caller;
+use super::views::CallView;
+use super::{find_record, parse_id, ApiError, ApiState};
+use crate::call::state::{CallRecord, Status};
+use crate::store::CallEvent;
+
+/// A comment line is sent after this much quiet so proxies keep the stream open.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// One SSE frame.
+fn frame(event: &str, record: &CallRecord) -> Bytes {
+    let data = serde_json::to_string(&CallView::from(record)).unwrap_or_else(|_| "{}".into());
+    Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
+}
+
+/// What one subscriber is following.
+struct Feed {
+    rx: Receiver<CallEvent>,
+    caller: Caller,
+    call: Option<Uuid>,
+    first: Option<Bytes>,
+    done: bool,
+}
+
+impl Feed {
+    async fn next(mut self) -> Option<(Result<Bytes, actix_web::Error>, Feed)> {
+        if let Some(first) = self.first.take() {
+            return Some((Ok(first), self));
+        }
+        if self.done {
+            return None;
+        }
+        loop {
+            match tokio::time::timeout(KEEP_ALIVE, self.rx.recv()).await {
+                Err(_) => return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), self)),
+                Ok(Err(RecvError::Closed)) => return None,
+                Ok(Err(RecvError::Lagged(missed))) => {
+                    let note = format!(": {missed} events skipped (subscriber too slow)\n\n");
+                    return Some((Ok(Bytes::from(note)), self));
+                }
+                Ok(Ok(ev)) => {
+                    if !self.caller.sees(&ev.record) || self.call.is_some_and(|c| c != ev.record.id)
+                    {
+                        continue;
+                    }
+                    if self.call.is_some() && ev.record.status == Status::Hangup {
+                        self.done = true;
+                    }
+                    return Some((Ok(frame(ev.event, &ev.record)), self));
+                }
+            }
+        }
+    }
+}
+
+fn sse(feed: Feed) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        .streaming(futures_util::stream::unfold(feed, Feed::next))
+}
+
+async fn all_events(state: web::Data<ApiState>, caller: Caller) -> HttpResponse {
+    sse(Feed {
+        rx: state.store.journal.subscribe(),
+        caller,
+        call: None,
+        first: Some(Bytes::from_static(b": subscribed\n\n")),
+        done: false,
+    })
+}
+
+async fn call_events(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    // Subscribe before looking, so no change between the two is missed.
+    let rx = state.store.journal.subscribe();
+    let record = find_record(&state, &caller, id).await?;
+    let ended = record.status == Status::Hangup;
+    Ok(sse(Feed {
+        rx,
+        caller,
+        call: Some(id),
+        // A call that has ended gets its final record and the stream closes.
+        first: Some(if ended {
+            frame("call_hangup", &record)
+        } else {
+            Bytes::from_static(b": subscribed\n\n")
+        }),
+        done: ended,
+    }))
+}
+
+/// Registers the event streams.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/events", web::get().to(all_events))
+        .route("/calls/{id}/events", web::get().to(call_events));
+}

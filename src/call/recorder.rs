@@ -1,0 +1,162 @@
+//! The call's side of recordings and transcripts: feeds the `Recorder` the audio passing
+//! through the call, writes the WAV file when a recording stops, and journals transcript lines.
+
+use actix::prelude::*;
+use chrono::Utc;
+use uuid::Uuid;
+
+use super::messages::{Record, RecordError};
+use super::CallActor;
+use crate::media::resample_all;
+use crate::recording::{AutoStop, Recorder, RecordingOptions};
+use crate::store::RecordingRow;
+
+impl CallActor {
+    /// Starts a recording at the leg's caller rate; answers its id.
+    pub(super) fn start_recording(
+        &mut self,
+        options: RecordingOptions,
+    ) -> Result<Uuid, RecordError> {
+        let id = self.record.id;
+        if self.record.status.is_ending() {
+            return Err(RecordError::Ending(id));
+        }
+        if self.recorder.is_some() {
+            return Err(RecordError::AlreadyRecording(id));
+        }
+        options.validate().map_err(RecordError::BadOptions)?;
+        let Some(leg) = &self.leg else {
+            return Err(RecordError::NoAudio(id));
+        };
+        let recorder = Recorder::new(Uuid::new_v4(), leg.format.in_rate, options);
+        let rec_id = recorder.id;
+        self.services.journal.recording(RecordingRow {
+            id: rec_id,
+            call_id: id,
+            format: recorder.options.format.clone(),
+            path: String::new(),
+            status: "recording".into(),
+            rate: recorder.rate as i64,
+            started: recorder.started_at,
+            ended: None,
+            duration_ms: 0,
+        });
+        self.recorder = Some(recorder);
+        self.record.recording_id = Some(rec_id);
+        self.record.recording_ids.push(rec_id);
+        self.record.tm_update = Utc::now();
+        self.publish("call_updated");
+        tracing::info!(call = %id, recording = %rec_id, "recording started");
+        Ok(rec_id)
+    }
+
+    /// Stops the recording, if any, and writes its file off the call's thread. `publish`
+    /// says whether to publish the changed record now (not when the caller publishes next).
+    pub(super) fn stop_recording(&mut self, publish: bool) -> Option<Uuid> {
+        let recorder = self.recorder.take()?;
+        self.record.recording_id = None;
+        if publish {
+            self.record.tm_update = Utc::now();
+            self.publish("call_updated");
+        }
+        let id = recorder.id;
+        let call_id = self.record.id;
+        let dir = std::path::PathBuf::from(&self.services.config.recordings.dir);
+        let journal = self.services.journal.clone();
+        let write = move || {
+            let path = dir.join(format!("{call_id}_{id}.wav"));
+            let written = std::fs::create_dir_all(&dir)
+                .and_then(|_| std::fs::write(&path, recorder.encode()));
+            let status = match &written {
+                Ok(()) => "done",
+                Err(e) => {
+                    tracing::error!(call = %call_id, recording = %id, path = %path.display(), error = %e, "recording not written");
+                    "failed"
+                }
+            };
+            journal.recording(RecordingRow {
+                id,
+                call_id,
+                format: recorder.options.format.clone(),
+                path: path.display().to_string(),
+                status: status.into(),
+                rate: recorder.rate as i64,
+                started: recorder.started_at,
+                ended: Some(Utc::now()),
+                duration_ms: recorder.duration_ms() as i64,
+            });
+        };
+        // Writing a file may block: never on the call's arbiter.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            drop(tokio::task::spawn_blocking(write));
+        } else {
+            write();
+        }
+        tracing::info!(call = %call_id, recording = %id, "recording stopped");
+        Some(id)
+    }
+
+    fn auto_stop(&mut self, stop: Option<AutoStop>) {
+        if let Some(why) = stop {
+            tracing::debug!(call = %self.record.id, ?why, "recording stopped by its options");
+            self.stop_recording(true);
+        }
+    }
+
+    /// Caller audio at the leg's `in_rate`.
+    pub(super) fn record_caller(&mut self, samples: &[i16]) {
+        let stop = self.recorder.as_mut().and_then(|r| r.caller(samples));
+        self.auto_stop(stop);
+    }
+
+    /// Bot audio sent to the leg, at the leg's `out_rate`.
+    pub(super) fn record_bot(&mut self, samples: &[i16]) {
+        let (Some(recorder), Some(leg)) = (self.recorder.as_mut(), self.leg.as_ref()) else {
+            return;
+        };
+        let stop = if leg.format.out_rate == recorder.rate {
+            recorder.bot(samples)
+        } else {
+            match resample_all(samples, leg.format.out_rate, recorder.rate) {
+                Ok(s) => recorder.bot(&s),
+                Err(_) => None,
+            }
+        };
+        self.auto_stop(stop);
+    }
+
+    /// Bot audio was cut off: what the recording has of it beyond now was never heard.
+    pub(super) fn record_bot_cut(&mut self) {
+        if let Some(r) = self.recorder.as_mut() {
+            r.cut_bot();
+        }
+    }
+
+    /// A key the caller pressed.
+    pub(super) fn record_key(&mut self, key: char) {
+        let stop = self.recorder.as_ref().and_then(|r| r.key(key));
+        self.auto_stop(stop);
+    }
+
+    /// A transcript line: `text_bot` (spoken by the bot) or `text_asr` (said by the caller).
+    pub(super) fn transcribe(&self, kind: &'static str, text: &str) {
+        if !text.trim().is_empty() {
+            self.services
+                .journal
+                .transcript(self.record.id, kind, text.to_owned(), Utc::now());
+        }
+    }
+}
+
+impl Handler<Record> for CallActor {
+    type Result = Result<Uuid, RecordError>;
+
+    fn handle(&mut self, msg: Record, _ctx: &mut Context<Self>) -> Self::Result {
+        match msg.start {
+            Some(options) => self.start_recording(options),
+            None => self
+                .stop_recording(true)
+                .ok_or(RecordError::NotRecording(self.record.id)),
+        }
+    }
+}

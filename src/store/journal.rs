@@ -1,0 +1,112 @@
+//! The journal: where calls and the registry hand their changes to the store and to live
+//! event subscribers, without ever waiting on the database.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use uuid::Uuid;
+
+use super::queries::{RecordingRow, TranscriptRow};
+use super::writer::{Health, Write};
+use crate::call::state::CallRecord;
+
+/// Live events kept for slow subscribers; a subscriber further behind skips ahead.
+const EVENT_BACKLOG: usize = 1024;
+
+/// One change of one call, as live subscribers (Server-Sent Events) see it.
+#[derive(Debug, Clone)]
+pub struct CallEvent {
+    /// The VoIPBIN event name: `call_created`, `call_ringing`, …, `call_hangup`.
+    pub event: &'static str,
+    pub record: Arc<CallRecord>,
+}
+
+/// A cheap handle to the store's writer and the live event feed.
+#[derive(Clone)]
+pub struct Journal {
+    writes: Option<mpsc::Sender<Write>>,
+    events: broadcast::Sender<CallEvent>,
+    seq: Arc<AtomicU64>,
+    pub health: Arc<Health>,
+}
+
+impl Journal {
+    /// A journal feeding `writes`.
+    pub(super) fn new(writes: mpsc::Sender<Write>, health: Arc<Health>) -> Journal {
+        Journal {
+            writes: Some(writes),
+            events: broadcast::channel(EVENT_BACKLOG).0,
+            seq: Arc::new(AtomicU64::new(0)),
+            health,
+        }
+    }
+
+    /// A journal that writes nothing (no store configured, unit tests).
+    pub fn disabled() -> Journal {
+        Journal {
+            writes: None,
+            events: broadcast::channel(EVENT_BACKLOG).0,
+            seq: Arc::new(AtomicU64::new(0)),
+            health: Arc::new(Health::default()),
+        }
+    }
+
+    fn queue(&self, write: Write) {
+        let Some(writes) = &self.writes else { return };
+        if let Err(e) = writes.try_send(write) {
+            let dropped = self.health.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::error!(dropped, error = %e, "store write dropped: the writer's queue is full");
+        }
+    }
+
+    /// A call changed: write its row and an event row, and tell live subscribers.
+    pub fn call_changed(&self, record: &CallRecord, event: &'static str) {
+        let record = Arc::new(record.clone());
+        let _ = self.events.send(CallEvent {
+            event,
+            record: record.clone(),
+        });
+        self.queue(Write::Call {
+            record,
+            event,
+            seq: self.seq.fetch_add(1, Ordering::Relaxed),
+            at: Utc::now(),
+        });
+    }
+
+    /// A line of a call's transcript (`text_bot` or `text_asr`).
+    pub fn transcript(&self, call_id: Uuid, kind: &'static str, text: String, at: DateTime<Utc>) {
+        self.queue(Write::Transcript(TranscriptRow {
+            call_id,
+            seq: self.seq.fetch_add(1, Ordering::Relaxed) as i64,
+            kind: kind.to_owned(),
+            text,
+            at,
+        }));
+    }
+
+    /// A recording started, or finished with its file written.
+    pub fn recording(&self, row: RecordingRow) {
+        self.queue(Write::Recording(row));
+    }
+
+    /// Live call events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<CallEvent> {
+        self.events.subscribe()
+    }
+
+    /// Waits until every write queued before now is in the database, at most `timeout`.
+    pub async fn sync(&self, timeout: Duration) -> bool {
+        let Some(writes) = &self.writes else {
+            return true;
+        };
+        let (tx, rx) = oneshot::channel();
+        if writes.send(Write::Sync(tx)).await.is_err() {
+            return false;
+        }
+        matches!(tokio::time::timeout(timeout, rx).await, Ok(Ok(())))
+    }
+}
