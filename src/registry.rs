@@ -102,6 +102,12 @@ pub struct CreateCall {
     pub call: NewCall,
 }
 
+/// Whether a new call would be admitted now (not full, not draining), asked before a WebSocket
+/// upgrade so that a refusal is an HTTP 503 rather than an opened socket.
+#[derive(Message)]
+#[rtype(result = "Result<(), AdmitError>")]
+pub struct CanAdmit;
+
 /// A call's record changed (sent by the call on every status change).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -221,7 +227,7 @@ impl Registry {
         }
     }
 
-    fn admit(&self, call: &NewCall) -> Result<String, AdmitError> {
+    fn check_capacity(&self) -> Result<(), AdmitError> {
         if self.draining {
             return Err(AdmitError::Draining);
         }
@@ -229,6 +235,11 @@ impl Registry {
         if self.live.len() >= max {
             return Err(AdmitError::Full(max));
         }
+        Ok(())
+    }
+
+    fn admit(&self, call: &NewCall) -> Result<String, AdmitError> {
+        self.check_capacity()?;
         self.services
             .config
             .route(call.ingress, &call.hotline, &call.workspace)
@@ -345,6 +356,14 @@ impl Handler<CreateCall> for Registry {
                 },
             ),
         )
+    }
+}
+
+impl Handler<CanAdmit> for Registry {
+    type Result = Result<(), AdmitError>;
+
+    fn handle(&mut self, _msg: CanAdmit, _ctx: &mut Context<Self>) -> Self::Result {
+        self.check_capacity()
     }
 }
 

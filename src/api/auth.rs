@@ -5,7 +5,6 @@
 use std::future::{ready, Ready};
 
 use actix_web::{web, FromRequest, HttpRequest};
-use subtle::ConstantTimeEq;
 
 use super::{ApiError, ApiState};
 use crate::call::state::CallRecord;
@@ -32,7 +31,7 @@ impl Caller {
 pub fn check_key<'k>(keys: &'k [ApiKey], presented: &str) -> Option<&'k ApiKey> {
     let mut found = None;
     for key in keys {
-        if bool::from(key.key.as_bytes().ct_eq(presented.as_bytes())) {
+        if crate::protocols::upgrade::secret_eq(&key.key, presented) {
             found = Some(key);
         }
     }

@@ -5,3 +5,4 @@ pub mod live_call_grpc;
 pub mod live_call_ws;
 pub mod ringover;
 pub mod smartivr;
+pub mod upgrade;

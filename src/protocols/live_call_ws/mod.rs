@@ -13,9 +13,9 @@ use std::collections::HashMap;
 use actix::Addr;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use subtle::ConstantTimeEq;
 
 use crate::api::error_json;
+use crate::protocols::upgrade::{admission, token_ok};
 use crate::registry::Registry;
 use session::LiveCallWsSession;
 
@@ -32,15 +32,6 @@ pub struct LiveCallWsState {
     pub tokens: Vec<String>,
 }
 
-/// Whether `token` matches one of `tokens`, comparing in constant time.
-pub fn token_ok(tokens: &[String], token: &str) -> bool {
-    let mut ok = subtle::Choice::from(0u8);
-    for t in tokens {
-        ok |= t.as_bytes().ct_eq(token.as_bytes());
-    }
-    bool::from(ok)
-}
-
 async fn upgrade(
     req: HttpRequest,
     stream: web::Payload,
@@ -55,6 +46,9 @@ async fn upgrade(
             "missing or wrong token".into(),
         ));
     }
+    if let Err(refused) = admission(&state.registry).await {
+        return Ok(refused);
+    }
     let (call_id, customer_phone_number) = path.into_inner();
     let session = LiveCallWsSession::new(state.registry.clone(), call_id, customer_phone_number);
     actix_web_actors::ws::WsResponseBuilder::new(session, &req, stream)
@@ -68,18 +62,4 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: LiveCallWsState) {
         "/live-call/websocket/{call_id}/{customer_phone_number}",
         web::get().to(upgrade),
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_compare() {
-        let tokens = vec!["abc".to_string(), "secret".to_string()];
-        assert!(token_ok(&tokens, "secret"));
-        assert!(!token_ok(&tokens, "secre"));
-        assert!(!token_ok(&tokens, ""));
-        assert!(!token_ok(&[], "abc"));
-    }
 }

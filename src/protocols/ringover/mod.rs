@@ -23,12 +23,12 @@ use actix::prelude::*;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 use futures_util::StreamExt;
-use subtle::ConstantTimeEq;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use crate::api::views::{ErrorBody, ErrorView};
 use crate::config::Config;
 use crate::media::samples_for_ms;
+use crate::protocols::upgrade::{admission, token_ok};
 use crate::registry::Registry;
 use session::RingoverSession;
 
@@ -100,13 +100,6 @@ fn json_error(code: u16, message: String) -> ErrorView {
     }
 }
 
-/// Whether `given` equals one of `tokens`, comparing in constant time per token.
-fn token_ok(tokens: &[String], given: &str) -> bool {
-    tokens.iter().fold(false, |ok, t| {
-        ok | bool::from(t.as_bytes().ct_eq(given.as_bytes()))
-    })
-}
-
 /// `GET /ringover/stream[?token=…]`: upgrades to the streamer WebSocket.
 pub async fn stream(
     req: HttpRequest,
@@ -123,6 +116,9 @@ pub async fn stream(
             return HttpResponse::Unauthorized()
                 .json(json_error(401, "missing or wrong token".into()));
         }
+    }
+    if let Err(refused) = admission(&state.registry).await {
+        return refused;
     }
     let mut response = match ws::handshake(&req) {
         Ok(r) => r,

@@ -1,0 +1,46 @@
+//! Checks every WebSocket caller protocol makes before it upgrades: the token, and whether the
+//! switch admits another call (so a full or draining switch answers HTTP 503, not a socket).
+
+use actix::Addr;
+use actix_web::http::StatusCode;
+use actix_web::HttpResponse;
+use subtle::ConstantTimeEq;
+
+use crate::api::error_json;
+use crate::registry::{CanAdmit, Registry};
+
+/// Whether `given` equals `secret`, in time that does not depend on where they differ.
+pub fn secret_eq(secret: &str, given: &str) -> bool {
+    bool::from(secret.as_bytes().ct_eq(given.as_bytes()))
+}
+
+/// Whether `given` matches one of `tokens`, comparing against every one in constant time.
+pub fn token_ok(tokens: &[String], given: &str) -> bool {
+    tokens.iter().fold(false, |ok, t| ok | secret_eq(t, given))
+}
+
+/// `Err(503 JSON)` when the switch is full or draining.
+pub async fn admission(registry: &Addr<Registry>) -> Result<(), HttpResponse> {
+    match registry.send(CanAdmit).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(error_json(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+        Err(_) => Err(error_json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the switch is shutting down".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare() {
+        let tokens = vec!["abc".to_string(), "secret".to_string()];
+        assert!(token_ok(&tokens, "secret"));
+        assert!(!token_ok(&tokens, "secre"));
+        assert!(!token_ok(&tokens, ""));
+        assert!(!token_ok(&[], "abc"));
+    }
+}
