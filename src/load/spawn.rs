@@ -14,11 +14,13 @@ pub struct SpawnedSwitch {
 }
 
 mod tempfile_path {
-    /// A file removed when dropped.
+    /// A run's config file; its folder (config, database, recordings) is removed when dropped.
     pub struct TempPath(pub std::path::PathBuf);
     impl Drop for TempPath {
         fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
+            if let Some(dir) = self.0.parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
         }
     }
 }
@@ -35,6 +37,7 @@ pub fn config_text(
     token: &str,
     max_calls: usize,
     greet_only: bool,
+    data_dir: &std::path::Path,
 ) -> String {
     let actions = if greet_only {
         r#"[{ type = "talk", text = "Hi." }, { type = "hangup" }]"#
@@ -53,12 +56,18 @@ listen = "{http}"
 listen = "{grpc}"
 [auth]
 live_call_tokens = ["{token}"]
+[store]
+url = "sqlite://{data}/switchboard.db"
+instance_file = "{data}/instance_id"
+[recordings]
+dir = "{data}/recordings"
 [bots.echo]
 kind = "flow"
 actions = {actions}
 [[routes]]
 bot = "echo"
-"#
+"#,
+        data = data_dir.display()
     )
 }
 
@@ -72,11 +81,12 @@ impl SpawnedSwitch {
         let http = free_port().map_err(|e| e.to_string())?;
         let grpc = free_port().map_err(|e| e.to_string())?;
         let token = "load-token".to_string();
-        let path =
-            std::env::temp_dir().join(format!("switchboard-load-{}.toml", uuid::Uuid::new_v4()));
+        let run = std::env::temp_dir().join(format!("switchboard-load-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&run).map_err(|e| e.to_string())?;
+        let path = run.join("switchboard.toml");
         std::fs::write(
             &path,
-            config_text(http, grpc, &token, max_calls, greet_only),
+            config_text(http, grpc, &token, max_calls, greet_only, &run),
         )
         .map_err(|e| e.to_string())?;
         let config = tempfile_path::TempPath(path);
