@@ -137,15 +137,10 @@ impl StreamResampler {
     pub fn process(&mut self, input: &[i16], out: &mut Vec<i16>) {
         match &mut self.inner {
             Inner::Passthrough => out.extend_from_slice(input),
-            Inner::Rubato(state) => {
-                state
-                    .pending
-                    .extend(input.iter().map(|&s| s as f32 / 32768.0));
-                state.drain_chunks(out);
-            }
+            Inner::Rubato(state) => state.push(input, out),
             #[cfg(feature = "samplerate")]
             Inner::Samplerate(engine) => {
-                let floats: Vec<f32> = input.iter().map(|&s| s as f32 / 32768.0).collect();
+                let floats: Vec<f32> = input.iter().map(|&s| to_f32(s)).collect();
                 if let Ok(converted) = engine.0.process(&floats) {
                     out.extend(converted.into_iter().map(to_i16));
                 }
@@ -203,6 +198,45 @@ impl StreamResampler {
 }
 
 impl RubatoState {
+    /// Converts `input`: whole chunks straight from it, only a remainder through `pending`,
+    /// so 20 ms frames (the usual case) are never copied twice.
+    fn push(&mut self, input: &[i16], out: &mut Vec<i16>) {
+        let chunk = self.engine.input_frames_next();
+        let mut rest = input;
+        if !self.pending.is_empty() {
+            let take = (chunk - self.pending.len()).min(rest.len());
+            self.pending.extend(rest[..take].iter().map(|&s| to_f32(s)));
+            rest = &rest[take..];
+            self.drain_chunks(out);
+            if !self.pending.is_empty() {
+                return;
+            }
+        }
+        while rest.len() >= chunk {
+            for (dst, &src) in self.input[0][..chunk].iter_mut().zip(&rest[..chunk]) {
+                *dst = to_f32(src);
+            }
+            self.run_chunk(out);
+            rest = &rest[chunk..];
+        }
+        self.pending.extend(rest.iter().map(|&s| to_f32(s)));
+    }
+
+    /// Resamples the chunk in `input` into `out`.
+    fn run_chunk(&mut self, out: &mut Vec<i16>) {
+        match self
+            .engine
+            .process_into_buffer(&self.input, &mut self.output, None)
+        {
+            Ok((_, written)) => out.extend(self.output[0][..written].iter().map(|&s| to_i16(s))),
+            Err(e) => {
+                // Buffers are sized from the engine itself, so this cannot happen; if it
+                // ever does, losing one chunk is better than stopping the call.
+                tracing::error!(error = %e, "resampler refused a chunk");
+            }
+        }
+    }
+
     fn drain_chunks(&mut self, out: &mut Vec<i16>) {
         let mut consumed = 0;
         loop {
@@ -212,22 +246,14 @@ impl RubatoState {
             }
             self.input[0][..need].copy_from_slice(&self.pending[consumed..consumed + need]);
             consumed += need;
-            match self
-                .engine
-                .process_into_buffer(&self.input, &mut self.output, None)
-            {
-                Ok((_, written)) => {
-                    out.extend(self.output[0][..written].iter().map(|&s| to_i16(s)))
-                }
-                Err(e) => {
-                    // Buffers are sized from the engine itself, so this cannot happen; if it
-                    // ever does, losing one chunk is better than stopping the call.
-                    tracing::error!(error = %e, "resampler refused a chunk");
-                }
-            }
+            self.run_chunk(out);
         }
         self.pending.drain(..consumed);
     }
+}
+
+fn to_f32(s: i16) -> f32 {
+    s as f32 / 32768.0
 }
 
 fn to_i16(s: f32) -> i16 {

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every published load figure in turn against a fresh switch each time, and the resampler
+# comparison. Output goes to stdout; BENCHMARKS.md records a run of it.
+#   tools/bench.sh            # everything (about 8 minutes on 2 cores)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --quiet
+bin=target/release/switchboard
+echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)"
+run() { echo; echo "== switchboard load $*"; "$bin" load --spawn "$@"; }
+run --protocol ws --calls 1000 --ramp-seconds 20 --hold-seconds 20
+run --protocol smartivr --calls 2000 --ramp-seconds 20 --hold-seconds 20
+run --protocol ringover --calls 2000 --ramp-seconds 20 --hold-seconds 20
+run --protocol smartivr --mode setup --calls 5000 --concurrency 200
+run --protocol smartivr --mode churn --calls 20000 --concurrency 200
+echo
+echo "== cargo bench --bench resample --features samplerate"
+if command -v cmake >/dev/null; then
+  cargo bench --quiet --bench resample --features samplerate
+else
+  echo "(cmake missing: rubato only)"
+  cargo bench --quiet --bench resample
+fi
