@@ -6,6 +6,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use switchboard::config::Config;
 
+/// jemalloc instead of the system allocator: under call churn glibc's malloc kept freed memory
+/// resident, so RSS grew with every call placed; jemalloc returns it (BENCHMARKS.md).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "switchboard",

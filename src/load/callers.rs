@@ -213,7 +213,13 @@ fn channel_for(channels: &[Channel], i: usize) -> Channel {
 }
 
 async fn smartivr_channels(opts: &LoadOptions) -> Result<Vec<Channel>, LoadError> {
-    let n = opts.calls.div_ceil(CALLS_PER_CHANNEL).max(1);
+    // As many connections as calls in flight need: all calls in stream mode, `concurrency` in
+    // the set-up and churn modes.
+    let in_flight = match opts.mode {
+        super::Mode::Stream => opts.calls,
+        super::Mode::Setup | super::Mode::Churn => opts.concurrency.min(opts.calls),
+    };
+    let n = in_flight.div_ceil(CALLS_PER_CHANNEL).max(1);
     let mut channels = Vec::with_capacity(n);
     for _ in 0..n {
         let ch = Endpoint::from_shared(format!("http://{}", opts.grpc))
@@ -436,28 +442,25 @@ async fn greeted_call(i: usize, opts: &LoadOptions, c: &Counters, channel: Optio
 async fn many_calls(
     opts: &LoadOptions,
     counters: &Arc<Counters>,
-    on_progress: impl Fn(usize),
+    first_index: usize,
 ) -> Result<f64, LoadError> {
     let channels = match opts.protocol {
         Protocol::Smartivr => smartivr_channels(opts).await?,
         Protocol::Ws | Protocol::Ringover => Vec::new(),
     };
     let limit = Arc::new(Semaphore::new(opts.concurrency.max(1)));
-    let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for i in 0..opts.calls {
+    for i in first_index..first_index + opts.calls {
         let Ok(permit) = limit.clone().acquire_owned().await else {
             break;
         };
-        let (opts2, c, finished) = (opts.clone(), counters.clone(), done.clone());
+        let (opts2, c) = (opts.clone(), counters.clone());
         let channel = (!channels.is_empty()).then(|| channel_for(&channels, i));
         tasks.push(tokio::spawn(async move {
             greeted_call(i, &opts2, &c, channel).await;
-            finished.fetch_add(1, Ordering::Relaxed);
             drop(permit);
         }));
-        on_progress(done.load(Ordering::Relaxed) as usize);
     }
     for t in tasks {
         let _ = t.await;
@@ -471,39 +474,63 @@ pub async fn setup(
     counters: &Arc<Counters>,
     report: &mut Report,
 ) -> Result<(), LoadError> {
-    report.setup_rate = many_calls(opts, counters, |_| {}).await?;
+    report.setup_rate = many_calls(opts, counters, 0).await?;
     Ok(())
 }
 
-/// Places and ends calls in sequence; compares memory after the first 1,000 with the end.
+/// Calls in the first churn phase, after which memory is the baseline.
+const CHURN_BASELINE_CALLS: usize = 1000;
+
+/// Places and ends calls in sequence; compares memory once the first 1,000 calls are over with
+/// memory once all are over, each time after the switch has settled (no live calls, no queued
+/// store writes), so the two samples are taken in the same state.
 pub async fn churn(
     opts: &LoadOptions,
     counters: &Arc<Counters>,
     report: &mut Report,
 ) -> Result<(), LoadError> {
-    let pid = opts.pid;
-    let first = std::sync::Mutex::new(None);
-    report.setup_rate = many_calls(opts, counters, |done| {
-        if done >= 1000 {
-            if let Ok(mut f) = first.lock() {
-                if f.is_none() {
-                    *f = pid.and_then(proc_stats::sample);
-                }
-            }
-        }
-    })
-    .await?;
-    // Wait for the switch to finish ending the last calls.
-    let deadline = Instant::now() + HANGUP_GRACE;
-    let mut live = super::live_calls(opts.http).await;
-    while live.is_some_and(|n| n > 0) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        live = super::live_calls(opts.http).await;
+    let started = Instant::now();
+    // Three phases, each ending settled: the first 1,000 calls, up to half, the rest.
+    let first = opts.calls.min(CHURN_BASELINE_CALLS);
+    let half = (opts.calls / 2).max(first);
+    let mut samples = Vec::new();
+    let mut done = 0;
+    for end in [first, half, opts.calls] {
+        let mut phase = opts.clone();
+        phase.calls = end - done;
+        many_calls(&phase, counters, done).await?;
+        done = end;
+        report.live_after = settle(opts.http).await;
+        samples.push(opts.pid.and_then(proc_stats::sample));
     }
-    report.live_after = live;
-    let last = pid.and_then(proc_stats::sample);
-    if let (Some(Some(first)), Some(last)) = (first.lock().ok().map(|f| *f), last) {
-        report.churn_rss_mb = Some((first.rss_bytes as f64 / 1e6, last.rss_bytes as f64 / 1e6));
+    report.setup_rate = opts.calls as f64 / started.elapsed().as_secs_f64().max(1e-3);
+    if let [Some(a), Some(b), Some(c)] = samples[..] {
+        let mb = |s: proc_stats::Sample| s.rss_bytes as f64 / 1e6;
+        report.churn_rss_mb = Some((mb(a), mb(c)));
+        report.churn_half_rss_mb = Some(mb(b));
     }
     Ok(())
+}
+
+/// Waits until the switch has no live call and no queued store write; returns the live count.
+async fn settle(http: std::net::SocketAddr) -> Option<u64> {
+    let deadline = Instant::now() + HANGUP_GRACE;
+    loop {
+        let health: Option<serde_json::Value> =
+            match reqwest::get(format!("http://{http}/health")).await {
+                Ok(r) => r.json().await.ok(),
+                Err(_) => None,
+            };
+        let live = health
+            .as_ref()
+            .and_then(|h| h["calls"]["live_calls"].as_u64());
+        let queued = health
+            .as_ref()
+            .and_then(|h| h["store"]["queued"].as_u64())
+            .unwrap_or(0);
+        if (live == Some(0) && queued == 0) || Instant::now() > deadline {
+            return live;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -98,6 +98,8 @@ pub struct Report {
     pub rss_idle_mb: Option<f64>,
     /// Churn: RSS after the first 1,000 calls and at the end, in MB.
     pub churn_rss_mb: Option<(f64, f64)>,
+    /// Churn: RSS after half the calls, in MB (shows whether growth has levelled off).
+    pub churn_half_rss_mb: Option<f64>,
     /// Churn: live calls the switch still reports at the end.
     pub live_after: Option<u64>,
 }
@@ -133,7 +135,13 @@ impl fmt::Display for Report {
             )?;
         }
         if let Some((first, last)) = self.churn_rss_mb {
-            writeln!(f, "churn RSS           {first:.1} MB after 1,000 calls, {last:.1} MB at the end ({:+.1} %)", (last - first) / first * 100.0)?;
+            let half = self.churn_half_rss_mb.unwrap_or(0.0);
+            writeln!(
+                f,
+                "churn RSS           {first:.1} MB after 1,000 calls, {half:.1} MB after half, {last:.1} MB at the end ({:+.1} % from 1,000; {:+.1} % over the second half)",
+                (last - first) / first * 100.0,
+                (last - half) / half * 100.0
+            )?;
         }
         if let Some(live) = self.live_after {
             writeln!(f, "live calls after    {live}")?;

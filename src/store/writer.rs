@@ -165,10 +165,23 @@ impl Writer {
                     .store(self.queue.len(), Ordering::Relaxed);
                 continue;
             }
-            let batch: Vec<&Write> = self.queue.iter().take(n).collect();
-            match queries::write_batch(&self.pool, &self.owner, &batch).await {
+            // The batch leaves the queue while it is written, so the queue can keep taking
+            // what the journal sends meanwhile: the channel never fills behind a slow write.
+            let batch: Vec<Write> = self.queue.drain(..n).collect();
+            let result = {
+                let refs: Vec<&Write> = batch.iter().collect();
+                let (pool, owner) = (self.pool.clone(), self.owner.clone());
+                let write = queries::write_batch(&pool, &owner, &refs);
+                tokio::pin!(write);
+                loop {
+                    tokio::select! {
+                        result = &mut write => break result,
+                        Some(w) = self.rx.recv() => self.push(w),
+                    }
+                }
+            };
+            match result {
                 Ok(()) => {
-                    self.queue.drain(..n);
                     self.health.written.fetch_add(n as u64, Ordering::Relaxed);
                     self.health
                         .queued
@@ -182,13 +195,25 @@ impl Writer {
                     pause = FIRST_RETRY_PAUSE;
                 }
                 Err(e) => {
+                    // Put the batch back in front, in order, and wait before retrying while
+                    // still taking new writes.
+                    for w in batch.into_iter().rev() {
+                        self.queue.push_front(w);
+                    }
                     if !self.health.failing.swap(true, Ordering::Relaxed) {
                         tracing::error!(error = %e, queued = self.queue.len(), "store write failed; keeping writes queued and retrying");
                     }
                     if let Ok(mut last) = self.health.last_error.lock() {
                         *last = e.to_string();
                     }
-                    tokio::time::sleep(pause).await;
+                    let wait = tokio::time::sleep(pause);
+                    tokio::pin!(wait);
+                    loop {
+                        tokio::select! {
+                            _ = &mut wait => break,
+                            Some(w) = self.rx.recv() => self.push(w),
+                        }
+                    }
                     pause = (pause * 2).min(MAX_RETRY_PAUSE);
                 }
             }
