@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Runs every published load figure in turn against a fresh switch each time, and the resampler
 # comparison. Output goes to stdout; BENCHMARKS.md records a run of it.
-#   tools/bench.sh            # everything (about 8 minutes on 2 cores)
+#   tools/bench.sh            # everything (about 10 minutes on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
 bin=target/release/switchboard
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)"
 run() { echo; echo "== switchboard load $*"; "$bin" load --spawn "$@"; }
+run --protocol ws --calls 200 --ramp-seconds 10 --hold-seconds 20
 run --protocol ws --calls 1000 --ramp-seconds 20 --hold-seconds 20
 run --protocol smartivr --calls 2000 --ramp-seconds 20 --hold-seconds 20
 run --protocol ringover --calls 2000 --ramp-seconds 20 --hold-seconds 20
