@@ -31,6 +31,39 @@ pub enum BotError {
     Unknown(String),
 }
 
+/// Opens the stream of a network bot: connects to `url` and runs `open` on the channel, all
+/// within `connect_timeout`. HTTP/2 pings go every third of `bot_timeout`; a bot that leaves
+/// them unanswered that long breaks the stream, which fails the call.
+pub(crate) async fn open_stream<T, F, Fut>(
+    url: &str,
+    bot_timeout: Duration,
+    connect_timeout: Duration,
+    open: F,
+) -> Result<T, String>
+where
+    F: FnOnce(tonic::transport::Channel) -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())
+        .map_err(|e| format!("bad bot url {url}: {e}"))?
+        .connect_timeout(connect_timeout)
+        .http2_keep_alive_interval(bot_timeout / 3)
+        .keep_alive_timeout(bot_timeout)
+        .keep_alive_while_idle(true);
+    let attempt = async {
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| format!("cannot reach bot at {url}: {e}"))?;
+        open(channel)
+            .await
+            .map_err(|s| format!("bot refused the call: {}", s.message()))
+    };
+    tokio::time::timeout(connect_timeout, attempt)
+        .await
+        .map_err(|_| format!("bot at {url} did not answer within {connect_timeout:?}"))?
+}
+
 /// Starts bot `name` for the call at `call`, on the current arbiter.
 pub fn start(
     name: &str,

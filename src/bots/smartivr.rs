@@ -9,7 +9,6 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Endpoint;
 use tonic::{Status, Streaming};
 
 use crate::call::messages::{BotCommand, BotEvent};
@@ -117,31 +116,18 @@ impl SmartIvrBot {
         self.tx = Some(tx);
         let target = self.target.clone();
         let opening = async move {
-            let endpoint = Endpoint::from_shared(target.url.clone())
-                .map_err(|e| format!("bad bot url {}: {e}", target.url))?
-                .connect_timeout(target.connect_timeout)
-                .http2_keep_alive_interval(target.bot_timeout / 3)
-                .keep_alive_timeout(target.bot_timeout)
-                .keep_alive_while_idle(true);
-            let open = async {
-                let channel = endpoint
-                    .connect()
-                    .await
-                    .map_err(|e| format!("cannot reach bot at {}: {e}", target.url))?;
-                SmartIvrPhonegatewayClient::new(channel)
-                    .call_to_bot(ReceiverStream::new(rx))
-                    .await
-                    .map(|r| r.into_inner())
-                    .map_err(|s| format!("bot refused the call: {}", s.message()))
-            };
-            tokio::time::timeout(target.connect_timeout, open)
-                .await
-                .map_err(|_| {
-                    format!(
-                        "bot at {} did not answer within {:?}",
-                        target.url, target.connect_timeout
-                    )
-                })?
+            super::open_stream(
+                &target.url,
+                target.bot_timeout,
+                target.connect_timeout,
+                |channel| async move {
+                    SmartIvrPhonegatewayClient::new(channel)
+                        .call_to_bot(ReceiverStream::new(rx))
+                        .await
+                        .map(|r| r.into_inner())
+                },
+            )
+            .await
         };
         ctx.wait(opening.into_actor(self).map(
             |result: Result<Streaming<SmartIvrResponse>, String>, act, ctx| match result {

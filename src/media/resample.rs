@@ -252,6 +252,43 @@ impl RubatoState {
     }
 }
 
+/// Brings audio declared at any rate to one fixed rate, with a streaming resampler for the
+/// rate in use (chunks of one stream normally share a rate; a change starts a new one).
+pub struct RateAdapter {
+    to: u32,
+    resampler: Option<StreamResampler>,
+}
+
+impl RateAdapter {
+    /// An adapter to `to` Hz.
+    pub fn new(to: u32) -> Self {
+        RateAdapter {
+            to,
+            resampler: None,
+        }
+    }
+
+    /// `samples` at `rate`, converted to the adapter's rate (moved through when equal).
+    pub fn convert(&mut self, rate: u32, samples: Vec<i16>) -> Vec<i16> {
+        if rate == self.to {
+            return samples;
+        }
+        if self
+            .resampler
+            .as_ref()
+            .is_none_or(|r| r.from_rate() != rate)
+        {
+            self.resampler = StreamResampler::new(rate, self.to).ok();
+        }
+        let mut out =
+            Vec::with_capacity(samples.len() * self.to as usize / rate.max(1) as usize + 16);
+        if let Some(r) = self.resampler.as_mut() {
+            r.process(&samples, &mut out);
+        }
+        out
+    }
+}
+
 fn to_f32(s: i16) -> f32 {
     s as f32 / 32768.0
 }

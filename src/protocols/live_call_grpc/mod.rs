@@ -62,14 +62,8 @@ impl LiveCall for LiveCallService {
     ) -> Result<Response<Self::StreamCallStream>, Status> {
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
-        let first = match tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, inbound.message()).await {
-            Ok(Ok(Some(first))) => first,
-            Ok(Ok(None)) => {
-                return Err(Status::invalid_argument("stream ended before initial_info"))
-            }
-            Ok(Err(status)) => return Err(status),
-            Err(_) => return Err(Status::deadline_exceeded("no initial_info within 10 s")),
-        };
+        let first =
+            super::first_message(&mut inbound, FIRST_MESSAGE_TIMEOUT, "initial_info").await?;
         let Some(client_request::Data::InitialInfo(info)) = first.data else {
             let message = "the first message must carry initial_info";
             let _ = tx.send(Ok(convert::error(400, message))).await;

@@ -10,7 +10,7 @@ use super::ResponseTx;
 use crate::call::messages::{AttachLeg, CallerEvent, Delivery, LegCommand, LegFormat};
 use crate::call::state::{EndCause, HangupReason};
 use crate::call::CallActor;
-use crate::media::StreamResampler;
+use crate::media::RateAdapter;
 use crate::pb::live_call::{client_request, ClientRequest, InitialInfo, ServerResponse};
 
 /// Caller audio goes to the call at this rate; chunks at other rates are resampled here.
@@ -26,7 +26,7 @@ pub struct LiveCallGrpcSession {
     tx: Option<ResponseTx>,
     info: InitialInfo,
     out_rate: u32,
-    resampler: Option<StreamResampler>,
+    resampler: RateAdapter,
     gone: bool,
     /// Audio frames dropped because the gateway was not reading.
     dropped_frames: u64,
@@ -44,7 +44,7 @@ impl LiveCallGrpcSession {
             tx: Some(tx),
             info,
             out_rate,
-            resampler: None,
+            resampler: RateAdapter::new(LEG_IN_RATE),
             gone: false,
             dropped_frames: 0,
         }
@@ -107,22 +107,7 @@ impl LiveCallGrpcSession {
                     Ok(a) => a,
                     Err(e) => return self.send(convert::error(400, &e.to_string()), false, ctx),
                 };
-                let samples = if rate == LEG_IN_RATE {
-                    samples
-                } else {
-                    if self
-                        .resampler
-                        .as_ref()
-                        .is_none_or(|r| r.from_rate() != rate)
-                    {
-                        self.resampler = StreamResampler::new(rate, LEG_IN_RATE).ok();
-                    }
-                    let mut out = Vec::with_capacity(samples.len() * 2);
-                    if let Some(r) = self.resampler.as_mut() {
-                        r.process(&samples, &mut out);
-                    }
-                    out
-                };
+                let samples = self.resampler.convert(rate, samples);
                 let _ = self.call.try_send(CallerEvent::Audio(samples));
             }
             Some(client_request::Data::Disconnect(_)) => {

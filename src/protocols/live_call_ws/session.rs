@@ -10,7 +10,7 @@ use super::INGRESS;
 use crate::call::messages::{AttachLeg, CallerEvent, Delivery, LegCommand, LegFormat};
 use crate::call::state::{Address, Direction, EndCause, HangupReason};
 use crate::call::CallActor;
-use crate::media::{StreamResampler, TELEPHONE_RATE};
+use crate::media::{RateAdapter, TELEPHONE_RATE};
 use crate::registry::{AdmitError, CreateCall, NewCall, Registry};
 
 /// Caller audio is handed to the call at this rate (the rate the protocol's clients usually
@@ -44,7 +44,7 @@ pub struct LiveCallWsSession {
     customer_phone_number: String,
     phase: Phase,
     /// Converts caller chunks declared at another rate to `LEG_IN_RATE`.
-    resampler: Option<StreamResampler>,
+    resampler: RateAdapter,
     scratch: Vec<u8>,
     last_heard: Instant,
 }
@@ -60,7 +60,7 @@ impl LiveCallWsSession {
             call_id,
             customer_phone_number,
             phase: Phase::Waiting,
-            resampler: None,
+            resampler: RateAdapter::new(LEG_IN_RATE),
             scratch: Vec::new(),
             last_heard: Instant::now(),
         }
@@ -89,22 +89,7 @@ impl LiveCallWsSession {
         let Phase::Live(call) = &self.phase else {
             return;
         };
-        let samples = if rate == LEG_IN_RATE {
-            samples
-        } else {
-            if self
-                .resampler
-                .as_ref()
-                .is_none_or(|r| r.from_rate() != rate)
-            {
-                self.resampler = StreamResampler::new(rate, LEG_IN_RATE).ok();
-            }
-            let mut out = Vec::with_capacity(samples.len() * 2);
-            if let Some(r) = self.resampler.as_mut() {
-                r.process(&samples, &mut out);
-            }
-            out
-        };
+        let samples = self.resampler.convert(rate, samples);
         let _ = call.try_send(CallerEvent::Audio(samples));
     }
 

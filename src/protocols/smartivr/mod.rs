@@ -86,12 +86,7 @@ impl SmartIvrPhonegateway for SmartIvrService {
     ) -> Result<Response<Self::CallToBotStream>, Status> {
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
-        let first = match tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, inbound.message()).await {
-            Ok(Ok(Some(first))) => first,
-            Ok(Ok(None)) => return Err(Status::invalid_argument("stream ended before config")),
-            Ok(Err(status)) => return Err(status),
-            Err(_) => return Err(Status::deadline_exceeded("no config within 10 s")),
-        };
+        let first = super::first_message(&mut inbound, FIRST_MESSAGE_TIMEOUT, "config").await?;
         let conversation_id = match convert::first_config(&first) {
             Ok(id) => id,
             Err(e) => {
