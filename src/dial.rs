@@ -171,10 +171,13 @@ pub async fn dial(opts: DialOptions) -> Result<(), DialError> {
                 }
             }
             Ok(SmartIvrResponseType::CallForward) => {
+                // A gateway hands the call over and leaves the stream.
                 println!(
                     "{kind} status={} forward_sip_json={}",
                     status.code, response.forward_sip_json
-                )
+                );
+                println!("transferred; hanging up");
+                break;
             }
             _ => println!("{kind} status={} message={:?}", status.code, status.message),
         }
