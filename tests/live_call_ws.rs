@@ -253,3 +253,60 @@ async fn unreachable_bot_gives_500_and_close_1011() {
     // Generous for a busy machine; the bound the switch keeps is two seconds.
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_of_a_websocket_call_carries_the_bot_at_the_caller_rate() {
+    // The leg takes 16 kHz and plays 8 kHz: the bot's paced frames are brought to the
+    // recording's 16 kHz by one streaming resampler for the whole recording.
+    let app = spawn_app(
+        r#"
+[auth]
+live_call_tokens = ["t"]
+[bots.rec]
+kind = "flow"
+actions = [
+  { type = "recording_start", format = "wav" },
+  { type = "talk", text = "Hello there." },
+  { type = "recording_stop" },
+  { type = "hangup" },
+]
+[[routes]]
+bot = "rec"
+"#,
+    );
+    let mut c = WsCaller::connect(&app, "/live-call/websocket/ws-rec/+84900000001?token=t")
+        .await
+        .expect("upgrade");
+    c.send_json(initial_info("ws-rec", "1900")).await;
+    let mut heard = Vec::new();
+    let WsEvent::Json(v) = c.next_non_audio(&mut heard).await else {
+        panic!("expected end_call")
+    };
+    assert!(v["signal"]["end_call"].is_object(), "{v}");
+    let call = app.wait_hangup("ws-rec").await;
+    let id = call["id"].as_str().unwrap().to_owned();
+    let list = recordings_when_done(&app, &id).await;
+    let url = list["recordings"][0]["download_url"].as_str().unwrap();
+    let bytes = app
+        .http
+        .get(app.url(url))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let (rate, channels, samples) = wav_samples(&bytes);
+    assert_eq!((rate, channels), (16000, 2));
+    let right: Vec<i16> = samples.chunks_exact(2).map(|f| f[1]).collect();
+    // The whole prompt the caller heard is on the right, at twice the samples.
+    let loud = right.iter().filter(|s| s.abs() > 1000).count();
+    assert!(loud > 1000, "bot audio on the right: {loud} loud samples");
+    assert!(
+        right.len() >= heard.len() * 2 - 1600,
+        "{} samples recorded for {} heard at 8 kHz",
+        right.len(),
+        heard.len()
+    );
+    assert!(switchboard::media::pcm::rms(&right) > 300.0);
+}

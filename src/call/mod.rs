@@ -111,6 +111,9 @@ pub struct CallActor {
     hold: Option<SpawnHandle>,
     /// The recording in progress (`recorder.rs`).
     recorder: Option<crate::recording::Recorder>,
+    /// Bot audio from the leg's output rate to the recording's rate (one streaming resampler
+    /// per recording, not one per frame).
+    recorder_bot_rate: Option<crate::media::RateAdapter>,
 }
 
 impl CallActor {
@@ -141,6 +144,7 @@ impl CallActor {
             dropped_leg_commands: 0,
             hold: None,
             recorder: None,
+            recorder_bot_rate: None,
         }
     }
 

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::messages::{Record, RecordError};
 use super::CallActor;
-use crate::media::resample_all;
+use crate::media::RateAdapter;
 use crate::recording::{AutoStop, Recorder, RecordingOptions};
 use crate::store::RecordingRow;
 
@@ -29,6 +29,7 @@ impl CallActor {
             return Err(RecordError::NoAudio(id));
         };
         let recorder = Recorder::new(Uuid::new_v4(), leg.format.in_rate, options);
+        self.recorder_bot_rate = Some(RateAdapter::new(recorder.rate));
         let rec_id = recorder.id;
         self.services.journal.recording(RecordingRow {
             id: rec_id,
@@ -54,6 +55,7 @@ impl CallActor {
     /// says whether to publish the changed record now (not when the caller publishes next).
     pub(super) fn stop_recording(&mut self, publish: bool) -> Option<Uuid> {
         let recorder = self.recorder.take()?;
+        self.recorder_bot_rate = None;
         self.record.recording_id = None;
         if publish {
             self.record.tm_update = Utc::now();
@@ -117,10 +119,11 @@ impl CallActor {
         let stop = if leg.format.out_rate == recorder.rate {
             recorder.bot(samples)
         } else {
-            match resample_all(samples, leg.format.out_rate, recorder.rate) {
-                Ok(s) => recorder.bot(&s),
-                Err(_) => None,
+            let mut converted = Vec::with_capacity(samples.len() * 3);
+            if let Some(adapter) = self.recorder_bot_rate.as_mut() {
+                adapter.convert_into(leg.format.out_rate, samples, &mut converted);
             }
+            recorder.bot(&converted)
         };
         self.auto_stop(stop);
     }

@@ -273,6 +273,18 @@ impl RateAdapter {
         if rate == self.to {
             return samples;
         }
+        let mut out =
+            Vec::with_capacity(samples.len() * self.to as usize / rate.max(1) as usize + 16);
+        self.convert_into(rate, &samples, &mut out);
+        out
+    }
+
+    /// `samples` at `rate`, converted and appended to `out`.
+    pub fn convert_into(&mut self, rate: u32, samples: &[i16], out: &mut Vec<i16>) {
+        if rate == self.to {
+            out.extend_from_slice(samples);
+            return;
+        }
         if self
             .resampler
             .as_ref()
@@ -280,12 +292,9 @@ impl RateAdapter {
         {
             self.resampler = StreamResampler::new(rate, self.to).ok();
         }
-        let mut out =
-            Vec::with_capacity(samples.len() * self.to as usize / rate.max(1) as usize + 16);
         if let Some(r) = self.resampler.as_mut() {
-            r.process(&samples, &mut out);
+            r.process(samples, out);
         }
-        out
     }
 }
 
