@@ -8,7 +8,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Status, Streaming};
+use tonic::Status;
 
 use crate::call::messages::{BotCommand, BotEvent};
 use crate::call::state::{Address, CallRecord, Direction, HangupReason};
@@ -90,29 +90,36 @@ impl LiveCallBot {
         });
         self.tx = Some(tx);
         let target = self.target.clone();
-        let opening = async move {
-            super::open_stream(
-                &target.url,
-                target.bot_timeout,
-                target.connect_timeout,
-                |channel| async move {
-                    LiveCallClient::new(channel)
-                        .stream_call(ReceiverStream::new(rx))
-                        .await
-                        .map(|r| r.into_inner())
-                },
-            )
-            .await
+        let connecting = async move {
+            super::connect(&target.url, target.bot_timeout, target.connect_timeout).await
         };
-        ctx.wait(opening.into_actor(self).map(
-            |result: Result<Streaming<ServerResponse>, String>, act, ctx| match result {
-                Ok(stream) => {
-                    ctx.add_stream(stream);
-                    act.call.do_send(BotCommand::Answer);
-                }
-                Err(detail) => act.fail(detail, ctx),
-            },
-        ));
+        // The call is answered once the connection is up; the stream opens beside it, and
+        // audio queued meanwhile is written as soon as the request goes out.
+        ctx.wait(
+            connecting
+                .into_actor(self)
+                .map(|result, act, ctx| match result {
+                    Ok(channel) => {
+                        act.call.do_send(BotCommand::Answer);
+                        let opening = async move {
+                            LiveCallClient::new(channel)
+                                .stream_call(ReceiverStream::new(rx))
+                                .await
+                        };
+                        ctx.spawn(
+                            opening
+                                .into_actor(act)
+                                .map(|opened, act, ctx| match opened {
+                                    Ok(response) => {
+                                        ctx.add_stream(response.into_inner());
+                                    }
+                                    Err(status) => act.fail(super::refused(&status), ctx),
+                                }),
+                        );
+                    }
+                    Err(detail) => act.fail(detail, ctx),
+                }),
+        );
     }
 
     fn on_response(&mut self, response: ServerResponse, ctx: &mut Context<Self>) {

@@ -31,37 +31,36 @@ pub enum BotError {
     Unknown(String),
 }
 
-/// Opens the stream of a network bot: connects to `url` and runs `open` on the channel, all
-/// within `connect_timeout`. HTTP/2 pings go every third of `bot_timeout`; a bot that leaves
-/// them unanswered that long breaks the stream, which fails the call.
-pub(crate) async fn open_stream<T, F, Fut>(
+/// Connects to a network bot at `url` within `connect_timeout`: the HTTP/2 connection only.
+/// The call's stream is opened on it afterwards without waiting for the bot's response
+/// headers, which many servers (grpcio's, for one) send only with their first message: the
+/// switch writes the call's audio as soon as the request stream is open, as gateways do.
+/// HTTP/2 pings go every third of `bot_timeout`; a bot that leaves them unanswered that long
+/// breaks the connection, which fails the call.
+pub(crate) async fn connect(
     url: &str,
     bot_timeout: Duration,
     connect_timeout: Duration,
-    open: F,
-) -> Result<T, String>
-where
-    F: FnOnce(tonic::transport::Channel) -> Fut,
-    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
-{
+) -> Result<tonic::transport::Channel, String> {
     let endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())
         .map_err(|e| format!("bad bot url {url}: {e}"))?
         .connect_timeout(connect_timeout)
         .http2_keep_alive_interval(bot_timeout / 3)
         .keep_alive_timeout(bot_timeout)
         .keep_alive_while_idle(true);
-    let attempt = async {
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| format!("cannot reach bot at {url}: {e}"))?;
-        open(channel)
-            .await
-            .map_err(|s| format!("bot refused the call: {}", s.message()))
-    };
-    tokio::time::timeout(connect_timeout, attempt)
+    tokio::time::timeout(connect_timeout, endpoint.connect())
         .await
         .map_err(|_| format!("bot at {url} did not answer within {connect_timeout:?}"))?
+        .map_err(|e| format!("cannot reach bot at {url}: {e}"))
+}
+
+/// Why a bot's stream could not be opened, for the call's `hangup_detail`.
+pub(crate) fn refused(status: &tonic::Status) -> String {
+    format!(
+        "bot refused the call: {} ({:?})",
+        status.message(),
+        status.code()
+    )
 }
 
 /// Starts bot `name` for the call at `call`, on the current arbiter.
