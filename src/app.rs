@@ -185,6 +185,7 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
     let ws_state = LiveCallWsState {
         registry: registry.clone(),
         tokens: config.auth.live_call_tokens.clone(),
+        settings: live_call_ws::Settings::new(&config.media),
     };
     let ringover_state = RingoverState::new(registry.clone(), &config);
     let http = HttpServer::new(move || {

@@ -1,116 +1,17 @@
 //! Shutdown and crashes with the real binary: SIGTERM drains and hangs up live calls with a
 //! recorded reason and exits 0; after kill -9 the next start closes the calls left open.
 
+#[path = "support/binary.rs"]
+mod binary;
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
+
+use binary::Switch;
 
 use serde_json::Value;
 use support::*;
 use switchboard::pb::smartivr::SmartIvrResponseType as T;
-
-/// The switch binary, running.
-struct Switch {
-    child: Child,
-    http: String,
-    grpc: String,
-    client: reqwest::Client,
-}
-
-/// Strips terminal colour codes from a log line.
-fn plain(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn field(line: &str, name: &str) -> Option<String> {
-    let start = line.find(&format!("{name}="))? + name.len() + 1;
-    line[start..].split_whitespace().next().map(str::to_owned)
-}
-
-impl Switch {
-    /// Starts `switchboard serve` on `config` (written under `dir`) and waits until it listens.
-    fn start(dir: &Path, config: &str) -> Switch {
-        let path = dir.join("config.toml");
-        std::fs::write(&path, config).expect("write config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .arg("serve")
-            .arg("--config")
-            .arg(&path)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the switch binary starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let line = plain(&line);
-                if line.contains("switchboard listening") {
-                    let _ = tx.send((field(&line, "http_addr"), field(&line, "grpc_addr")));
-                }
-            }
-        });
-        let (http, grpc) = rx
-            .recv_timeout(PATIENCE)
-            .expect("the switch logs its addresses");
-        Switch {
-            child,
-            http: format!("http://{}", http.expect("http_addr")),
-            grpc: format!("http://{}", grpc.expect("grpc_addr")),
-            client: reqwest::Client::new(),
-        }
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        let r = self
-            .client
-            .get(format!("{}{path}", self.http))
-            .send()
-            .await
-            .expect("GET");
-        r.json().await.expect("JSON")
-    }
-
-    /// Waits for the process to exit; its exit code.
-    async fn exit_code(&mut self) -> Option<i32> {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status.code();
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the switch never exited"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-}
-
-impl Drop for Switch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn config(store: &str, extra: &str) -> String {
     format!(

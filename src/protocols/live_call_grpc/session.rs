@@ -12,6 +12,7 @@ use crate::call::state::{EndCause, HangupReason};
 use crate::call::CallActor;
 use crate::media::RateAdapter;
 use crate::pb::live_call::{client_request, ClientRequest, InitialInfo, ServerResponse};
+use crate::protocols::StreamBreak;
 
 /// Caller audio goes to the call at this rate; chunks at other rates are resampled here.
 const LEG_IN_RATE: u32 = 16000;
@@ -75,6 +76,29 @@ impl LiveCallGrpcSession {
             });
         }
         ctx.stop();
+    }
+
+    /// A request stream that broke on a message too large or not protobuf: the gateway gets
+    /// an `error` message and the matching status, and the call is recorded `failed`.
+    fn refuse_stream(&mut self, status: Status, ctx: &mut Context<Self>) {
+        let (code, detail, status) = match StreamBreak::of(&status) {
+            StreamBreak::Gone => return self.leave(EndCause::Normal, false, String::new(), ctx),
+            StreamBreak::TooLarge(d) => (413, d.clone(), Status::resource_exhausted(d)),
+            StreamBreak::Malformed(d) => (400, d.clone(), Status::invalid_argument(d)),
+        };
+        tracing::warn!(call_id = %self.info.call_id, %detail, "live_call gateway stream refused");
+        if let Some(tx) = self.tx.take() {
+            let response = convert::error(code, &detail);
+            // Detached from the actor, which stops now; the task ends when both are queued.
+            actix::spawn(async move {
+                let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
+                    let _ = tx.send(Ok(response)).await;
+                    let _ = tx.send(Err(status)).await;
+                })
+                .await;
+            });
+        }
+        self.leave(EndCause::Failed, true, detail, ctx);
     }
 
     /// Queues a control response in order; with `close`, the stream ends after it.
@@ -142,7 +166,7 @@ impl StreamHandler<Result<ClientRequest, Status>> for LiveCallGrpcSession {
     fn handle(&mut self, item: Result<ClientRequest, Status>, ctx: &mut Context<Self>) {
         match item {
             Ok(request) => self.on_request(request, ctx),
-            Err(_) => self.leave(EndCause::Normal, false, String::new(), ctx),
+            Err(status) => self.refuse_stream(status, ctx),
         }
     }
 

@@ -9,6 +9,7 @@ pub mod convert;
 mod session;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use actix::Addr;
 use actix_web::http::StatusCode;
@@ -16,6 +17,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::api::error_json;
 use crate::protocols::upgrade::{admission, token_ok};
+use crate::protocols::ws;
 use crate::registry::Registry;
 use session::LiveCallWsSession;
 
@@ -30,7 +32,42 @@ pub const MAX_FRAME_BYTES: usize = 1 << 20;
 pub struct LiveCallWsState {
     pub registry: Addr<Registry>,
     pub tokens: Vec<String>,
+    pub settings: Settings,
 }
+
+/// Limits of each socket, from `[media]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Encoded audio allowed to wait unsent before bot audio is dropped.
+    pub max_unsent_audio: usize,
+    /// A client that takes nothing this long while frames wait is hung up.
+    pub write_timeout: Duration,
+}
+
+impl Settings {
+    /// From `[media] max_buffered_ms` and `write_timeout_ms`.
+    pub fn new(media: &crate::config::MediaConfig) -> Self {
+        // An `audio_output` frame of 20 ms at 8 kHz is 320 bytes of PCM in about 520 bytes of
+        // JSON: 1.7 bytes a PCM byte.
+        let pcm =
+            crate::media::samples_for_ms(crate::media::TELEPHONE_RATE, media.max_buffered_ms) * 2;
+        Settings {
+            max_unsent_audio: pcm * 17 / 10,
+            write_timeout: Duration::from_millis(media.write_timeout_ms),
+        }
+    }
+
+    fn limits(&self) -> ws::Limits {
+        ws::Limits {
+            max_frame: MAX_FRAME_BYTES,
+            pause_reading_at: (self.max_unsent_audio * 4).max(PAUSE_READING_MIN),
+        }
+    }
+}
+
+/// Reading a client pauses while at least this much (or four times the audio allowance)
+/// waits unsent toward it.
+const PAUSE_READING_MIN: usize = 256 * 1024;
 
 async fn upgrade(
     req: HttpRequest,
@@ -50,10 +87,12 @@ async fn upgrade(
         return Ok(refused);
     }
     let (call_id, customer_phone_number) = path.into_inner();
-    let session = LiveCallWsSession::new(state.registry.clone(), call_id, customer_phone_number);
-    actix_web_actors::ws::WsResponseBuilder::new(session, &req, stream)
-        .frame_size(MAX_FRAME_BYTES)
-        .start()
+    let registry = state.registry.clone();
+    let settings = state.settings;
+    ws::start(&req, stream, settings.limits(), move |outbound| {
+        LiveCallWsSession::new(registry, call_id, customer_phone_number, outbound, settings)
+    })
+    .map_err(actix_web::Error::from)
 }
 
 /// Registers the WebSocket route.

@@ -1,16 +1,18 @@
 //! One live-call WebSocket as the caller leg of its call.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_web_actors::ws;
 
 use super::convert::{self, ClientFrame, FrameError, InitialInfo, Staff};
-use super::INGRESS;
+use super::{Settings, INGRESS};
 use crate::call::messages::{AttachLeg, CallerEvent, Delivery, LegCommand, LegFormat};
 use crate::call::state::{Address, Direction, EndCause, HangupReason};
 use crate::call::CallActor;
 use crate::media::{RateAdapter, TELEPHONE_RATE};
+use crate::protocols::ws::{self as transport, Outbound, WriteWatch};
 use crate::registry::{AdmitError, CreateCall, NewCall, Registry};
 
 /// Caller audio is handed to the call at this rate (the rate the protocol's clients usually
@@ -24,6 +26,9 @@ const HEARTBEAT: Duration = Duration::from_secs(10);
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 /// `initial_info` must arrive within this time.
 const INITIAL_INFO_TIMEOUT: Duration = Duration::from_secs(30);
+/// Refused frames logged in full before they are only counted, so a client sending garbage
+/// cannot flood the log.
+const MAX_LOGGED_BAD_FRAMES: u64 = 5;
 
 enum Phase {
     /// Waiting for `initial_info`.
@@ -47,6 +52,14 @@ pub struct LiveCallWsSession {
     resampler: RateAdapter,
     scratch: Vec<u8>,
     last_heard: Instant,
+    settings: Settings,
+    /// What waits unsent toward the client.
+    outbound: Arc<Outbound>,
+    writes: WriteWatch,
+    bad_frames: u64,
+    /// Error replies skipped and bot audio frames dropped because the client was not reading.
+    skipped_replies: u64,
+    dropped_audio: u64,
 }
 
 impl LiveCallWsSession {
@@ -54,6 +67,8 @@ impl LiveCallWsSession {
         registry: Addr<Registry>,
         call_id: String,
         customer_phone_number: String,
+        outbound: Arc<Outbound>,
+        settings: Settings,
     ) -> Self {
         LiveCallWsSession {
             registry,
@@ -63,12 +78,57 @@ impl LiveCallWsSession {
             resampler: RateAdapter::new(LEG_IN_RATE),
             scratch: Vec::new(),
             last_heard: Instant::now(),
+            writes: WriteWatch::new(settings.write_timeout),
+            settings,
+            outbound,
+            bad_frames: 0,
+            skipped_replies: 0,
+            dropped_audio: 0,
         }
     }
 
-    fn refuse_frame(&self, e: FrameError, ctx: &mut ws::WebsocketContext<Self>) {
-        tracing::debug!(call_id = %self.call_id, error = %e, "live-call frame refused");
+    /// Answers a refused frame with an error message, unless the client is not reading what
+    /// it is sent (then the reply is only counted: replies must not pile up for it).
+    fn refuse_frame(&mut self, e: FrameError, ctx: &mut ws::WebsocketContext<Self>) {
+        self.bad_frames += 1;
+        if self.bad_frames <= MAX_LOGGED_BAD_FRAMES {
+            tracing::debug!(call_id = %self.call_id, error = %e, "live-call frame refused");
+        }
+        if self.outbound.backed_up() {
+            self.skipped_replies += 1;
+            return;
+        }
         ctx.text(convert::error(400, &e.to_string()));
+    }
+
+    /// Hangs up a client that has taken nothing for the write timeout while frames waited.
+    fn check_writes(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let Some(stalled) = self.writes.stalled(&self.outbound) else {
+            return;
+        };
+        let detail = format!(
+            "the client read nothing for {} ms ({} bytes unsent, {} audio frames dropped), so the switch stopped reading from it",
+            stalled.as_millis(),
+            self.outbound.unsent(),
+            self.dropped_audio
+        );
+        tracing::warn!(call_id = %self.call_id, %detail, "hanging up a live-call client that stopped reading");
+        ctx.close(Some(transport::close_reason(
+            ws::CloseCode::Policy,
+            "client stopped reading",
+        )));
+        self.leave(EndCause::Failed, true, detail, ctx);
+    }
+
+    /// Writes bot audio, dropping it (and counting) while too much waits unsent.
+    fn write_audio(&mut self, samples: &[i16], ctx: &mut ws::WebsocketContext<Self>) {
+        let unsent = self.outbound.unsent();
+        if unsent > 0 && unsent > self.settings.max_unsent_audio {
+            self.dropped_audio += 1;
+            return;
+        }
+        let frame = convert::audio_output(samples, &mut self.scratch);
+        ctx.text(frame);
     }
 
     fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
@@ -85,10 +145,13 @@ impl LiveCallWsSession {
             Ok(a) => a,
             Err(e) => return self.refuse_frame(e, ctx),
         };
-        // Audio before the call exists is discarded, as the protocol says.
+        // Audio before the call exists is discarded, as the protocol says; so is no audio.
         let Phase::Live(call) = &self.phase else {
             return;
         };
+        if samples.is_empty() {
+            return;
+        }
         let samples = self.resampler.convert(rate, samples);
         let _ = call.try_send(CallerEvent::Audio(samples));
     }
@@ -184,6 +247,7 @@ impl Actor for LiveCallWsSession {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(LEG_MAILBOX);
+        ctx.run_interval(self.writes.period(), |act, ctx| act.check_writes(ctx));
         ctx.run_interval(HEARTBEAT, |act, ctx| {
             if act.last_heard.elapsed() > CLIENT_TIMEOUT {
                 tracing::info!(call_id = %act.call_id, "live-call client timed out");
@@ -224,22 +288,30 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for LiveCallWsSession
         match item {
             Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),
             Ok(ws::Message::Binary(_)) => self.refuse_frame(FrameError::Binary, ctx),
-            Ok(ws::Message::Ping(p)) => ctx.pong(&p),
+            // Pongs to a client that does not read are dropped, not queued.
+            Ok(ws::Message::Ping(p)) if !self.outbound.backed_up() => ctx.pong(&p),
+            Ok(ws::Message::Ping(_)) => self.skipped_replies += 1,
             Ok(ws::Message::Pong(_)) => {}
-            Ok(ws::Message::Close(_)) => self.leave(EndCause::Normal, false, String::new(), ctx),
+            Ok(ws::Message::Close(reason)) => {
+                // The client said goodbye: answer its close, then the call ends normally.
+                ctx.close(reason);
+                self.leave(EndCause::Normal, false, String::new(), ctx)
+            }
+            // `Frames` assembles fragments into whole messages.
             Ok(ws::Message::Continuation(_)) | Ok(ws::Message::Nop) => {}
+            Err(e) if transport::connection_lost(&e) => {
+                // The connection ended without a close frame: the client is gone.
+                tracing::debug!(call_id = %self.call_id, error = %e, "live-call connection lost");
+                self.leave(EndCause::Normal, false, String::new(), ctx)
+            }
             Err(e) => {
                 // Oversized or broken frames: say why, then close; the call records it.
                 let detail = format!("WebSocket protocol error: {e}");
                 ctx.text(convert::error(400, &detail));
-                let code = match e {
-                    ws::ProtocolError::Overflow => ws::CloseCode::Size,
-                    _ => ws::CloseCode::Protocol,
-                };
-                ctx.close(Some(ws::CloseReason {
-                    code,
-                    description: Some(detail.clone()),
-                }));
+                ctx.close(Some(transport::close_reason(
+                    transport::error_close_code(&e),
+                    &detail,
+                )));
                 self.leave(EndCause::Failed, true, detail, ctx);
             }
         }
@@ -255,14 +327,8 @@ impl Handler<LegCommand> for LiveCallWsSession {
 
     fn handle(&mut self, msg: LegCommand, ctx: &mut Self::Context) {
         match msg {
-            LegCommand::Audio(samples) => {
-                let frame = convert::audio_output(&samples, &mut self.scratch);
-                ctx.text(frame);
-            }
-            LegCommand::Play { audio, .. } => {
-                let frame = convert::audio_output(&audio, &mut self.scratch);
-                ctx.text(frame);
-            }
+            LegCommand::Audio(samples) => self.write_audio(&samples, ctx),
+            LegCommand::Play { audio, .. } => self.write_audio(&audio, ctx),
             LegCommand::StopAudio => ctx.text(convert::kill_audio(&self.call_id)),
             LegCommand::Transfer { destination } => {
                 let staff = Staff {

@@ -4,31 +4,26 @@
 //! The handler checks the token, upgrades, and starts a `RingoverSession` for the socket.
 //! The call is created from the first frame (a JSON metadata frame, or the first audio).
 //!
-//! Outbound writes are bounded. actix-web-actors encodes frames only while something polls
-//! its output stream, and the HTTP server stops polling a response body whose peer stopped
-//! reading. So a pump task drains the session's output stream into a queue that the response
-//! body reads, counting the bytes between the two (`Outbound`): the session keeps running,
-//! drops audio while more than `[media] max_buffered_ms` worth of bytes wait unsent, and hangs
-//! up a peer that took nothing for `[media] write_timeout_ms`.
+//! Reading and writing go through the WebSocket transport (`protocols::ws`): frames are read
+//! one at a time with back-pressure, and writes are counted so the session drops audio while
+//! more than `[media] max_buffered_ms` worth of bytes wait unsent, and hangs up a peer that
+//! took nothing for `[media] write_timeout_ms`.
 
 pub mod convert;
 mod session;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use actix_web::{web, HttpRequest, HttpResponse};
-use actix_web_actors::ws;
-use futures_util::StreamExt;
-use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use crate::api::views::{ErrorBody, ErrorView};
 use crate::config::Config;
 use crate::media::samples_for_ms;
 use crate::protocols::upgrade::{admission, token_ok};
+use crate::protocols::ws;
 use crate::registry::Registry;
 use session::RingoverSession;
 
@@ -37,6 +32,15 @@ pub const INGRESS: &str = "ringover";
 
 /// The path Ringover's media server connects to.
 pub const PATH: &str = "/ringover/stream";
+
+/// The largest frame (or message assembled from fragments) a media server may send: far
+/// more than a metadata frame or a packet of audio needs. Larger frames close the socket
+/// with 1009.
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+
+/// Reading a peer pauses while at least this much (or four times the audio allowance)
+/// waits unsent toward it.
+const PAUSE_READING_MIN: usize = 256 * 1024;
 
 /// Bytes a base64 JSON `streamAudio` frame takes per byte of PCM, rounded up (4/3 plus
 /// framing).
@@ -85,15 +89,6 @@ impl RingoverState {
     }
 }
 
-/// Bytes between the session's encoder and the HTTP response body.
-#[derive(Debug, Default)]
-pub(crate) struct Outbound {
-    /// Encoded, not yet taken by the HTTP server.
-    pub unsent: AtomicUsize,
-    /// Taken by the HTTP server so far.
-    pub written: AtomicU64,
-}
-
 fn json_error(code: u16, message: String) -> ErrorView {
     ErrorView {
         error: ErrorBody { code, message },
@@ -120,43 +115,19 @@ pub async fn stream(
     if let Err(refused) = admission(&state.registry).await {
         return refused;
     }
-    let mut response = match ws::handshake(&req) {
-        Ok(r) => r,
-        Err(e) => {
-            return HttpResponse::BadRequest()
-                .json(json_error(400, format!("not a WebSocket upgrade: {e}")))
-        }
+    let registry = state.registry.clone();
+    let settings = state.settings.clone();
+    let limits = ws::Limits {
+        max_frame: MAX_FRAME_BYTES,
+        pause_reading_at: (settings.max_unsent_bytes * 4).max(PAUSE_READING_MIN),
     };
-    let outbound = Arc::new(Outbound::default());
-    let session = RingoverSession::new(
-        state.registry.clone(),
-        state.settings.clone(),
-        outbound.clone(),
-    );
-    let mut frames = Box::pin(ws::WebsocketContext::create(session, payload));
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let counted = outbound.clone();
-    // The pump: keeps the session running whatever the peer reads. The queue is bounded by
-    // the session, which checks `unsent` before it writes audio.
-    actix_web::rt::spawn(async move {
-        while let Some(item) = frames.next().await {
-            if let Ok(bytes) = &item {
-                counted.unsent.fetch_add(bytes.len(), Ordering::Relaxed);
-            }
-            if tx.send(item).is_err() {
-                break;
-            }
-        }
-    });
-    let body = UnboundedReceiverStream::new(rx).inspect(move |item| {
-        if let Ok(bytes) = item {
-            outbound.unsent.fetch_sub(bytes.len(), Ordering::Relaxed);
-            outbound
-                .written
-                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        }
-    });
-    response.streaming(body)
+    match ws::start(&req, payload, limits, move |outbound| {
+        RingoverSession::new(registry, settings, outbound)
+    }) {
+        Ok(response) => response,
+        Err(e) => HttpResponse::BadRequest()
+            .json(json_error(400, format!("not a WebSocket upgrade: {e}"))),
+    }
 }
 
 /// Adds the Ringover route to an actix-web app.

@@ -3,28 +3,23 @@
 //! The session runs on the HTTP worker that owns the socket (actix-web ties the request
 //! payload to it); it reaches its call, on a call arbiter, through the call's address.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
 use actix_web_actors::ws;
 
 use super::convert::{self, FrameError};
-use super::{Outbound, Settings, INGRESS};
+use super::{Settings, INGRESS};
 use crate::call::messages::{AttachLeg, CallerEvent, Delivery, LegCommand, LegFormat};
 use crate::call::state::{Address, EndCause};
 use crate::call::CallActor;
+use crate::protocols::ws::{self as transport, Outbound, WriteWatch};
+use crate::protocols::KeyRate;
 use crate::registry::{AdmitError, CreateCall, NewCall, Registry};
 
 /// A media server must send its first frame (metadata or audio) within this time.
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How often the session checks that the peer is taking what it was sent: a quarter of the
-/// write timeout, within these bounds (a timer per socket at 10 Hz was a measurable share of
-/// the CPU at 2,000 calls).
-const WRITE_CHECK_MIN: Duration = Duration::from_millis(20);
-const WRITE_CHECK_MAX: Duration = Duration::from_secs(1);
 
 /// Commands the call may queue toward this session; the call sends audio with `try_send`
 /// and counts what a full mailbox refuses.
@@ -58,9 +53,12 @@ pub struct RingoverSession {
     bad_frames: u64,
     /// Audio frames dropped because too much was waiting unsent.
     dropped_audio: u64,
-    /// `written` at the last check, and when it last moved (or nothing waited).
-    last_written: u64,
-    last_progress: Instant,
+    /// Sees a peer that stopped taking what it is sent.
+    writes: WriteWatch,
+    /// DTMF keys past a human rate are dropped.
+    keys: KeyRate,
+    /// Pongs skipped because the peer was not reading.
+    skipped_pongs: u64,
     /// The call has been told the leg is gone.
     gone: bool,
 }
@@ -71,6 +69,7 @@ impl RingoverSession {
         settings: Arc<Settings>,
         outbound: Arc<Outbound>,
     ) -> Self {
+        let writes = WriteWatch::new(settings.write_timeout);
         RingoverSession {
             registry,
             settings,
@@ -81,8 +80,9 @@ impl RingoverSession {
             samples: Vec::with_capacity(1024),
             bad_frames: 0,
             dropped_audio: 0,
-            last_written: 0,
-            last_progress: Instant::now(),
+            writes,
+            keys: KeyRate::new(),
+            skipped_pongs: 0,
             gone: false,
         }
     }
@@ -153,15 +153,7 @@ impl RingoverSession {
     /// Closes the socket with `code` and a reason (cut to what a close frame carries).
     fn close(&mut self, code: ws::CloseCode, reason: String, ctx: &mut ws::WebsocketContext<Self>) {
         self.phase = Phase::Closed;
-        let mut description = reason;
-        // A close frame's reason is at most 123 bytes.
-        while description.len() > 123 {
-            description.pop();
-        }
-        ctx.close(Some(ws::CloseReason {
-            code,
-            description: (!description.is_empty()).then_some(description),
-        }));
+        ctx.close(Some(transport::close_reason(code, &reason)));
         ctx.stop();
     }
 
@@ -202,9 +194,15 @@ impl RingoverSession {
             tracing::debug!(reference = %self.reference, keys = ?object.keys().collect::<Vec<_>>(), "Ringover text frame kept in the log only");
             return;
         }
-        if let Some(call) = self.call() {
-            for key in keys {
-                call.do_send(CallerEvent::Dtmf(key));
+        let Some(call) = self.call().cloned() else {
+            return;
+        };
+        for key in keys {
+            // Keys past a human rate, or past what the call can take, are dropped.
+            if (!self.keys.allow() || call.try_send(CallerEvent::Dtmf(key)).is_err())
+                && self.keys.refused % 1000 == 1
+            {
+                tracing::warn!(reference = %self.reference, refused = self.keys.refused, "Ringover DTMF keys dropped: too many too fast");
             }
         }
     }
@@ -237,7 +235,7 @@ impl RingoverSession {
         if matches!(self.phase, Phase::Closed) {
             return;
         }
-        let unsent = self.outbound.unsent.load(Ordering::Relaxed);
+        let unsent = self.outbound.unsent();
         if audio && unsent > 0 && unsent + text.len() > self.settings.max_unsent_bytes {
             self.dropped_audio += 1;
             tracing::debug!(reference = %self.reference, unsent, dropped = self.dropped_audio, "Ringover audio dropped for a slow peer");
@@ -248,18 +246,11 @@ impl RingoverSession {
 
     /// Hangs up a peer that has taken nothing for `write_timeout` while bytes waited.
     fn check_writes(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        let written = self.outbound.written.load(Ordering::Relaxed);
-        let unsent = self.outbound.unsent.load(Ordering::Relaxed);
-        if unsent == 0 || written != self.last_written {
-            self.last_written = written;
-            self.last_progress = Instant::now();
-            return;
-        }
-        let stalled = self.last_progress.elapsed();
-        if stalled >= self.settings.write_timeout {
+        if let Some(stalled) = self.writes.stalled(&self.outbound) {
             let detail = format!(
-                "Ringover peer read nothing for {} ms ({unsent} bytes unsent, {} audio frames dropped)",
+                "Ringover peer read nothing for {} ms ({} bytes unsent, {} audio frames dropped), so the switch stopped reading from it",
                 stalled.as_millis(),
+                self.outbound.unsent(),
                 self.dropped_audio
             );
             tracing::warn!(reference = %self.reference, %detail, "hanging up a stalled peer");
@@ -284,8 +275,7 @@ impl Actor for RingoverSession {
                 );
             }
         });
-        let check = (self.settings.write_timeout / 4).clamp(WRITE_CHECK_MIN, WRITE_CHECK_MAX);
-        ctx.run_interval(check, |act, ctx| act.check_writes(ctx));
+        ctx.run_interval(self.writes.period(), |act, ctx| act.check_writes(ctx));
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
@@ -303,11 +293,11 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for RingoverSession {
         match item {
             Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),
             Ok(ws::Message::Binary(bytes)) => self.on_binary(&bytes, ctx),
-            Ok(ws::Message::Ping(p)) => ctx.pong(&p),
-            Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
-            Ok(ws::Message::Continuation(_)) => {
-                tracing::debug!(reference = %self.reference, "fragmented frame ignored");
-            }
+            // Pongs to a peer that does not read are dropped, not queued.
+            Ok(ws::Message::Ping(p)) if !self.outbound.backed_up() => ctx.pong(&p),
+            Ok(ws::Message::Ping(_)) => self.skipped_pongs += 1,
+            // `Frames` assembles fragments into whole messages.
+            Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) | Ok(ws::Message::Continuation(_)) => {}
             Ok(ws::Message::Close(reason)) => {
                 tracing::debug!(reference = %self.reference, ?reason, "Ringover peer closed");
                 // The caller hung up.
@@ -316,7 +306,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for RingoverSession {
                 ctx.close(reason);
                 ctx.stop();
             }
-            Err(ws::ProtocolError::Io(e)) => {
+            Err(e) if transport::connection_lost(&e) => {
                 // The connection broke (no close frame): the caller is gone.
                 tracing::debug!(reference = %self.reference, error = %e, "Ringover connection lost");
                 self.leave(EndCause::Normal, false, String::new());
@@ -327,7 +317,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for RingoverSession {
                 let detail = format!("WebSocket protocol error: {e}");
                 tracing::warn!(reference = %self.reference, %detail, "Ringover stream broken");
                 self.leave(EndCause::Failed, true, detail.clone());
-                self.close(ws::CloseCode::Protocol, detail, ctx);
+                self.close(transport::error_close_code(&e), detail, ctx);
             }
         }
     }

@@ -13,6 +13,7 @@ use crate::call::CallActor;
 use crate::config::TtsAudio;
 use crate::media::TELEPHONE_RATE;
 use crate::pb::smartivr::{SmartIvrRequest, SmartIvrResponse};
+use crate::protocols::{KeyRate, StreamBreak};
 
 /// The session actor: gateway frames in, call commands out.
 pub struct SmartIvrSession {
@@ -25,6 +26,8 @@ pub struct SmartIvrSession {
     playing: bool,
     /// Scratch space for the events of one frame.
     events: Vec<CallerEvent>,
+    /// DTMF keys past a human rate are dropped.
+    keys: KeyRate,
     /// The call has been told the leg is gone.
     gone: bool,
 }
@@ -45,6 +48,7 @@ impl SmartIvrSession {
             write_timeout,
             playing: false,
             events: Vec::with_capacity(2),
+            keys: KeyRate::new(),
             gone: false,
         }
     }
@@ -87,6 +91,14 @@ impl SmartIvrSession {
                 CallerEvent::Audio(_) => {
                     let _ = self.call.try_send(event);
                 }
+                // So are keys past a human rate: every key is a message to the call.
+                CallerEvent::Dtmf(_) => {
+                    if (!self.keys.allow() || self.call.try_send(event).is_err())
+                        && self.keys.refused % 1000 == 1
+                    {
+                        tracing::warn!(reference = %self.conversation_id, refused = self.keys.refused, "SmartIVR keys dropped: too many too fast");
+                    }
+                }
                 other => self.call.do_send(other),
             }
         }
@@ -94,13 +106,24 @@ impl SmartIvrSession {
 
     fn protocol_error(&mut self, e: ProtocolError, ctx: &mut Context<Self>) {
         let message = e.to_string();
+        let status = Status::invalid_argument(message.clone());
+        self.refuse(message, status, ctx);
+    }
+
+    /// Ends the stream with CALL_END (status -1, `message`) and then `status`; the call is
+    /// recorded `failed` with the message.
+    fn refuse(&mut self, message: String, status: Status, ctx: &mut Context<Self>) {
         tracing::warn!(reference = %self.conversation_id, error = %message, "SmartIVR protocol error");
         if let Some(tx) = self.tx.take() {
             let message = message.clone();
             // Detached from the actor, which stops now; the task ends when both are queued.
+            let write_timeout = self.write_timeout;
             actix::spawn(async move {
-                let _ = tx.send(Ok(convert::error(&message))).await;
-                let _ = tx.send(Err(Status::invalid_argument(message))).await;
+                let _ = tokio::time::timeout(write_timeout, async {
+                    let _ = tx.send(Ok(convert::error(&message))).await;
+                    let _ = tx.send(Err(status)).await;
+                })
+                .await;
             });
         }
         self.leave(
@@ -161,10 +184,20 @@ impl StreamHandler<Result<SmartIvrRequest, Status>> for SmartIvrSession {
     fn handle(&mut self, item: Result<SmartIvrRequest, Status>, ctx: &mut Context<Self>) {
         match item {
             Ok(msg) => self.frame(msg, ctx),
-            Err(status) => {
-                tracing::debug!(reference = %self.conversation_id, %status, "gateway stream broke");
-                self.leave(EndCause::Normal, false, String::new(), ctx);
-            }
+            Err(status) => match StreamBreak::of(&status) {
+                StreamBreak::Gone => {
+                    tracing::debug!(reference = %self.conversation_id, %status, "gateway stream broke");
+                    self.leave(EndCause::Normal, false, String::new(), ctx);
+                }
+                StreamBreak::TooLarge(detail) => {
+                    let status = Status::resource_exhausted(detail.clone());
+                    self.refuse(detail, status, ctx)
+                }
+                StreamBreak::Malformed(detail) => {
+                    let status = Status::invalid_argument(detail.clone());
+                    self.refuse(detail, status, ctx)
+                }
+            },
         }
     }
 
