@@ -1,21 +1,23 @@
 //! The live-call WebSocket protocol (KnM voicebot gateway protocol; the switch is the server).
 //!
 //! `GET /live-call/websocket/{call_id}/{customer_phone_number}?token=…` upgrades after the
-//! token is checked (401 before the upgrade otherwise). The call is created when
-//! `initial_info` arrives, so routes can match on its workspace and hotline. Bot audio goes out
+//! access rule is checked (`[auth] live_call_tokens` or `live_call_allow_from`; 401 or 403
+//! before the upgrade otherwise). The call is created when `initial_info` arrives, so routes
+//! can match on its workspace and hotline; a token bound to a workspace creates calls only in
+//! it. Bot audio goes out
 //! paced at real time as 20 ms `audio_output` frames of 8 kHz s16le.
 
 pub mod convert;
 mod session;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use actix::Addr;
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::api::error_json;
-use crate::protocols::upgrade::{admission, token_ok};
+use crate::protocols::access::AccessRule;
+use crate::protocols::upgrade::{access, admission};
 use crate::registry::Registry;
 use session::LiveCallWsSession;
 
@@ -29,7 +31,8 @@ pub const MAX_FRAME_BYTES: usize = 1 << 20;
 #[derive(Clone)]
 pub struct LiveCallWsState {
     pub registry: Addr<Registry>,
-    pub tokens: Vec<String>,
+    /// Who may connect (`[auth] live_call_tokens`, `live_call_allow_from`).
+    pub access: Arc<AccessRule>,
 }
 
 async fn upgrade(
@@ -39,18 +42,20 @@ async fn upgrade(
     query: web::Query<HashMap<String, String>>,
     state: web::Data<LiveCallWsState>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let token = query.get("token").map(String::as_str).unwrap_or("");
-    if token.is_empty() || !token_ok(&state.tokens, token) {
-        return Ok(error_json(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong token".into(),
-        ));
-    }
+    let grant = match access(&state.access, &req, query.get("token").map(String::as_str)) {
+        Ok(grant) => grant,
+        Err(refused) => return Ok(refused),
+    };
     if let Err(refused) = admission(&state.registry).await {
         return Ok(refused);
     }
     let (call_id, customer_phone_number) = path.into_inner();
-    let session = LiveCallWsSession::new(state.registry.clone(), call_id, customer_phone_number);
+    let session = LiveCallWsSession::new(
+        state.registry.clone(),
+        call_id,
+        customer_phone_number,
+        grant.workspace,
+    );
     actix_web_actors::ws::WsResponseBuilder::new(session, &req, stream)
         .frame_size(MAX_FRAME_BYTES)
         .start()
