@@ -21,23 +21,24 @@ pub fn token_ok(tokens: &[String], given: &str) -> bool {
     tokens.iter().fold(false, |ok, t| ok | secret_eq(t, given))
 }
 
-/// What `rule` grants the peer of `req` that sent `token` (`None`: no `?token=`), or the JSON
-/// refusal: 401 for a missing or wrong token, 403 for an address not allowed.
-pub fn access(
-    rule: &AccessRule,
-    req: &HttpRequest,
-    token: Option<&str>,
-) -> Result<Grant, HttpResponse> {
+/// What `rule` grants the peer of `req` that sent `token` (`None`: no `?token=`); a refusal
+/// is logged.
+pub fn access(rule: &AccessRule, req: &HttpRequest, token: Option<&str>) -> Result<Grant, Refusal> {
     let peer = req.peer_addr().map(|a| a.ip());
-    rule.check(peer, token).map_err(|refusal| {
+    rule.check(peer, token).inspect_err(|refusal| {
         tracing::info!(?peer, path = req.path(), %refusal, "WebSocket upgrade refused");
-        match refusal {
-            Refusal::WrongToken | Refusal::MissingToken => {
-                error_json(StatusCode::UNAUTHORIZED, "missing or wrong token".into())
-            }
-            Refusal::AddressNotAllowed(_) => error_json(StatusCode::FORBIDDEN, refusal.to_string()),
-        }
     })
+}
+
+/// The JSON answer to a refused upgrade: 401 for a missing or wrong token, 403 for an address
+/// not allowed.
+pub fn refusal_response(refusal: &Refusal) -> HttpResponse {
+    match refusal {
+        Refusal::WrongToken | Refusal::MissingToken => {
+            error_json(StatusCode::UNAUTHORIZED, "missing or wrong token".into())
+        }
+        Refusal::AddressNotAllowed(_) => error_json(StatusCode::FORBIDDEN, refusal.to_string()),
+    }
 }
 
 /// `Err(503 JSON)` when the switch is full or draining.

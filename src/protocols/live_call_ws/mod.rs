@@ -17,7 +17,7 @@ use actix::Addr;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::protocols::access::AccessRule;
-use crate::protocols::upgrade::{access, admission};
+use crate::protocols::upgrade::{access, admission, refusal_response};
 use crate::registry::Registry;
 use session::LiveCallWsSession;
 
@@ -44,7 +44,7 @@ async fn upgrade(
 ) -> Result<HttpResponse, actix_web::Error> {
     let grant = match access(&state.access, &req, query.get("token").map(String::as_str)) {
         Ok(grant) => grant,
-        Err(refused) => return Ok(refused),
+        Err(refusal) => return Ok(refusal_response(&refusal)),
     };
     if let Err(refused) = admission(&state.registry).await {
         return Ok(refused);

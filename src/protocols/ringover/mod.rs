@@ -29,7 +29,7 @@ use crate::api::views::{ErrorBody, ErrorView};
 use crate::config::Config;
 use crate::media::samples_for_ms;
 use crate::protocols::access::AccessRule;
-use crate::protocols::upgrade::{access, admission};
+use crate::protocols::upgrade::{access, admission, refusal_response};
 use crate::registry::Registry;
 use session::RingoverSession;
 
@@ -117,7 +117,7 @@ pub async fn stream(
         &req,
         query.get("token").map(String::as_str),
     ) {
-        return refused;
+        return refusal_response(&refused);
     }
     if let Err(refused) = admission(&state.registry).await {
         return refused;
