@@ -429,17 +429,21 @@ impl Ingress {
 pub struct IngressAccess<'c> {
     /// What the ingress is, for messages ("the live-call WebSocket").
     pub name: &'static str,
-    /// The listener it is served on, and that setting's key.
+    /// The listener it is served on.
     pub listen: SocketAddr,
+    /// The listener's key ("http.listen").
     pub listen_key: &'static str,
-    /// Its tokens, and their key.
+    /// Its tokens (API keys for the REST API).
     pub tokens: Vec<Token>,
+    /// The tokens' key ("auth.live_call_tokens").
     pub tokens_key: &'static str,
-    /// Its networks (CIDR text), and their key.
+    /// Its networks, as CIDR text.
     pub allow_from: &'c [String],
+    /// The networks' key ("auth.live_call_allow_from").
     pub allow_from_key: &'static str,
-    /// Whether it is open on purpose, and that setting's key.
+    /// Whether it admits everyone on purpose when it has no rule.
     pub allow_unauthenticated: bool,
+    /// That setting's key ("auth.live_call_allow_unauthenticated").
     pub open_key: &'static str,
 }
 
