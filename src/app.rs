@@ -14,7 +14,8 @@ use thiserror::Error;
 use tokio::sync::oneshot;
 
 use crate::api::{self, ApiState};
-use crate::config::Config;
+use crate::config::{Config, Ingress};
+use crate::protocols::access::{AccessRule, GrpcAccess};
 use crate::protocols::live_call_grpc::{LiveCallServer, LiveCallService};
 use crate::protocols::live_call_ws::{self, LiveCallWsState};
 use crate::protocols::ringover::{self, RingoverState};
@@ -169,6 +170,7 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
         ),
         Err(e) => return Err(AppError::Start(format!("store: {e}"))),
     }
+    let access = access_rules(&config)?;
     let services = Services::with_journal(config.clone(), store.journal.clone());
     let registry = Registry::new(services, arbiters.iter().map(|a| a.handle()).collect()).start();
 
@@ -181,13 +183,14 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
         registry: registry.clone(),
         store: store.clone(),
         config: config.clone(),
+        access: Arc::new(access.api),
     };
     let ws_state = LiveCallWsState {
         registry: registry.clone(),
-        tokens: config.auth.live_call_tokens.clone(),
+        access: Arc::new(access.live_call_ws),
         settings: live_call_ws::Settings::new(&config.media),
     };
-    let ringover_state = RingoverState::new(registry.clone(), &config);
+    let ringover_state = RingoverState::new(registry.clone(), &config, access.ringover);
     let http = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(state.clone()))
@@ -220,6 +223,7 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
     let smartivr = SmartIvrService::new(registry.clone(), config.smartivr.tts_audio)
         .with_write_timeout(Duration::from_millis(config.media.write_timeout_ms));
     let live_call = LiveCallService::new(registry.clone(), config.live_call.out_sample_rate);
+    let grpc_access = GrpcAccess::new(access.grpc);
     let grpc_thread = std::thread::Builder::new()
         .name("switchboard-grpc".into())
         .spawn(move || {
@@ -245,8 +249,11 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
                 };
                 let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
                 let served = tonic::transport::Server::builder()
-                    .add_service(SmartIvrPhonegatewayServer::new(smartivr))
-                    .add_service(LiveCallServer::new(live_call))
+                    .add_service(SmartIvrPhonegatewayServer::with_interceptor(
+                        smartivr,
+                        grpc_access.clone(),
+                    ))
+                    .add_service(LiveCallServer::with_interceptor(live_call, grpc_access))
                     .serve_with_incoming_shutdown(incoming, async {
                         let _ = grpc_stop_rx.await;
                     })
@@ -277,6 +284,45 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
             store,
         },
     ))
+}
+
+/// The access rule of every ingress.
+struct AccessRules {
+    api: AccessRule,
+    live_call_ws: AccessRule,
+    ringover: AccessRule,
+    grpc: AccessRule,
+}
+
+/// Resolves every ingress's rule and says at start-up which ingresses admit everyone: a warning
+/// for those open on purpose beyond this host, a debug line for those open on loopback.
+fn access_rules(config: &Config) -> Result<AccessRules, AppError> {
+    let rule = |ingress: Ingress| -> Result<AccessRule, AppError> {
+        let access = config.access(ingress);
+        let rule = access.rule().map_err(|e| AppError::Start(e.to_string()))?;
+        if rule.is_open() && access.on_loopback() {
+            tracing::debug!(listen = %access.listen, "{} admits every local peer (no access rule on loopback)", access.name);
+        } else if rule.is_open() && !access.allow_unauthenticated {
+            // Validation refuses this; a configuration changed after it must not open a port.
+            return Err(AppError::Start(format!(
+                "{} on {} has no access rule: set {} or {}, or {} = true",
+                access.name,
+                access.listen,
+                access.tokens_key,
+                access.allow_from_key,
+                access.open_key
+            )));
+        } else if rule.is_open() {
+            tracing::warn!(listen = %access.listen, "{} admits every peer: {} = true", access.name, access.open_key);
+        }
+        Ok(rule)
+    };
+    Ok(AccessRules {
+        api: rule(Ingress::Api)?,
+        live_call_ws: rule(Ingress::LiveCallWs)?,
+        ringover: rule(Ingress::Ringover)?,
+        grpc: rule(Ingress::Grpc)?,
+    })
 }
 
 impl Running {

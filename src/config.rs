@@ -5,13 +5,16 @@
 //! `config.toml`, compiled in as the built-in defaults.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use thiserror::Error;
 
 use crate::bots::flow::actions::Action;
+use crate::protocols::access::{AccessRule, Cidr};
 
 /// The configuration the binary falls back to when no file is given or found.
 pub const BUILTIN: &str = include_str!("../config.toml");
@@ -93,28 +96,44 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
+    /// Where the REST API, the live-call WebSocket and the Ringover WebSocket listen. Loopback
+    /// by default; on any other address each of them needs an access rule (`[auth]`,
+    /// `[ringover]`) or to be marked open on purpose.
     pub listen: SocketAddr,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
-            listen: "0.0.0.0:8080".parse().expect("constant address"),
+            listen: "127.0.0.1:8080".parse().expect("constant address"),
         }
     }
 }
 
-/// The gRPC listener: SmartIVR and live_call services.
+/// The gRPC listener: SmartIVR and live_call services, and who may use them.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GrpcConfig {
+    /// Where SmartIVR phone gateways and live_call gateways connect. Loopback by default; on
+    /// any other address `tokens` or `allow_from` must be set, or `allow_unauthenticated`.
     pub listen: SocketAddr,
+    /// Tokens gateways send as `authorization: Bearer TOKEN` metadata. A token bound to a
+    /// workspace creates calls only in it.
+    pub tokens: Vec<Token>,
+    /// Networks (CIDR, IPv4 or IPv6) whose gateways are admitted without a token, for
+    /// gateways that cannot send metadata (FreeSWITCH modules).
+    pub allow_from: Vec<String>,
+    /// Admits every peer on a non-loopback `listen` without tokens or networks, on purpose.
+    pub allow_unauthenticated: bool,
 }
 
 impl Default for GrpcConfig {
     fn default() -> Self {
         GrpcConfig {
-            listen: "0.0.0.0:50051".parse().expect("constant address"),
+            listen: "127.0.0.1:50051".parse().expect("constant address"),
+            tokens: Vec::new(),
+            allow_from: Vec::new(),
+            allow_unauthenticated: false,
         }
     }
 }
@@ -134,6 +153,7 @@ pub enum TtsAudio {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SmartIvrConfig {
+    /// How bot audio is packed into RESULT_TTS responses.
     pub tts_audio: TtsAudio,
 }
 
@@ -185,8 +205,14 @@ pub const RINGOVER_OUT_RATES: &[u32] = &[8000, 16000, 24000];
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RingoverConfig {
-    /// When not empty, a connection's `?token=` must equal one of these (else HTTP 401).
+    /// When not empty, a connection's `?token=` must equal one of these (else HTTP 401),
+    /// unless it comes from one of `allow_from`.
     pub tokens: Vec<String>,
+    /// Networks (CIDR) whose media servers are admitted without a token (else HTTP 403).
+    pub allow_from: Vec<String>,
+    /// Admits every peer on a non-loopback `[http] listen` without tokens or networks, on
+    /// purpose.
+    pub allow_unauthenticated: bool,
     /// Rate of the raw L16 caller audio the media server sends.
     pub sample_rate: u32,
     /// Caller audio comes as RTP packets (12-byte header, PT 0 PCMU or 8 PCMA, 8 kHz)
@@ -200,6 +226,8 @@ impl Default for RingoverConfig {
     fn default() -> Self {
         RingoverConfig {
             tokens: Vec::new(),
+            allow_from: Vec::new(),
+            allow_unauthenticated: false,
             sample_rate: 8000,
             rtp: false,
             out_sample_rate: 8000,
@@ -291,23 +319,196 @@ impl Default for RecordingsConfig {
     }
 }
 
-/// Who may use the APIs.
+/// Who may use the REST API and the live-call WebSocket.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
-    /// Keys for the REST and Calls APIs (`Authorization: Bearer KEY`); none means open.
+    /// Keys for the REST and Calls APIs (`Authorization: Bearer KEY`).
     pub api_keys: Vec<ApiKey>,
-    /// Tokens accepted on the live-call WebSocket (`?token=`); empty refuses every client.
-    pub live_call_tokens: Vec<String>,
+    /// Networks (CIDR) whose clients may use the REST and Calls APIs without a key.
+    pub api_allow_from: Vec<String>,
+    /// Leaves the REST and Calls APIs open to every peer on a non-loopback `[http] listen`,
+    /// on purpose.
+    pub api_allow_unauthenticated: bool,
+    /// Tokens accepted on the live-call WebSocket (`?token=`). A token bound to a workspace
+    /// creates calls only in it.
+    pub live_call_tokens: Vec<Token>,
+    /// Networks (CIDR) whose live-call clients are admitted without a token.
+    pub live_call_allow_from: Vec<String>,
+    /// Leaves the live-call WebSocket open to every peer on a non-loopback `[http] listen`,
+    /// on purpose.
+    pub live_call_allow_unauthenticated: bool,
 }
 
 /// One API key, optionally limited to one workspace's calls.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKey {
+    /// The secret sent as `Authorization: Bearer KEY`.
     pub key: String,
+    /// The only workspace whose calls this key sees; absent sees every call.
     #[serde(default)]
     pub workspace: Option<String>,
+}
+
+/// A token an ingress accepts, optionally bound to one workspace. Written as `"TOKEN"` or
+/// `{ token = "TOKEN", workspace = "a" }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    /// The secret itself.
+    pub token: String,
+    /// The only workspace its holder may create calls in; `None` for any.
+    pub workspace: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for Token {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Token, D::Error> {
+        /// The table form; unknown keys are refused like everywhere else.
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Table {
+            token: String,
+            #[serde(default)]
+            workspace: Option<String>,
+        }
+
+        struct TokenVisitor;
+
+        impl<'de> Visitor<'de> for TokenVisitor {
+            type Value = Token;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#"a token string or { token = "…", workspace = "…" }"#)
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Token, E> {
+                Ok(Token {
+                    token: v.to_owned(),
+                    workspace: None,
+                })
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Token, A::Error> {
+                let t = Table::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(Token {
+                    token: t.token,
+                    workspace: t.workspace,
+                })
+            }
+        }
+
+        deserializer.deserialize_any(TokenVisitor)
+    }
+}
+
+/// The ingresses that need an access rule when their listener is not on loopback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingress {
+    /// The REST API, the Calls API and the event streams.
+    Api,
+    /// The live-call WebSocket.
+    LiveCallWs,
+    /// The Ringover streamer WebSocket.
+    Ringover,
+    /// The gRPC listener (SmartIVR `CallToBot` and `live_call.LiveCall`).
+    Grpc,
+}
+
+impl Ingress {
+    /// Every guarded ingress.
+    pub const ALL: [Ingress; 4] = [
+        Ingress::Api,
+        Ingress::LiveCallWs,
+        Ingress::Ringover,
+        Ingress::Grpc,
+    ];
+}
+
+/// One ingress's access settings as configured, with the names of their keys for messages.
+#[derive(Debug, Clone)]
+pub struct IngressAccess<'c> {
+    /// What the ingress is, for messages ("the live-call WebSocket").
+    pub name: &'static str,
+    /// The listener it is served on.
+    pub listen: SocketAddr,
+    /// The listener's key ("http.listen").
+    pub listen_key: &'static str,
+    /// Its tokens (API keys for the REST API).
+    pub tokens: Vec<Token>,
+    /// The tokens' key ("auth.live_call_tokens").
+    pub tokens_key: &'static str,
+    /// Its networks, as CIDR text.
+    pub allow_from: &'c [String],
+    /// The networks' key ("auth.live_call_allow_from").
+    pub allow_from_key: &'static str,
+    /// Whether it admits everyone on purpose when it has no rule.
+    pub allow_unauthenticated: bool,
+    /// That setting's key ("auth.live_call_allow_unauthenticated").
+    pub open_key: &'static str,
+}
+
+impl IngressAccess<'_> {
+    /// Whether neither tokens nor networks are configured.
+    pub fn has_no_rule(&self) -> bool {
+        self.tokens.is_empty() && self.allow_from.is_empty()
+    }
+
+    /// Whether its listener answers only this host.
+    pub fn on_loopback(&self) -> bool {
+        self.listen.ip().is_loopback()
+    }
+
+    /// The networks, parsed; an error names the entry.
+    pub fn networks(&self) -> Result<Vec<Cidr>, ConfigError> {
+        self.allow_from
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                text.parse().map_err(|e| {
+                    ConfigError::Invalid(format!("{}[{i}] `{text}`: {e}", self.allow_from_key))
+                })
+            })
+            .collect()
+    }
+
+    /// The rule the ingress enforces.
+    pub fn rule(&self) -> Result<AccessRule, ConfigError> {
+        Ok(AccessRule::new(self.tokens.clone(), self.networks()?))
+    }
+
+    /// Checks the settings on their own and against the listener: a non-loopback listener
+    /// needs a rule unless the ingress is open on purpose. `Ok(Some(problem))` names what is
+    /// missing, so every ingress can be reported at once.
+    fn check(&self) -> Result<Option<String>, ConfigError> {
+        for (i, t) in self.tokens.iter().enumerate() {
+            if t.token.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "{}[{i}] is an empty token",
+                    self.tokens_key
+                )));
+            }
+            if t.workspace.as_deref() == Some("") {
+                return Err(ConfigError::Invalid(format!(
+                    "{}[{i}].workspace is empty; leave it out for a token valid in every workspace",
+                    self.tokens_key
+                )));
+            }
+        }
+        self.networks()?;
+        if self.allow_unauthenticated && !self.has_no_rule() {
+            return Err(ConfigError::Invalid(format!(
+                "{} = true contradicts {} / {}, which are set: remove one or the other",
+                self.open_key, self.tokens_key, self.allow_from_key
+            )));
+        }
+        if self.has_no_rule() && !self.allow_unauthenticated && !self.on_loopback() {
+            return Ok(Some(format!(
+                "{} has no access rule: set {} or {}, or {} = true to leave it open on purpose",
+                self.name, self.tokens_key, self.allow_from_key, self.open_key
+            )));
+        }
+        Ok(None)
+    }
 }
 
 /// A bot a call can be routed to.
@@ -410,6 +611,97 @@ impl Config {
         Config::from_toml(BUILTIN)
     }
 
+    /// The access settings of one ingress.
+    pub fn access(&self, ingress: Ingress) -> IngressAccess<'_> {
+        match ingress {
+            Ingress::Api => IngressAccess {
+                name: "the REST API",
+                listen: self.http.listen,
+                listen_key: "http.listen",
+                tokens: self
+                    .auth
+                    .api_keys
+                    .iter()
+                    .map(|k| Token {
+                        token: k.key.clone(),
+                        workspace: k.workspace.clone(),
+                    })
+                    .collect(),
+                tokens_key: "auth.api_keys",
+                allow_from: &self.auth.api_allow_from,
+                allow_from_key: "auth.api_allow_from",
+                allow_unauthenticated: self.auth.api_allow_unauthenticated,
+                open_key: "auth.api_allow_unauthenticated",
+            },
+            Ingress::LiveCallWs => IngressAccess {
+                name: "the live-call WebSocket",
+                listen: self.http.listen,
+                listen_key: "http.listen",
+                tokens: self.auth.live_call_tokens.clone(),
+                tokens_key: "auth.live_call_tokens",
+                allow_from: &self.auth.live_call_allow_from,
+                allow_from_key: "auth.live_call_allow_from",
+                allow_unauthenticated: self.auth.live_call_allow_unauthenticated,
+                open_key: "auth.live_call_allow_unauthenticated",
+            },
+            Ingress::Ringover => IngressAccess {
+                name: "the Ringover WebSocket",
+                listen: self.http.listen,
+                listen_key: "http.listen",
+                tokens: self
+                    .ringover
+                    .tokens
+                    .iter()
+                    .map(|t| Token {
+                        token: t.clone(),
+                        workspace: None,
+                    })
+                    .collect(),
+                tokens_key: "ringover.tokens",
+                allow_from: &self.ringover.allow_from,
+                allow_from_key: "ringover.allow_from",
+                allow_unauthenticated: self.ringover.allow_unauthenticated,
+                open_key: "ringover.allow_unauthenticated",
+            },
+            Ingress::Grpc => IngressAccess {
+                name: "the gRPC listener (SmartIVR and live_call)",
+                listen: self.grpc.listen,
+                listen_key: "grpc.listen",
+                tokens: self.grpc.tokens.clone(),
+                tokens_key: "grpc.tokens",
+                allow_from: &self.grpc.allow_from,
+                allow_from_key: "grpc.allow_from",
+                allow_unauthenticated: self.grpc.allow_unauthenticated,
+                open_key: "grpc.allow_unauthenticated",
+            },
+        }
+    }
+
+    /// Every ingress's access settings are sound, and every ingress on a non-loopback
+    /// listener has a rule or is open on purpose; the error names each setting to set.
+    fn validate_access(&self) -> Result<(), ConfigError> {
+        let mut missing: Vec<(String, String)> = Vec::new();
+        for ingress in Ingress::ALL {
+            let access = self.access(ingress);
+            if let Some(problem) = access.check()? {
+                let listener = format!("{} = {}", access.listen_key, access.listen);
+                missing.push((listener, problem));
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut message = String::new();
+        for (listener, problem) in &missing {
+            message.push_str(&format!(
+                "\n  {listener} is not a loopback address and {problem}"
+            ));
+        }
+        Err(ConfigError::Invalid(format!(
+            "a listener open beyond this host needs an access rule for each ingress:{message}"
+        )))
+    }
+
     /// The bot for a new call: the first route that matches.
     pub fn route(&self, ingress: &str, hotline: &str, workspace: &str) -> Option<&str> {
         self.routes
@@ -453,6 +745,7 @@ impl Config {
         if let Some(i) = self.auth.api_keys.iter().position(|k| k.key.is_empty()) {
             return invalid(format!("auth.api_keys[{i}].key is empty"));
         }
+        self.validate_access()?;
         for (i, route) in self.routes.iter().enumerate() {
             if !self.bots.contains_key(&route.bot) {
                 return invalid(format!(
@@ -544,6 +837,152 @@ mod tests {
         assert!(err.to_string().contains("hold_music"), "{err}");
         let err = Config::from_toml("[ringover]\ntoken = [\"x\"]\n").unwrap_err();
         assert!(err.to_string().contains("token"), "{err}");
+    }
+
+    /// Every ingress on `http`/`grpc` listeners, plus `extra`.
+    fn listening(http: &str, grpc: &str, extra: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(&format!(
+            "[http]\nlisten = \"{http}\"\n[grpc]\nlisten = \"{grpc}\"\n{extra}"
+        ))
+    }
+
+    #[test]
+    fn defaults_listen_on_loopback_only() {
+        let c = Config::builtin().unwrap();
+        assert!(c.http.listen.ip().is_loopback(), "{}", c.http.listen);
+        assert!(c.grpc.listen.ip().is_loopback(), "{}", c.grpc.listen);
+        assert!(HttpConfig::default().listen.ip().is_loopback());
+        assert!(GrpcConfig::default().listen.ip().is_loopback());
+        for ingress in Ingress::ALL {
+            let access = c.access(ingress);
+            assert!(
+                access.has_no_rule() && !access.allow_unauthenticated,
+                "{ingress:?}"
+            );
+        }
+        // Loopback without rules is fine, over IPv6 too.
+        listening("127.0.0.1:0", "[::1]:0", "").unwrap();
+    }
+
+    #[test]
+    fn a_public_listener_without_rules_refuses_naming_each_setting() {
+        let err = listening("0.0.0.0:8080", "127.0.0.1:0", "")
+            .unwrap_err()
+            .to_string();
+        for key in [
+            "http.listen = 0.0.0.0:8080",
+            "auth.api_keys",
+            "auth.api_allow_from",
+            "auth.api_allow_unauthenticated",
+            "auth.live_call_tokens",
+            "auth.live_call_allow_from",
+            "auth.live_call_allow_unauthenticated",
+            "ringover.tokens",
+            "ringover.allow_from",
+            "ringover.allow_unauthenticated",
+        ] {
+            assert!(err.contains(key), "{key} missing from: {err}");
+        }
+        assert!(!err.contains("grpc."), "{err}");
+
+        let err = listening("127.0.0.1:0", "[::]:50051", "")
+            .unwrap_err()
+            .to_string();
+        for key in [
+            "grpc.listen = [::]:50051",
+            "grpc.tokens",
+            "grpc.allow_from",
+            "grpc.allow_unauthenticated",
+        ] {
+            assert!(err.contains(key), "{key} missing from: {err}");
+        }
+        assert!(!err.contains("auth."), "{err}");
+
+        // One ingress without a rule is enough to refuse, and only it is named.
+        let err = listening(
+            "10.1.2.3:8080",
+            "127.0.0.1:0",
+            "[auth]\napi_keys = [{ key = \"k\" }]\nlive_call_tokens = [\"t\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("ringover.tokens"), "{err}");
+        assert!(!err.contains("auth."), "{err}");
+    }
+
+    #[test]
+    fn a_public_listener_starts_with_rules_or_open_on_purpose() {
+        let c = Config::from_toml(
+            r#"
+            [http]
+            listen = "0.0.0.0:0"
+            [grpc]
+            listen = "0.0.0.0:0"
+            allow_unauthenticated = true
+            [ringover]
+            allow_unauthenticated = true
+            [auth]
+            api_allow_unauthenticated = true
+            live_call_allow_unauthenticated = true
+            "#,
+        )
+        .unwrap();
+        assert!(c.access(Ingress::Grpc).rule().unwrap().is_open());
+
+        let c = Config::from_toml(
+            r#"
+            [http]
+            listen = "0.0.0.0:0"
+            [grpc]
+            listen = "[::]:0"
+            tokens = ["g", { token = "ga", workspace = "a" }]
+            allow_from = ["10.0.0.0/8", "fd00::/8"]
+            [ringover]
+            allow_from = ["192.0.2.0/24"]
+            [auth]
+            api_keys = [{ key = "k" }]
+            live_call_tokens = [{ token = "t", workspace = "a" }]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.grpc.tokens[1],
+            Token {
+                token: "ga".into(),
+                workspace: Some("a".into())
+            }
+        );
+        assert!(!c.access(Ingress::LiveCallWs).rule().unwrap().is_open());
+    }
+
+    #[test]
+    fn access_mistakes_are_named() {
+        let cases = [
+            (
+                "[grpc]\nallow_from = [\"127.0.0.1/32\", \"10.0.0/8\"]\n",
+                "grpc.allow_from[1] `10.0.0/8`",
+            ),
+            (
+                "[auth]\nlive_call_allow_from = [\"::1/200\"]\n",
+                "auth.live_call_allow_from[0]",
+            ),
+            ("[ringover]\nallow_from = [\"10.1.0.0/8\"]\n", "10.0.0.0/8"),
+            ("[grpc]\ntokens = [\"\"]\n", "grpc.tokens[0]"),
+            (
+                "[auth]\nlive_call_tokens = [{ token = \"t\", workspace = \"\" }]\n",
+                "auth.live_call_tokens[0].workspace",
+            ),
+            ("[auth]\nlive_call_tokens = [{ tokn = \"t\" }]\n", "tokn"),
+            ("[grpc]\nallow_fromm = []\n", "allow_fromm"),
+            (
+                "[grpc]\ntokens = [\"t\"]\nallow_unauthenticated = true\n",
+                "grpc.allow_unauthenticated",
+            ),
+        ];
+        for (text, named) in cases {
+            let err = Config::from_toml(text).unwrap_err().to_string();
+            assert!(err.contains(named), "{named} missing from: {err}");
+        }
     }
 
     #[test]

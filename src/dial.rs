@@ -31,6 +31,8 @@ pub struct DialOptions {
     pub max_seconds: u64,
     /// Save each prompt's audio as a WAV file here.
     pub save_dir: Option<PathBuf>,
+    /// Sent as `authorization: Bearer TOKEN` metadata, for a switch with `[grpc] tokens`.
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Error)]
@@ -69,8 +71,15 @@ pub async fn dial(opts: DialOptions) -> Result<(), DialError> {
             ..Default::default()
         })
         .await;
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    if let Some(token) = &opts.token {
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| DialError::Connect(opts.grpc.clone(), "the token is not ASCII".into()))?;
+        request.metadata_mut().insert("authorization", value);
+    }
     let mut responses = client
-        .call_to_bot(ReceiverStream::new(rx))
+        .call_to_bot(request)
         .await
         .map_err(DialError::Refused)?
         .into_inner();

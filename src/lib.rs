@@ -7,7 +7,8 @@
 //! - `call`: the call actor, its pure VoIPBIN state (`call::state`), its messages and playout.
 //! - `bots`: what answers a call; `bots::flow` is the embedded VoIPBIN-style flow engine.
 //! - `protocols`: one module per caller protocol (SmartIVR gRPC, Ringover WebSocket), turning
-//!   frames into call messages and back.
+//!   frames into call messages and back; `protocols::access`, the access rule every ingress
+//!   checks (tokens, source networks).
 //! - `media`: PCM, WAV, rate conversion, voice activity (barge-in) and hold music.
 //! - `speech`: text to speech.
 //! - `api`: the REST API, the Calls API, live events, API keys, and their view types.

@@ -56,6 +56,9 @@ enum Command {
         /// Save each prompt's audio into this folder.
         #[arg(long)]
         save_dir: Option<PathBuf>,
+        /// A token of the switch's `[grpc] tokens`, sent as `authorization: Bearer TOKEN`.
+        #[arg(long)]
+        token: Option<String>,
     },
     /// Play many concurrent callers against a switch and report what it costs per call.
     Load {
@@ -148,6 +151,7 @@ fn main() -> ExitCode {
             conversation_id,
             max_seconds,
             save_dir,
+            token,
         } => {
             let opts = switchboard::dial::DialOptions {
                 grpc,
@@ -156,6 +160,7 @@ fn main() -> ExitCode {
                 keys,
                 max_seconds,
                 save_dir,
+                token,
             };
             run_async(async {
                 switchboard::dial::dial(opts)

@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use crate::call::state::{CallRecord, EndCause};
 use crate::config::Config;
+use crate::protocols::access::AccessRule;
 use crate::registry::{GetCall, GetStats, HangupCall, HangupError, Registry};
 use crate::store::{CallFilter, PageToken, Store};
 use auth::Caller;
@@ -42,6 +43,8 @@ pub struct ApiState {
     pub registry: Addr<Registry>,
     pub store: Store,
     pub config: Arc<Config>,
+    /// Who may use the REST and Calls APIs (`[auth] api_keys`, `api_allow_from`).
+    pub access: Arc<AccessRule>,
 }
 
 /// Errors of the REST API, each with its HTTP status.
@@ -57,6 +60,8 @@ pub enum ApiError {
     Unavailable,
     #[error("a valid `Authorization: Bearer KEY` header is required")]
     Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     Unprocessable(String),
     #[error("the call store failed: {0}")]
@@ -77,6 +82,7 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }

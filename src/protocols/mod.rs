@@ -1,6 +1,7 @@
 //! Caller protocols. Each turns its wire frames into typed call messages and back; no wire
 //! type crosses into `call` or `bots`.
 
+pub mod access;
 pub mod live_call_grpc;
 pub mod live_call_ws;
 pub mod ringover;

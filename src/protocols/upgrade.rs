@@ -1,11 +1,13 @@
-//! Checks every WebSocket caller protocol makes before it upgrades: the token, and whether the
-//! switch admits another call (so a full or draining switch answers HTTP 503, not a socket).
+//! Checks every WebSocket caller protocol makes before it upgrades: the access rule (token or
+//! source network), and whether the switch admits another call (so a full or draining switch
+//! answers HTTP 503, not a socket).
 
 use actix::Addr;
 use actix_web::http::StatusCode;
-use actix_web::HttpResponse;
+use actix_web::{HttpRequest, HttpResponse};
 use subtle::ConstantTimeEq;
 
+use super::access::{AccessRule, Grant, Refusal};
 use crate::api::error_json;
 use crate::registry::{CanAdmit, Registry};
 
@@ -17,6 +19,26 @@ pub fn secret_eq(secret: &str, given: &str) -> bool {
 /// Whether `given` matches one of `tokens`, comparing against every one in constant time.
 pub fn token_ok(tokens: &[String], given: &str) -> bool {
     tokens.iter().fold(false, |ok, t| ok | secret_eq(t, given))
+}
+
+/// What `rule` grants the peer of `req` that sent `token` (`None`: no `?token=`); a refusal
+/// is logged.
+pub fn access(rule: &AccessRule, req: &HttpRequest, token: Option<&str>) -> Result<Grant, Refusal> {
+    let peer = req.peer_addr().map(|a| a.ip());
+    rule.check(peer, token).inspect_err(|refusal| {
+        tracing::info!(?peer, path = req.path(), %refusal, "WebSocket upgrade refused");
+    })
+}
+
+/// The JSON answer to a refused upgrade: 401 for a missing or wrong token, 403 for an address
+/// not allowed.
+pub fn refusal_response(refusal: &Refusal) -> HttpResponse {
+    match refusal {
+        Refusal::WrongToken | Refusal::MissingToken => {
+            error_json(StatusCode::UNAUTHORIZED, "missing or wrong token".into())
+        }
+        Refusal::AddressNotAllowed(_) => error_json(StatusCode::FORBIDDEN, refusal.to_string()),
+    }
 }
 
 /// `Err(503 JSON)` when the switch is full or draining.

@@ -5,6 +5,10 @@
 //! the rest of the stream goes to a `LiveCallGrpcSession` on the call's arbiter. Bot audio goes
 //! out paced at real time as 20 ms `audio_output` chunks with truthful rate, width, channels and
 //! duration. `Check` answers SERVING, or NOT_SERVING while the switch drains.
+//!
+//! A gateway whose token is bound to a workspace (`[grpc] tokens`) creates calls only in it:
+//! an `initial_info` naming another workspace is refused with PERMISSION_DENIED, and an empty
+//! `workspace_id` takes the token's.
 
 pub mod convert;
 mod session;
@@ -22,6 +26,7 @@ use crate::pb::live_call::live_call_server::LiveCall;
 use crate::pb::live_call::{
     client_request, ClientRequest, HealthCheckRequest, HealthCheckResponse, ServerResponse,
 };
+use crate::protocols::access::{call_workspace, grant_of};
 use crate::protocols::smartivr::admit_status;
 use crate::registry::{CreateCall, GetStats, NewCall, Registry};
 use session::LiveCallGrpcSession;
@@ -60,16 +65,22 @@ impl LiveCall for LiveCallService {
         &self,
         request: Request<Streaming<ClientRequest>>,
     ) -> Result<Response<Self::StreamCallStream>, Status> {
+        let grant = grant_of(&request);
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
         let first =
             super::first_message(&mut inbound, FIRST_MESSAGE_TIMEOUT, "initial_info").await?;
-        let Some(client_request::Data::InitialInfo(info)) = first.data else {
+        let Some(client_request::Data::InitialInfo(mut info)) = first.data else {
             let message = "the first message must carry initial_info";
             let _ = tx.send(Ok(convert::error(400, message))).await;
             let _ = tx.send(Err(Status::invalid_argument(message))).await;
             return Ok(Response::new(ReceiverStream::new(rx)));
         };
+        info.workspace_id = call_workspace(grant.workspace.as_deref(), &info.workspace_id)
+            .map_err(|e| {
+                tracing::info!(call_id = %info.call_id, error = %e, "live_call stream refused");
+                Status::permission_denied(e.to_string())
+            })?;
         let mut call = NewCall::incoming(INGRESS, info.call_id.clone());
         if info.type_call == "outbound" {
             call.direction = Direction::Outgoing;

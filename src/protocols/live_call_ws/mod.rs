@@ -1,22 +1,24 @@
 //! The live-call WebSocket protocol (KnM voicebot gateway protocol; the switch is the server).
 //!
 //! `GET /live-call/websocket/{call_id}/{customer_phone_number}?token=…` upgrades after the
-//! token is checked (401 before the upgrade otherwise). The call is created when
-//! `initial_info` arrives, so routes can match on its workspace and hotline. Bot audio goes out
+//! access rule is checked (`[auth] live_call_tokens` or `live_call_allow_from`; 401 or 403
+//! before the upgrade otherwise). The call is created when `initial_info` arrives, so routes
+//! can match on its workspace and hotline; a token bound to a workspace creates calls only in
+//! it. Bot audio goes out
 //! paced at real time as 20 ms `audio_output` frames of 8 kHz s16le.
 
 pub mod convert;
 mod session;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::api::error_json;
-use crate::protocols::upgrade::{admission, token_ok};
+use crate::protocols::access::AccessRule;
+use crate::protocols::upgrade::{access, admission, refusal_response};
 use crate::protocols::ws;
 use crate::registry::Registry;
 use session::LiveCallWsSession;
@@ -31,7 +33,8 @@ pub const MAX_FRAME_BYTES: usize = 1 << 20;
 #[derive(Clone)]
 pub struct LiveCallWsState {
     pub registry: Addr<Registry>,
-    pub tokens: Vec<String>,
+    /// Who may connect (`[auth] live_call_tokens`, `live_call_allow_from`).
+    pub access: Arc<AccessRule>,
     pub settings: Settings,
 }
 
@@ -76,21 +79,26 @@ async fn upgrade(
     query: web::Query<HashMap<String, String>>,
     state: web::Data<LiveCallWsState>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let token = query.get("token").map(String::as_str).unwrap_or("");
-    if token.is_empty() || !token_ok(&state.tokens, token) {
-        return Ok(error_json(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong token".into(),
-        ));
-    }
+    let grant = match access(&state.access, &req, query.get("token").map(String::as_str)) {
+        Ok(grant) => grant,
+        Err(refusal) => return Ok(refusal_response(&refusal)),
+    };
     if let Err(refused) = admission(&state.registry).await {
         return Ok(refused);
     }
     let (call_id, customer_phone_number) = path.into_inner();
     let registry = state.registry.clone();
     let settings = state.settings;
+    let workspace = grant.workspace;
     ws::start(&req, stream, settings.limits(), move |outbound| {
-        LiveCallWsSession::new(registry, call_id, customer_phone_number, outbound, settings)
+        LiveCallWsSession::new(
+            registry,
+            call_id,
+            customer_phone_number,
+            workspace,
+            outbound,
+            settings,
+        )
     })
     .map_err(actix_web::Error::from)
 }

@@ -12,6 +12,7 @@ use crate::call::messages::{AttachLeg, CallerEvent, Delivery, LegCommand, LegFor
 use crate::call::state::{Address, Direction, EndCause, HangupReason};
 use crate::call::CallActor;
 use crate::media::{RateAdapter, TELEPHONE_RATE};
+use crate::protocols::access::call_workspace;
 use crate::protocols::ws::{self as transport, Outbound, WriteWatch};
 use crate::registry::{AdmitError, CreateCall, NewCall, Registry};
 
@@ -47,6 +48,8 @@ pub struct LiveCallWsSession {
     /// The call id from the URL (or `initial_info`), used in signals.
     call_id: String,
     customer_phone_number: String,
+    /// The only workspace the client's token may create calls in; `None` for any.
+    workspace: Option<String>,
     phase: Phase,
     /// Converts caller chunks declared at another rate to `LEG_IN_RATE`.
     resampler: RateAdapter,
@@ -67,6 +70,7 @@ impl LiveCallWsSession {
         registry: Addr<Registry>,
         call_id: String,
         customer_phone_number: String,
+        workspace: Option<String>,
         outbound: Arc<Outbound>,
         settings: Settings,
     ) -> Self {
@@ -74,6 +78,7 @@ impl LiveCallWsSession {
             registry,
             call_id,
             customer_phone_number,
+            workspace,
             phase: Phase::Waiting,
             resampler: RateAdapter::new(LEG_IN_RATE),
             scratch: Vec::new(),
@@ -166,6 +171,20 @@ impl LiveCallWsSession {
                 ctx,
             );
         }
+        let workspace = match call_workspace(self.workspace.as_deref(), &info.workspace_id) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(call_id = %info.call_id, error = %e, "live-call refused");
+                ctx.text(convert::error(403, &e.to_string()));
+                self.phase = Phase::Ended;
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Policy,
+                    description: Some("workspace not allowed for this token".into()),
+                }));
+                ctx.stop();
+                return;
+            }
+        };
         if !info.call_id.is_empty() {
             self.call_id = info.call_id.clone();
         }
@@ -179,7 +198,7 @@ impl LiveCallWsSession {
         };
         call.source = Address::tel(self.customer_phone_number.clone());
         call.destination = Address::tel(info.hotline.clone());
-        call.workspace = info.workspace_id;
+        call.workspace = workspace;
         call.hotline = info.hotline;
         call.arbiter = Arbiter::try_current();
         self.phase = Phase::Creating;

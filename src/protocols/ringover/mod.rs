@@ -1,7 +1,7 @@
 //! The Ringover streamer protocol: a WebSocket at `/ringover/stream` on the HTTP listener,
 //! where Ringover's media server connects for each call (the switch is the server).
 //!
-//! The handler checks the token, upgrades, and starts a `RingoverSession` for the socket.
+//! The handler checks the access rule (`[ringover] tokens` or `allow_from`), upgrades, and starts a `RingoverSession` for the socket.
 //! The call is created from the first frame (a JSON metadata frame, or the first audio).
 //!
 //! Reading and writing go through the WebSocket transport (`protocols::ws`): frames are read
@@ -22,7 +22,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use crate::api::views::{ErrorBody, ErrorView};
 use crate::config::Config;
 use crate::media::samples_for_ms;
-use crate::protocols::upgrade::{admission, token_ok};
+use crate::protocols::access::AccessRule;
+use crate::protocols::upgrade::{access, admission, refusal_response};
 use crate::protocols::ws;
 use crate::registry::Registry;
 use session::RingoverSession;
@@ -56,7 +57,8 @@ pub struct RingoverState {
 /// Ringover settings resolved from the configuration.
 #[derive(Debug)]
 pub struct Settings {
-    pub tokens: Vec<String>,
+    /// Who may connect (`[ringover] tokens`, `allow_from`).
+    pub access: AccessRule,
     pub in_rate: u32,
     pub rtp: bool,
     pub out_rate: u32,
@@ -66,14 +68,15 @@ pub struct Settings {
 }
 
 impl RingoverState {
-    pub fn new(registry: Addr<Registry>, config: &Config) -> Self {
+    /// The state for `config`, admitting connections by `access`.
+    pub fn new(registry: Addr<Registry>, config: &Config, access: AccessRule) -> Self {
         let r = &config.ringover;
         let out_rate = r.out_sample_rate;
         let pcm_bytes = samples_for_ms(out_rate, config.media.max_buffered_ms) * 2;
         RingoverState {
             registry,
             settings: Arc::new(Settings {
-                tokens: r.tokens.clone(),
+                access,
                 // RTP carries G.711, which is 8 kHz.
                 in_rate: if r.rtp {
                     crate::media::TELEPHONE_RATE
@@ -101,16 +104,15 @@ pub async fn stream(
     payload: web::Payload,
     state: web::Data<RingoverState>,
 ) -> HttpResponse {
-    if !state.settings.tokens.is_empty() {
-        let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
-            .map(|q| q.into_inner())
-            .unwrap_or_default();
-        let given = query.get("token").map(String::as_str).unwrap_or("");
-        if !token_ok(&state.settings.tokens, given) {
-            tracing::warn!(peer = ?req.peer_addr(), "Ringover stream refused: bad token");
-            return HttpResponse::Unauthorized()
-                .json(json_error(401, "missing or wrong token".into()));
-        }
+    let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .map(|q| q.into_inner())
+        .unwrap_or_default();
+    if let Err(refused) = access(
+        &state.settings.access,
+        &req,
+        query.get("token").map(String::as_str),
+    ) {
+        return refusal_response(&refused);
     }
     if let Err(refused) = admission(&state.registry).await {
         return refused;
@@ -135,19 +137,5 @@ pub fn configure(state: RingoverState) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         cfg.app_data(web::Data::new(state))
             .route(PATH, web::get().to(stream));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_compare_exactly() {
-        let tokens = vec!["alpha".to_string(), "beta".to_string()];
-        assert!(token_ok(&tokens, "beta"));
-        assert!(!token_ok(&tokens, "bet"));
-        assert!(!token_ok(&tokens, ""));
-        assert!(!token_ok(&[], "alpha"));
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! The service reads the first message (it must carry `config`), admits the call, and hands the
 //! rest of the stream to a `SmartIvrSession` actor on the call's arbiter. Bot audio goes out
-//! as whole utterances (RESULT_TTS), 8 kHz mono 16-bit.
+//! as whole utterances (RESULT_TTS), 8 kHz mono 16-bit. A gateway whose token is bound to a
+//! workspace (`[grpc] tokens`) places its calls in that workspace.
 
 pub mod convert;
 mod session;
@@ -18,6 +19,7 @@ use crate::call::state::Address;
 use crate::config::TtsAudio;
 use crate::pb::smartivr::smart_ivr_phonegateway_server::SmartIvrPhonegateway;
 use crate::pb::smartivr::{SmartIvrRequest, SmartIvrResponse};
+use crate::protocols::access::grant_of;
 use crate::registry::{AdmitError, CreateCall, NewCall, Registry};
 use session::SmartIvrSession;
 
@@ -84,6 +86,7 @@ impl SmartIvrPhonegateway for SmartIvrService {
         &self,
         request: Request<Streaming<SmartIvrRequest>>,
     ) -> Result<Response<Self::CallToBotStream>, Status> {
+        let grant = grant_of(&request);
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
         let first = super::first_message(&mut inbound, FIRST_MESSAGE_TIMEOUT, "config").await?;
@@ -96,6 +99,7 @@ impl SmartIvrPhonegateway for SmartIvrService {
             }
         };
         let mut call = NewCall::incoming(INGRESS, conversation_id.clone());
+        call.workspace = grant.workspace.unwrap_or_default();
         call.source = Address {
             kind: "tel".into(),
             ..Default::default()
