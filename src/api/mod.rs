@@ -5,6 +5,7 @@
 //! registry. The Calls API (`calls_api`) and live events (`events`) are registered here too.
 
 pub mod auth;
+pub mod body;
 pub mod calls_api;
 pub mod calls_views;
 pub mod events;
@@ -184,6 +185,10 @@ async fn list_calls(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
+    if let Some(reference) = &query.reference {
+        crate::limits::check_len("reference", reference, crate::limits::MAX_ID_BYTES)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    }
     let page_size = query.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
     if page_size == 0 || page_size > MAX_PAGE_SIZE {
         return Err(ApiError::BadRequest(format!(
@@ -258,14 +263,32 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .into()
     }))
-    .app_data(web::JsonConfig::default().error_handler(|err, _req| {
-        let message = format!("bad JSON body: {err}");
-        actix_web::error::InternalError::from_response(
-            err,
-            error_json(StatusCode::BAD_REQUEST, message),
-        )
-        .into()
-    }))
+    .app_data(
+        web::JsonConfig::default()
+            .limit(body::MAX_BODY_BYTES)
+            .error_handler(|err, _req| {
+                use actix_web::error::{JsonPayloadError, PayloadError};
+                let (status, message) = match &err {
+                    JsonPayloadError::OverflowKnownLength { .. }
+                    | JsonPayloadError::Overflow { .. }
+                    | JsonPayloadError::Payload(PayloadError::Overflow) => (
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!(
+                            "the request body is larger than the limit of {} bytes",
+                            body::MAX_BODY_BYTES
+                        ),
+                    ),
+                    JsonPayloadError::ContentType => (
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        "the request body must be JSON (Content-Type: application/json)".into(),
+                    ),
+                    _ => (StatusCode::BAD_REQUEST, format!("bad JSON body: {err}")),
+                };
+                actix_web::error::InternalError::from_response(err, error_json(status, message))
+                    .into()
+            }),
+    )
+    .app_data(web::PayloadConfig::new(body::MAX_BODY_BYTES))
     .app_data(web::PathConfig::default().error_handler(|err, _req| {
         let message = format!("bad path: {err}");
         actix_web::error::InternalError::from_response(

@@ -20,7 +20,7 @@ use crate::call::state::{Address, Direction};
 use crate::pb::live_call::health_check_response::ServingStatus;
 use crate::pb::live_call::live_call_server::LiveCall;
 use crate::pb::live_call::{
-    client_request, ClientRequest, HealthCheckRequest, HealthCheckResponse, ServerResponse,
+    ClientRequest, HealthCheckRequest, HealthCheckResponse, ServerResponse,
 };
 use crate::protocols::smartivr::admit_status;
 use crate::registry::{CreateCall, GetStats, NewCall, Registry};
@@ -64,11 +64,14 @@ impl LiveCall for LiveCallService {
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
         let first =
             super::first_message(&mut inbound, FIRST_MESSAGE_TIMEOUT, "initial_info").await?;
-        let Some(client_request::Data::InitialInfo(info)) = first.data else {
-            let message = "the first message must carry initial_info";
-            let _ = tx.send(Ok(convert::error(400, message))).await;
-            let _ = tx.send(Err(Status::invalid_argument(message))).await;
-            return Ok(Response::new(ReceiverStream::new(rx)));
+        let info = match convert::first_info(first) {
+            Ok(info) => info,
+            Err(e) => {
+                let message = e.to_string();
+                let _ = tx.send(Ok(convert::error(400, &message))).await;
+                let _ = tx.send(Err(Status::invalid_argument(message))).await;
+                return Ok(Response::new(ReceiverStream::new(rx)));
+            }
         };
         let mut call = NewCall::incoming(INGRESS, info.call_id.clone());
         if info.type_call == "outbound" {

@@ -50,6 +50,9 @@ async fn upgrade(
         return Ok(refused);
     }
     let (call_id, customer_phone_number) = path.into_inner();
+    if let Err(e) = convert::check_url(&call_id, &customer_phone_number) {
+        return Ok(error_json(StatusCode::BAD_REQUEST, e.to_string()));
+    }
     let session = LiveCallWsSession::new(state.registry.clone(), call_id, customer_phone_number);
     actix_web_actors::ws::WsResponseBuilder::new(session, &req, stream)
         .frame_size(MAX_FRAME_BYTES)
