@@ -5,8 +5,8 @@
 //! 256 cases per property by default (a few seconds); a long run:
 //! `PROPTEST_CASES=100000 cargo test --release --test fuzz`.
 
-use prost::Message;
 use proptest::prelude::*;
+use prost::Message;
 use switchboard::api::calls_api::check_initiate_body;
 use switchboard::limits::{MAX_ID_BYTES, MAX_KEYS_PER_MESSAGE, MAX_METADATA_BYTES};
 use switchboard::media::wav;
@@ -116,15 +116,15 @@ fn smartivr_request() -> impl Strategy<Value = SmartIvrRequest> {
         ]),
         prop::collection::vec(any::<u8>(), 0..512),
     )
-        .prop_map(|(is_playing, key_press, conversation, audio_content)| {
-            SmartIvrRequest {
+        .prop_map(
+            |(is_playing, key_press, conversation, audio_content)| SmartIvrRequest {
                 is_playing,
                 key_press,
                 config: conversation.map(|conversation_id| IvrConfig { conversation_id }),
                 audio_content,
                 timestamp: 0,
-            }
-        })
+            },
+        )
 }
 
 /// SmartIVR: what one message turns into is bounded, whatever it carries.
@@ -135,7 +135,11 @@ fn check_smartivr(msg: &SmartIvrRequest) {
     let mut out = Vec::new();
     if smartivr::inbound(msg, "c1", &mut out).is_ok() {
         // At most the key limit of key events and one audio event of half the bytes.
-        assert!(out.len() <= MAX_KEYS_PER_MESSAGE + 1, "{} events", out.len());
+        assert!(
+            out.len() <= MAX_KEYS_PER_MESSAGE + 1,
+            "{} events",
+            out.len()
+        );
         for event in &out {
             if let switchboard::call::messages::CallerEvent::Audio(samples) = event {
                 assert_eq!(samples.len() * 2, msg.audio_content.len());
@@ -196,7 +200,11 @@ fn check_wav(bytes: &[u8], resample: bool) {
     let Ok(audio) = wav::parse(bytes) else {
         return;
     };
-    assert!((MIN_RATE..=MAX_RATE).contains(&audio.rate), "{}", audio.rate);
+    assert!(
+        (MIN_RATE..=MAX_RATE).contains(&audio.rate),
+        "{}",
+        audio.rate
+    );
     assert!(audio.samples.len() <= bytes.len());
     if resample {
         let out = resample_all(&audio.samples, audio.rate, 8000).expect("rates in range");

@@ -70,7 +70,10 @@ async fn calls_api_refuses_oversized_fields_naming_them() {
         assert!(text.contains(limit), "{field}: {answer}");
     }
     let (status, answer) = app
-        .get_json(&format!("/api/v1/calls/history?reference={}", "r".repeat(200)))
+        .get_json(&format!(
+            "/api/v1/calls/history?reference={}",
+            "r".repeat(200)
+        ))
         .await;
     assert_eq!(status, 400, "{answer}");
     assert!(message(&answer).contains("reference"), "{answer}");
@@ -133,10 +136,7 @@ async fn an_oversized_conversation_id_is_refused() {
         },
     };
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
-    assert!(
-        err.message().contains("config.conversation_id"),
-        "{err:?}"
-    );
+    assert!(err.message().contains("config.conversation_id"), "{err:?}");
     assert!(err.message().contains("128"), "{err:?}");
 }
 
@@ -270,7 +270,14 @@ async fn read_answer(socket: &mut tokio::net::tcp::OwnedReadHalf) -> (u16, Value
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trickled_body_gets_408_json() {
-    let app = limits_app("[http]\nbody_timeout_ms = 500\n");
+    let text = config_text(&format!("{MENU_FLOW}\n[[routes]]\nbot = \"menu\"\n"));
+    let mut config = switchboard::config::Config::from_toml(&text).expect("valid config");
+    config.http.body_timeout_ms = 500;
+    let app = TestApp {
+        handle: switchboard::app::spawn(config).expect("switch starts"),
+        http: reqwest::Client::new(),
+        key: None,
+    };
     let stream = tokio::net::TcpStream::connect(app.handle.http_addr)
         .await
         .expect("connect");
@@ -298,7 +305,8 @@ async fn a_trickled_body_gets_408_json() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn too_large_and_wrong_method_answers_are_json() {
     let app = limits_app("");
-    let big = json!({"destination": {"type": "tel", "target": "+1"}, "reference": "r".repeat(100_000)});
+    let big =
+        json!({"destination": {"type": "tel", "target": "+1"}, "reference": "r".repeat(100_000)});
     let (status, body) = app.post_body("/api/v1/calls/initiate", &big).await;
     assert_eq!(status, 413, "{body}");
     assert_eq!(body["error"]["code"], 413, "{body}");

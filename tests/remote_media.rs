@@ -79,12 +79,9 @@ async fn endless_server(framing: Framing) -> (String, oneshot::Receiver<usize>) 
 async fn refused_without_reading_whole(framing: Framing) {
     let (url, written) = endless_server(framing).await;
     let http = reqwest::Client::new();
-    let result = tokio::time::timeout(
-        PATIENCE,
-        source::load(&http, &url, 8000, &LocalFiles::Any),
-    )
-    .await
-    .expect("refused in time");
+    let result = tokio::time::timeout(PATIENCE, source::load(&http, &url, 8000, &LocalFiles::Any))
+        .await
+        .expect("refused in time");
     let err = result.expect_err("a body past the limit is refused");
     assert!(matches!(err, SourceError::Body(_)), "{err}");
     assert!(

@@ -440,18 +440,18 @@ async fn transcript(
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/v1/calls")
-            .route("/initiate", web::post().to(initiate))
-            .route("/history", web::get().to(history))
-            .route("/{call_id}", web::get().to(get_call))
-            .route("/{call_id}/end", web::post().to(end_call))
-            .route("/{call_id}/record/start", web::post().to(record_start))
-            .route("/{call_id}/record/stop", web::post().to(record_stop))
-            .route("/{call_id}/recordings", web::get().to(recordings))
-            .route(
-                "/{call_id}/recordings/{recording_id}",
-                web::get().to(download),
+            .service(web::resource("/initiate").route(web::post().to(initiate)))
+            .service(web::resource("/history").route(web::get().to(history)))
+            .service(web::resource("/{call_id}").route(web::get().to(get_call)))
+            .service(web::resource("/{call_id}/end").route(web::post().to(end_call)))
+            .service(web::resource("/{call_id}/record/start").route(web::post().to(record_start)))
+            .service(web::resource("/{call_id}/record/stop").route(web::post().to(record_stop)))
+            .service(web::resource("/{call_id}/recordings").route(web::get().to(recordings)))
+            .service(
+                web::resource("/{call_id}/recordings/{recording_id}")
+                    .route(web::get().to(download)),
             )
-            .route("/{call_id}/transcribe", web::post().to(transcribe))
-            .route("/{call_id}/transcript", web::get().to(transcript)),
+            .service(web::resource("/{call_id}/transcribe").route(web::post().to(transcribe)))
+            .service(web::resource("/{call_id}/transcript").route(web::get().to(transcript))),
     );
 }

@@ -299,10 +299,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }))
     .configure(calls_api::configure)
     .configure(events::configure)
-    .route("/health", web::get().to(health))
-    .route("/calls", web::get().to(list_calls))
-    .route("/calls/{id}", web::get().to(get_call))
-    .route("/calls/{id}/hangup", web::post().to(hangup_call));
+    // Resources, not `route(path, …)`: a resource answers its other methods 405 (as JSON,
+    // through `body::BodyGuard`), where a route's method guard falls through to the 404.
+    .service(web::resource("/health").route(web::get().to(health)))
+    .service(web::resource("/calls").route(web::get().to(list_calls)))
+    .service(web::resource("/calls/{id}").route(web::get().to(get_call)))
+    .service(web::resource("/calls/{id}/hangup").route(web::post().to(hangup_call)));
 }
 
 /// The JSON 404 for paths no route serves.
