@@ -191,8 +191,10 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
         settings: live_call_ws::Settings::new(&config.media),
     };
     let ringover_state = RingoverState::new(registry.clone(), &config, access.ringover);
+    let body_timeout = Duration::from_millis(config.http.body_timeout_ms);
     let http = HttpServer::new(move || {
         App::new()
+            .wrap(api::body::BodyGuard::new(body_timeout))
             .app_data(web::Data::new(state.clone()))
             .configure(ringover::configure(ringover_state.clone()))
             .configure(api::configure)

@@ -100,12 +100,17 @@ pub struct HttpConfig {
     /// by default; on any other address each of them needs an access rule (`[auth]`,
     /// `[ringover]`) or to be marked open on purpose.
     pub listen: SocketAddr,
+    /// A request body must arrive whole within this many milliseconds of its head, else the
+    /// request is answered 408 and the connection closed: a client trickling a body cannot
+    /// hold a connection and a worker's attention forever.
+    pub body_timeout_ms: u64,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: "127.0.0.1:8080".parse().expect("constant address"),
+            body_timeout_ms: 10_000,
         }
     }
 }
@@ -181,6 +186,10 @@ pub struct MediaConfig {
     /// A WAV file played as hold music toward callers without their own; empty means a
     /// built-in generated tone.
     pub hold_music: String,
+    /// The folder a webhook's `play` actions may name local files in (paths resolved, `..`
+    /// and links outside it refused); empty means a webhook may name no local file.
+    /// Flows in the configuration may play any file.
+    pub files_dir: String,
 }
 
 impl Default for MediaConfig {
@@ -194,6 +203,7 @@ impl Default for MediaConfig {
             max_call_duration: 3600,
             hold_after_ms: 1000,
             hold_music: String::new(),
+            files_dir: String::new(),
         }
     }
 }
@@ -732,6 +742,15 @@ impl Config {
         if self.media.write_timeout_ms == 0 {
             return invalid("media.write_timeout_ms must be at least 1".into());
         }
+        if self.http.body_timeout_ms == 0 {
+            return invalid("http.body_timeout_ms must be at least 1".into());
+        }
+        if !self.media.files_dir.is_empty() && !Path::new(&self.media.files_dir).is_dir() {
+            return invalid(format!(
+                "media.files_dir `{}` is not a folder",
+                self.media.files_dir
+            ));
+        }
         if !self.media.hold_music.is_empty() {
             crate::media::hold::load(&self.media.hold_music, crate::media::TELEPHONE_RATE)
                 .map_err(|e| ConfigError::Invalid(format!("media.hold_music: {e}")))?;
@@ -835,6 +854,10 @@ mod tests {
         assert!(err.to_string().contains("out_sample_rate"), "{err}");
         let err = Config::from_toml("[media]\nhold_music = \"/no/such.wav\"\n").unwrap_err();
         assert!(err.to_string().contains("hold_music"), "{err}");
+        let err = Config::from_toml("[media]\nfiles_dir = \"/no/such/dir\"\n").unwrap_err();
+        assert!(err.to_string().contains("files_dir"), "{err}");
+        let err = Config::from_toml("[http]\nbody_timeout_ms = 0\n").unwrap_err();
+        assert!(err.to_string().contains("body_timeout_ms"), "{err}");
         let err = Config::from_toml("[ringover]\ntoken = [\"x\"]\n").unwrap_err();
         assert!(err.to_string().contains("token"), "{err}");
     }

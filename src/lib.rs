@@ -9,6 +9,7 @@
 //! - `protocols`: one module per caller protocol (SmartIVR gRPC, Ringover WebSocket), turning
 //!   frames into call messages and back; `protocols::access`, the access rule every ingress
 //!   checks (tokens, source networks).
+//! - `limits`: size limits on ids, numbers, free text, metadata and keys peers send.
 //! - `media`: PCM, WAV, rate conversion, voice activity (barge-in) and hold music.
 //! - `speech`: text to speech.
 //! - `api`: the REST API, the Calls API, live events, API keys, and their view types.
@@ -25,6 +26,7 @@ pub mod bots;
 pub mod call;
 pub mod config;
 pub mod dial;
+pub mod limits;
 pub mod load;
 pub mod media;
 pub mod pb;

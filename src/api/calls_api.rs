@@ -20,6 +20,10 @@ use super::{
 };
 use crate::call::messages::{Record, RecordError};
 use crate::call::state::{Address, CallRecord, Direction, EndCause, Status};
+use crate::limits::{
+    self, LimitError, MAX_ADDRESS_BYTES, MAX_ID_BYTES, MAX_NAME_BYTES, MAX_WORD_BYTES,
+    MAX_WORKSPACE_BYTES,
+};
 use crate::recording::RecordingOptions;
 use crate::registry::{AdmitError, CreateCall, FindCall, GetCall, HangupCall, NewCall};
 use crate::store::CallFilter;
@@ -40,7 +44,7 @@ pub const NO_DIALOUT: &str = "no gateway of this switch can place outgoing calls
 /// `POST /initiate` body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct InitiateBody {
+pub struct InitiateBody {
     /// Who to call.
     destination: Address,
     /// Who the call is from.
@@ -56,12 +60,64 @@ struct InitiateBody {
     workspace: Option<String>,
 }
 
+impl InitiateBody {
+    /// Checks every field against its limit; the error names the field and the limit.
+    pub fn check_limits(&self) -> Result<(), LimitError> {
+        check_address("destination", &self.destination)?;
+        if let Some(source) = &self.source {
+            check_address("source", source)?;
+        }
+        let optional = [
+            ("gateway", &self.gateway, MAX_ADDRESS_BYTES),
+            ("reference", &self.reference, MAX_ID_BYTES),
+            ("workspace", &self.workspace, MAX_WORKSPACE_BYTES),
+        ];
+        for (field, value, limit) in optional {
+            if let Some(value) = value {
+                limits::check_len(field, value, limit)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks an address's fields against their limits.
+fn check_address(prefix: &str, a: &Address) -> Result<(), LimitError> {
+    let fields = [
+        ("type", &a.kind, MAX_WORD_BYTES),
+        ("target", &a.target, MAX_ADDRESS_BYTES),
+        ("target_name", &a.target_name, MAX_NAME_BYTES),
+        ("name", &a.name, MAX_NAME_BYTES),
+        ("detail", &a.detail, MAX_NAME_BYTES),
+    ];
+    for (field, value, limit) in fields {
+        limits::check_len(&format!("{prefix}.{field}"), value, limit)?;
+    }
+    Ok(())
+}
+
+/// Checks `POST /initiate` bodies as the handler does: parses `body` as JSON and checks its
+/// limits. The error is the message the API answers with 400.
+pub fn check_initiate_body(body: &[u8]) -> Result<(), String> {
+    let body: InitiateBody =
+        serde_json::from_slice(body).map_err(|e| format!("bad JSON body: {e}"))?;
+    body.check_limits().map_err(|e| e.to_string())
+}
+
+/// Checks `record/start` options' free-text fields against their limits.
+pub fn check_recording_limits(options: &RecordingOptions) -> Result<(), LimitError> {
+    limits::check_len("format", &options.format, MAX_WORD_BYTES)?;
+    limits::check_keys("end_of_key", &options.end_of_key)
+}
+
 async fn initiate(
     state: web::Data<ApiState>,
     caller: Caller,
     body: web::Json<InitiateBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
+    body.check_limits()
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     if !ADDRESS_TYPES.contains(&body.destination.kind.as_str()) {
         return Err(ApiError::BadRequest(format!(
             "destination.type `{}` is not one of {ADDRESS_TYPES:?}",
@@ -176,6 +232,10 @@ async fn history(
     query: web::Query<HistoryQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
+    if let Some(reference) = &q.reference {
+        limits::check_len("reference", reference, MAX_ID_BYTES)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    }
     let page_size = q.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
     if page_size == 0 || page_size > MAX_PAGE_SIZE {
         return Err(ApiError::BadRequest(format!(
@@ -271,6 +331,7 @@ async fn record_start(
         serde_json::from_slice::<RecordingOptions>(&body)
             .map_err(|e| ApiError::BadRequest(format!("bad JSON body: {e}")))?
     };
+    check_recording_limits(&options).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let recording_id = record_control(&state, &caller, id, Some(options)).await?;
     Ok(HttpResponse::Created().json(serde_json::json!({
         "call_id": id,
@@ -379,18 +440,18 @@ async fn transcript(
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/v1/calls")
-            .route("/initiate", web::post().to(initiate))
-            .route("/history", web::get().to(history))
-            .route("/{call_id}", web::get().to(get_call))
-            .route("/{call_id}/end", web::post().to(end_call))
-            .route("/{call_id}/record/start", web::post().to(record_start))
-            .route("/{call_id}/record/stop", web::post().to(record_stop))
-            .route("/{call_id}/recordings", web::get().to(recordings))
-            .route(
-                "/{call_id}/recordings/{recording_id}",
-                web::get().to(download),
+            .service(web::resource("/initiate").route(web::post().to(initiate)))
+            .service(web::resource("/history").route(web::get().to(history)))
+            .service(web::resource("/{call_id}").route(web::get().to(get_call)))
+            .service(web::resource("/{call_id}/end").route(web::post().to(end_call)))
+            .service(web::resource("/{call_id}/record/start").route(web::post().to(record_start)))
+            .service(web::resource("/{call_id}/record/stop").route(web::post().to(record_stop)))
+            .service(web::resource("/{call_id}/recordings").route(web::get().to(recordings)))
+            .service(
+                web::resource("/{call_id}/recordings/{recording_id}")
+                    .route(web::get().to(download)),
             )
-            .route("/{call_id}/transcribe", web::post().to(transcribe))
-            .route("/{call_id}/transcript", web::get().to(transcript)),
+            .service(web::resource("/{call_id}/transcribe").route(web::post().to(transcribe)))
+            .service(web::resource("/{call_id}/transcript").route(web::get().to(transcript))),
     );
 }

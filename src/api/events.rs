@@ -108,6 +108,6 @@ async fn call_events(
 
 /// Registers the event streams.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/events", web::get().to(all_events))
-        .route("/calls/{id}/events", web::get().to(call_events));
+    cfg.service(web::resource("/events").route(web::get().to(all_events)))
+        .service(web::resource("/calls/{id}/events").route(web::get().to(call_events)));
 }

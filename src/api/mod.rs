@@ -5,6 +5,7 @@
 //! registry. The Calls API (`calls_api`) and live events (`events`) are registered here too.
 
 pub mod auth;
+pub mod body;
 pub mod calls_api;
 pub mod calls_views;
 pub mod events;
@@ -190,6 +191,10 @@ async fn list_calls(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
+    if let Some(reference) = &query.reference {
+        crate::limits::check_len("reference", reference, crate::limits::MAX_ID_BYTES)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    }
     let page_size = query.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
     if page_size == 0 || page_size > MAX_PAGE_SIZE {
         return Err(ApiError::BadRequest(format!(
@@ -264,14 +269,32 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .into()
     }))
-    .app_data(web::JsonConfig::default().error_handler(|err, _req| {
-        let message = format!("bad JSON body: {err}");
-        actix_web::error::InternalError::from_response(
-            err,
-            error_json(StatusCode::BAD_REQUEST, message),
-        )
-        .into()
-    }))
+    .app_data(
+        web::JsonConfig::default()
+            .limit(body::MAX_BODY_BYTES)
+            .error_handler(|err, _req| {
+                use actix_web::error::{JsonPayloadError, PayloadError};
+                let (status, message) = match &err {
+                    JsonPayloadError::OverflowKnownLength { .. }
+                    | JsonPayloadError::Overflow { .. }
+                    | JsonPayloadError::Payload(PayloadError::Overflow) => (
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!(
+                            "the request body is larger than the limit of {} bytes",
+                            body::MAX_BODY_BYTES
+                        ),
+                    ),
+                    JsonPayloadError::ContentType => (
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        "the request body must be JSON (Content-Type: application/json)".into(),
+                    ),
+                    _ => (StatusCode::BAD_REQUEST, format!("bad JSON body: {err}")),
+                };
+                actix_web::error::InternalError::from_response(err, error_json(status, message))
+                    .into()
+            }),
+    )
+    .app_data(web::PayloadConfig::new(body::MAX_BODY_BYTES))
     .app_data(web::PathConfig::default().error_handler(|err, _req| {
         let message = format!("bad path: {err}");
         actix_web::error::InternalError::from_response(
@@ -282,10 +305,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }))
     .configure(calls_api::configure)
     .configure(events::configure)
-    .route("/health", web::get().to(health))
-    .route("/calls", web::get().to(list_calls))
-    .route("/calls/{id}", web::get().to(get_call))
-    .route("/calls/{id}/hangup", web::post().to(hangup_call));
+    // Resources, not `route(path, …)`: a resource answers its other methods 405 (as JSON,
+    // through `body::BodyGuard`), where a route's method guard falls through to the 404.
+    .service(web::resource("/health").route(web::get().to(health)))
+    .service(web::resource("/calls").route(web::get().to(list_calls)))
+    .service(web::resource("/calls/{id}").route(web::get().to(get_call)))
+    .service(web::resource("/calls/{id}/hangup").route(web::post().to(hangup_call)));
 }
 
 /// The JSON 404 for paths no route serves.

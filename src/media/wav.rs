@@ -2,10 +2,17 @@
 //!
 //! The reader is lenient in the ways real producers need: `espeak-ng --stdout` writes a
 //! placeholder data length, so a data chunk whose length runs past the end is read to the end.
+//! It is strict where a header could make the switch do unbounded work: the sample rate must
+//! be one the switch converts (`MIN_RATE..=MAX_RATE`), channels 1 to `MAX_CHANNELS`, and
+//! samples 8 or 16 bits; what it decodes is never more samples than the bytes it was given.
 
 use thiserror::Error;
 
 use super::pcm::{alaw_to_linear, ulaw_to_linear};
+use super::{MAX_RATE, MIN_RATE};
+
+/// The most interleaved channels a file may declare (7.1 surround); they are mixed to mono.
+pub const MAX_CHANNELS: u16 = 8;
 
 /// Mono 16-bit audio read from a WAV file.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,8 +32,10 @@ pub enum WavError {
     NoData,
     #[error("unsupported WAV encoding: format {format}, {bits} bits")]
     Unsupported { format: u16, bits: u16 },
-    #[error("WAV file declares {0} channels")]
+    #[error("WAV file declares {0} channels; 1 to {MAX_CHANNELS} are accepted")]
     BadChannels(u16),
+    #[error("WAV sample rate {0} Hz is outside {MIN_RATE}..={MAX_RATE} Hz")]
+    BadRate(u32),
 }
 
 /// Parses a WAV file (PCM 8/16-bit, G.711 mu-law or A-law; any channel count, mixed to mono).
@@ -66,8 +75,11 @@ pub fn parse(bytes: &[u8]) -> Result<WavAudio, WavError> {
             }
             b"data" => {
                 let (tag, channels, rate, bits) = format.ok_or(WavError::NoFormat)?;
-                if channels == 0 || channels > 8 {
+                if channels == 0 || channels > MAX_CHANNELS {
                     return Err(WavError::BadChannels(channels));
+                }
+                if !(MIN_RATE..=MAX_RATE).contains(&rate) {
+                    return Err(WavError::BadRate(rate));
                 }
                 let samples = decode(tag, bits, channels, body)?;
                 return Ok(WavAudio { rate, samples });
@@ -146,6 +158,40 @@ mod tests {
     fn placeholder_length_reads_to_end() {
         let mut bytes = encode(&[1, 2, 3], 22050, 1);
         bytes[40..44].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+        assert_eq!(parse(&bytes).unwrap().samples, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn rates_outside_the_switch_range_are_refused() {
+        assert_eq!(parse(&encode(&[1, 2], 1, 1)), Err(WavError::BadRate(1)));
+        assert_eq!(
+            parse(&encode(&[1, 2], 1_000_000_000, 1)),
+            Err(WavError::BadRate(1_000_000_000))
+        );
+        assert_eq!(parse(&encode(&[1], 0, 1)), Err(WavError::BadRate(0)));
+        assert!(parse(&encode(&[1], MIN_RATE, 1)).is_ok());
+        assert!(parse(&encode(&[1], MAX_RATE, 1)).is_ok());
+    }
+
+    #[test]
+    fn odd_headers_are_refused() {
+        let mut bytes = encode(&[1, 2], 8000, 1);
+        // 9 channels.
+        bytes[22..24].copy_from_slice(&9u16.to_le_bytes());
+        assert_eq!(parse(&bytes), Err(WavError::BadChannels(9)));
+        let mut bytes = encode(&[1, 2], 8000, 1);
+        // 24 bits per sample.
+        bytes[34..36].copy_from_slice(&24u16.to_le_bytes());
+        assert_eq!(
+            parse(&bytes),
+            Err(WavError::Unsupported {
+                format: 1,
+                bits: 24
+            })
+        );
+        // A data chunk that claims far more than the file holds reads what is there.
+        let mut bytes = encode(&[1, 2, 3], 8000, 1);
+        bytes[40..44].copy_from_slice(&u32::MAX.to_le_bytes());
         assert_eq!(parse(&bytes).unwrap().samples, vec![1, 2, 3]);
     }
 

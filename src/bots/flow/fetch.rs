@@ -11,11 +11,13 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use super::actions::{self, Action};
+use super::body::{self, BodyError};
 use crate::api::views::CallView;
 use crate::call::state::CallRecord;
 
-/// Largest webhook answer read, in bytes.
-const MAX_REPLY_BYTES: usize = 1024 * 1024;
+/// Largest webhook answer read, in bytes; a longer answer is dropped as soon as it passes
+/// this (or refused at once when its Content-Length says so).
+pub const MAX_REPLY_BYTES: usize = 1024 * 1024;
 
 /// One webhook request.
 #[derive(Debug, Clone)]
@@ -33,8 +35,8 @@ pub enum FetchError {
     Http(#[from] reqwest::Error),
     #[error("webhook answered HTTP {0}")]
     Status(u16),
-    #[error("webhook answer is larger than {MAX_REPLY_BYTES} bytes")]
-    TooLarge,
+    #[error("webhook answer refused: {0}")]
+    Body(BodyError),
     #[error("webhook answer is not {{\"actions\": [...]}}: {0}")]
     BadReply(String),
     #[error("webhook actions are invalid: {0}")]
@@ -68,10 +70,12 @@ pub async fn run(
     if !response.status().is_success() {
         return Err(FetchError::Status(response.status().as_u16()));
     }
-    let bytes = response.bytes().await?;
-    if bytes.len() > MAX_REPLY_BYTES {
-        return Err(FetchError::TooLarge);
-    }
+    let bytes = body::read_limited(response, MAX_REPLY_BYTES)
+        .await
+        .map_err(|e| match e {
+            BodyError::Http(e) => FetchError::Http(e),
+            other => FetchError::Body(other),
+        })?;
     let reply: Reply =
         serde_json::from_slice(&bytes).map_err(|e| FetchError::BadReply(e.to_string()))?;
     actions::validate(&reply.actions).map_err(FetchError::Invalid)?;

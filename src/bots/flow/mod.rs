@@ -7,8 +7,9 @@
 //! rest of the flow (see `fetch`).
 
 pub mod actions;
+mod body;
 mod fetch;
-mod source;
+pub mod source;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -88,6 +89,9 @@ pub struct FlowBot {
     timer: Option<SpawnHandle>,
     /// Where `fetch` reads the call's current record.
     record: Option<Recipient<GetRecord>>,
+    /// Which local files `play` may read: any for the configured flow, only those under
+    /// `[media] files_dir` once a webhook's actions run.
+    local_files: source::LocalFiles,
 }
 
 /// The variable name without `${…}` and the `voipbin.call.` prefix VoIPBIN flows use.
@@ -142,6 +146,7 @@ impl FlowBot {
             next_prompt: 1,
             timer: None,
             record: None,
+            local_files: source::LocalFiles::Any,
         }
     }
 
@@ -432,10 +437,11 @@ impl FlowBot {
         let http = self.services.http.clone();
         let rate = self.out_rate();
         let call_id = self.call_id.clone();
+        let local_files = self.local_files.clone();
         let loading = async move {
             let mut audio = Vec::new();
             for url in &urls {
-                match source::load(&http, url, rate).await {
+                match source::load(&http, url, rate, &local_files).await {
                     Ok(samples) => audio.extend_from_slice(&samples),
                     // A missing file should not end the call: the caller hears the rest.
                     Err(e) => tracing::warn!(call = %call_id, %url, error = %e, "play: skipped"),
@@ -486,6 +492,8 @@ impl FlowBot {
                     tracing::info!(call = %act.call_id, actions = actions.len(), "fetch: continuing with the webhook's actions");
                     act.variables.remove("fetch_error");
                     act.program = Arc::new(FlowProgram::new(actions));
+                    act.local_files =
+                        source::LocalFiles::under(&act.services.config.media.files_dir);
                     act.pc = 0;
                     act.goto_counts.clear();
                     act.run(ctx);

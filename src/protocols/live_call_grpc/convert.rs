@@ -3,12 +3,14 @@
 
 use thiserror::Error;
 
+use crate::limits::LimitError;
 use crate::media::pcm;
 use crate::pb::live_call::{
-    server_response, signal_message, ClientAudioChunk, EndCallSignal, ErrorMessage, KillAudio,
-    ServerAudioChunk, ServerResponse, SignalMessage, StaffInfo, TransferCallSignal,
+    client_request, server_response, signal_message, ClientAudioChunk, ClientRequest,
+    EndCallSignal, ErrorMessage, InitialInfo, KillAudio, ServerAudioChunk, ServerResponse,
+    SignalMessage, StaffInfo, TransferCallSignal,
 };
-use crate::protocols::live_call_ws::convert::ACCEPTED_RATES;
+use crate::protocols::live_call_ws::convert::{check_initial_info, ACCEPTED_RATES};
 
 /// Bytes per sample in the audio the switch sends.
 pub const SAMPLE_WIDTH_BYTES: i32 = 2;
@@ -24,6 +26,31 @@ pub enum ChunkError {
     BadChannels(i32),
     #[error("audio_content: {0}")]
     BadAudio(#[from] pcm::PcmError),
+}
+
+/// Why a stream's first message cannot start a call (answered with INVALID_ARGUMENT).
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum InfoError {
+    #[error("the first message must carry initial_info")]
+    Missing,
+    #[error("{0}")]
+    TooLarge(#[from] LimitError),
+}
+
+/// The `initial_info` of a stream's first message, its fields within their limits.
+pub fn first_info(first: ClientRequest) -> Result<InitialInfo, InfoError> {
+    let Some(client_request::Data::InitialInfo(info)) = first.data else {
+        return Err(InfoError::Missing);
+    };
+    check_initial_info(
+        &info.workspace_id,
+        &info.call_id,
+        &info.customer_phone_number,
+        &info.type_call,
+        &info.hotline,
+        &info.url_audio_file,
+    )?;
+    Ok(info)
 }
 
 /// The samples and rate of an audio chunk; an unset rate means `default_rate`.
@@ -185,6 +212,30 @@ mod tests {
         );
         assert!((a.duration - 0.02).abs() < 1e-6);
         assert_eq!(a.audio_content.len(), 960);
+    }
+
+    #[test]
+    fn first_info_is_required_and_bounded() {
+        let request = |info: Option<InitialInfo>| ClientRequest {
+            status: true,
+            data: info.map(client_request::Data::InitialInfo),
+        };
+        assert_eq!(first_info(request(None)), Err(InfoError::Missing));
+        let info = InitialInfo {
+            call_id: "c1".into(),
+            ..Default::default()
+        };
+        assert_eq!(first_info(request(Some(info.clone()))), Ok(info));
+        let long = InitialInfo {
+            workspace_id: "w".repeat(1000),
+            ..Default::default()
+        };
+        let err = first_info(request(Some(long))).unwrap_err();
+        assert!(
+            err.to_string().contains("initial_info.workspace_id"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("128"), "{err}");
     }
 
     #[test]

@@ -24,7 +24,7 @@ use crate::call::state::{Address, Direction};
 use crate::pb::live_call::health_check_response::ServingStatus;
 use crate::pb::live_call::live_call_server::LiveCall;
 use crate::pb::live_call::{
-    client_request, ClientRequest, HealthCheckRequest, HealthCheckResponse, ServerResponse,
+    ClientRequest, HealthCheckRequest, HealthCheckResponse, ServerResponse,
 };
 use crate::protocols::access::{call_workspace, grant_of};
 use crate::protocols::smartivr::admit_status;
@@ -70,11 +70,14 @@ impl LiveCall for LiveCallService {
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
         let first =
             super::first_message(&mut inbound, FIRST_MESSAGE_TIMEOUT, "initial_info").await?;
-        let Some(client_request::Data::InitialInfo(mut info)) = first.data else {
-            let message = "the first message must carry initial_info";
-            let _ = tx.send(Ok(convert::error(400, message))).await;
-            let _ = tx.send(Err(Status::invalid_argument(message))).await;
-            return Ok(Response::new(ReceiverStream::new(rx)));
+        let mut info = match convert::first_info(first) {
+            Ok(info) => info,
+            Err(e) => {
+                let message = e.to_string();
+                let _ = tx.send(Ok(convert::error(400, &message))).await;
+                let _ = tx.send(Err(Status::invalid_argument(message))).await;
+                return Ok(Response::new(ReceiverStream::new(rx)));
+            }
         };
         info.workspace_id = call_workspace(grant.workspace.as_deref(), &info.workspace_id)
             .map_err(|e| {

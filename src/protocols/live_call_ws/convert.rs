@@ -7,6 +7,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::limits::{self, LimitError};
 use crate::media::pcm;
 
 /// Rates a client may declare for `play_audio`.
@@ -38,6 +39,8 @@ pub enum FrameError {
     BadChannels(u32),
     #[error("binary frames are not part of this protocol; send JSON text frames")]
     Binary,
+    #[error("{0}")]
+    TooLarge(#[from] LimitError),
 }
 
 /// `initial_info`: who is calling. Missing fields fall back to the URL's values.
@@ -107,15 +110,66 @@ enum Wire<'a> {
     Disconnect(serde::de::IgnoredAny),
 }
 
-/// Parses one text frame.
+/// Parses one text frame. An `initial_info` whose fields are over their limits is refused.
 pub fn parse(text: &str) -> Result<ClientFrame<'_>, FrameError> {
-    match serde_json::from_str::<Wire>(text) {
-        Ok(Wire::PlayAudio(p)) => Ok(ClientFrame::PlayAudio(p)),
-        Ok(Wire::InitialInfo(i)) => Ok(ClientFrame::InitialInfo(i)),
-        Ok(Wire::Disconnect(_)) => Ok(ClientFrame::Disconnect),
+    let frame = match serde_json::from_str::<Wire>(text) {
+        Ok(Wire::PlayAudio(p)) => ClientFrame::PlayAudio(p),
+        Ok(Wire::InitialInfo(i)) => ClientFrame::InitialInfo(i),
+        Ok(Wire::Disconnect(_)) => ClientFrame::Disconnect,
         // A frame that does not read in one pass is looked at again to say exactly why.
-        Err(_) => parse_slowly(text),
+        Err(_) => parse_slowly(text)?,
+    };
+    if let ClientFrame::InitialInfo(i) = &frame {
+        check_initial_info(
+            &i.workspace_id,
+            &i.call_id,
+            &i.customer_phone_number,
+            &i.type_call,
+            &i.hotline,
+            &i.url_audio_file,
+        )?;
     }
+    Ok(frame)
+}
+
+/// Checks `initial_info`'s fields against their limits (the gRPC protocol's too).
+pub fn check_initial_info(
+    workspace_id: &str,
+    call_id: &str,
+    customer_phone_number: &str,
+    type_call: &str,
+    hotline: &str,
+    url_audio_file: &str,
+) -> Result<(), LimitError> {
+    use limits::{
+        check_len, MAX_ADDRESS_BYTES, MAX_ID_BYTES, MAX_URL_BYTES, MAX_WORD_BYTES,
+        MAX_WORKSPACE_BYTES,
+    };
+    check_len(
+        "initial_info.workspace_id",
+        workspace_id,
+        MAX_WORKSPACE_BYTES,
+    )?;
+    check_len("initial_info.call_id", call_id, MAX_ID_BYTES)?;
+    check_len(
+        "initial_info.customer_phone_number",
+        customer_phone_number,
+        MAX_ADDRESS_BYTES,
+    )?;
+    check_len("initial_info.type_call", type_call, MAX_WORD_BYTES)?;
+    check_len("initial_info.hotline", hotline, MAX_ADDRESS_BYTES)?;
+    check_len("initial_info.url_audio_file", url_audio_file, MAX_URL_BYTES)
+}
+
+/// Checks the call id and customer number of the WebSocket URL against their limits.
+pub fn check_url(call_id: &str, customer_phone_number: &str) -> Result<(), FrameError> {
+    limits::check_len("URL call_id", call_id, limits::MAX_ID_BYTES)?;
+    limits::check_len(
+        "URL customer_phone_number",
+        customer_phone_number,
+        limits::MAX_ADDRESS_BYTES,
+    )?;
+    Ok(())
 }
 
 fn parse_slowly(text: &str) -> Result<ClientFrame<'static>, FrameError> {
@@ -286,6 +340,21 @@ mod tests {
             decode_audio(&chunk(8000, 8, ""), &mut Vec::new()),
             Err(FrameError::BadWidth(8))
         );
+    }
+
+    #[test]
+    fn oversized_initial_info_fields_are_named() {
+        let frame = serde_json::json!({"initial_info": {"call_id": "c".repeat(129)}}).to_string();
+        let err = parse(&frame).unwrap_err();
+        assert!(matches!(err, FrameError::TooLarge(_)));
+        assert!(err.to_string().contains("initial_info.call_id"), "{err}");
+        assert!(err.to_string().contains("128"), "{err}");
+        let frame =
+            serde_json::json!({"initial_info": {"hotline": "1".repeat(300), "x": 1}}).to_string();
+        let err = parse(&frame).unwrap_err();
+        assert!(err.to_string().contains("initial_info.hotline"), "{err}");
+        assert!(check_url("c1", &"9".repeat(257)).is_err());
+        assert!(check_url("c1", "+84900000001").is_ok());
     }
 
     #[test]

@@ -15,7 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::api::error_json;
 
 use crate::protocols::access::AccessRule;
 use crate::protocols::upgrade::{access, admission, refusal_response};
@@ -87,6 +90,9 @@ async fn upgrade(
         return Ok(refused);
     }
     let (call_id, customer_phone_number) = path.into_inner();
+    if let Err(e) = convert::check_url(&call_id, &customer_phone_number) {
+        return Ok(error_json(StatusCode::BAD_REQUEST, e.to_string()));
+    }
     let registry = state.registry.clone();
     let settings = state.settings;
     let workspace = grant.workspace;

@@ -11,6 +11,9 @@ use thiserror::Error;
 
 use crate::bots::flow::actions::is_dtmf;
 use crate::call::state::Address;
+use crate::limits::{
+    self, LimitError, MAX_ADDRESS_BYTES, MAX_ID_BYTES, MAX_METADATA_BYTES, MAX_METADATA_DEPTH,
+};
 use crate::media::pcm;
 
 /// Length of an RTP header without CSRCs or extension.
@@ -45,8 +48,11 @@ const CALLEE_KEYS: &[&str] = &["to", "callee", "to_number", "toNumber", "calleeN
 const NESTED_KEYS: &[&str] = &["metadata", "data", "start", "call"];
 
 /// A frame the switch cannot use. None of these ends a call: the frame is logged and dropped.
+/// A first frame whose metadata names the call with over-long ids refuses the call.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum FrameError {
+    #[error("{0}")]
+    TooLarge(#[from] LimitError),
     #[error("text frame is not JSON: {0}")]
     NotJson(String),
     #[error("text frame is JSON but not an object")]
@@ -67,12 +73,22 @@ pub struct CallInfo {
     pub callee: Option<String>,
 }
 
-/// Parses a text frame as a JSON object.
+/// Parses a text frame as a JSON object of at most `limits::MAX_METADATA_BYTES` bytes,
+/// nested at most `limits::MAX_METADATA_DEPTH` deep (the first frame is the call's metadata).
 pub fn parse_text(text: &str) -> Result<Map<String, Value>, FrameError> {
-    match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(o)) => Ok(o),
-        Ok(_) => Err(FrameError::NotObject),
-        Err(e) => Err(FrameError::NotJson(e.to_string())),
+    limits::check_len("text frame", text, MAX_METADATA_BYTES)?;
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| FrameError::NotJson(e.to_string()))?;
+    if limits::json_depth(&value) > MAX_METADATA_DEPTH {
+        return Err(LimitError::TooDeep {
+            field: "text frame".into(),
+            limit: MAX_METADATA_DEPTH,
+        }
+        .into());
+    }
+    match value {
+        Value::Object(o) => Ok(o),
+        _ => Err(FrameError::NotObject),
     }
 }
 
@@ -84,29 +100,53 @@ fn scalar(v: &Value) -> Option<String> {
     }
 }
 
-fn find(o: &Map<String, Value>, keys: &[&str]) -> Option<String> {
+/// The first of `keys` with a value (top level, then one level down), with where it was.
+fn find(o: &Map<String, Value>, keys: &[&str]) -> Option<(String, String)> {
     keys.iter()
-        .find_map(|k| o.get(*k).and_then(scalar))
+        .find_map(|k| o.get(*k).and_then(scalar).map(|v| (k.to_string(), v)))
         .or_else(|| {
-            NESTED_KEYS
-                .iter()
-                .filter_map(|n| o.get(*n).and_then(Value::as_object))
-                .find_map(|inner| keys.iter().find_map(|k| inner.get(*k).and_then(scalar)))
+            NESTED_KEYS.iter().find_map(|n| {
+                let inner = o.get(*n).and_then(Value::as_object)?;
+                keys.iter().find_map(|k| {
+                    inner
+                        .get(*k)
+                        .and_then(scalar)
+                        .map(|v| (format!("{n}.{k}"), v))
+                })
+            })
         })
 }
 
-/// The call's reference, caller and callee from common metadata keys.
-pub fn call_info(metadata: &Map<String, Value>) -> CallInfo {
-    CallInfo {
-        reference: find(metadata, REFERENCE_KEYS),
-        caller: find(metadata, CALLER_KEYS),
-        callee: find(metadata, CALLEE_KEYS),
+/// The first of `keys` with a value, refused when longer than `limit`.
+fn find_bounded(
+    o: &Map<String, Value>,
+    keys: &[&str],
+    limit: usize,
+) -> Result<Option<String>, FrameError> {
+    match find(o, keys) {
+        Some((key, value)) => {
+            limits::check_len(&format!("metadata.{key}"), &value, limit)?;
+            Ok(Some(value))
+        }
+        None => Ok(None),
     }
 }
 
+/// The call's reference, caller and callee from common metadata keys. Metadata over its
+/// limits, or naming the call with an id or number over its limit, is refused.
+pub fn call_info(metadata: &Map<String, Value>) -> Result<CallInfo, FrameError> {
+    limits::check_metadata("metadata", &Value::Object(metadata.clone()))?;
+    Ok(CallInfo {
+        reference: find_bounded(metadata, REFERENCE_KEYS, MAX_ID_BYTES)?,
+        caller: find_bounded(metadata, CALLER_KEYS, MAX_ADDRESS_BYTES)?,
+        callee: find_bounded(metadata, CALLEE_KEYS, MAX_ADDRESS_BYTES)?,
+    })
+}
+
 /// DTMF keys in a control frame: `{"event":"dtmf","digit":"5"}`, `{"dtmf":"5"}` or
-/// `{"event":"dtmf","digits":"12"}`. Anything else carries none.
-pub fn dtmf(o: &Map<String, Value>) -> Vec<char> {
+/// `{"event":"dtmf","digits":"12"}`. Anything else carries none. More than
+/// `limits::MAX_KEYS_PER_MESSAGE` keys in one frame is refused.
+pub fn dtmf(o: &Map<String, Value>) -> Result<Vec<char>, FrameError> {
     let is_dtmf_event = o
         .get("event")
         .or_else(|| o.get("type"))
@@ -119,8 +159,11 @@ pub fn dtmf(o: &Map<String, Value>) -> Vec<char> {
     } else {
         o.get("dtmf").and_then(scalar)
     };
-    keys.map(|k| k.chars().filter(|c| is_dtmf(*c)).collect())
-        .unwrap_or_default()
+    let Some(keys) = keys else {
+        return Ok(Vec::new());
+    };
+    limits::check_keys("dtmf", &keys)?;
+    Ok(keys.chars().filter(|c| is_dtmf(*c)).collect())
 }
 
 /// Raw L16 frames of any size: an odd trailing byte is kept and joined to the next frame,
@@ -269,15 +312,16 @@ mod tests {
     fn metadata_keys_are_found_at_the_top_or_one_level_down() {
         let info = call_info(&obj(
             json!({"callId": "c-1", "from": "+331", "to": 3302, "x": 1}),
-        ));
+        ))
+        .unwrap();
         assert_eq!(info.reference.as_deref(), Some("c-1"));
         assert_eq!(info.caller.as_deref(), Some("+331"));
         assert_eq!(info.callee.as_deref(), Some("3302"));
-        let info = call_info(&obj(json!({"event": "start", "start": {"uuid": "u-9"}})));
+        let info = call_info(&obj(json!({"event": "start", "start": {"uuid": "u-9"}}))).unwrap();
         assert_eq!(info.reference.as_deref(), Some("u-9"));
         assert_eq!(
             call_info(&obj(json!({"nothing": true}))),
-            CallInfo::default()
+            Ok(CallInfo::default())
         );
     }
 
@@ -292,10 +336,27 @@ mod tests {
     fn dtmf_control_frames() {
         assert_eq!(
             dtmf(&obj(json!({"event": "dtmf", "digit": "5"}))),
-            vec!['5']
+            Ok(vec!['5'])
         );
-        assert_eq!(dtmf(&obj(json!({"dtmf": "1#"}))), vec!['1', '#']);
-        assert!(dtmf(&obj(json!({"event": "mark"}))).is_empty());
+        assert_eq!(dtmf(&obj(json!({"dtmf": "1#"}))), Ok(vec!['1', '#']));
+        assert_eq!(dtmf(&obj(json!({"event": "mark"}))), Ok(vec![]));
+        let err = dtmf(&obj(json!({"dtmf": "1".repeat(1000)}))).unwrap_err();
+        assert!(err.to_string().contains("dtmf"), "{err}");
+    }
+
+    #[test]
+    fn oversized_metadata_is_refused_naming_the_field() {
+        let err = call_info(&obj(json!({"start": {"callSid": "x".repeat(129)}}))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "metadata.start.callSid is 129 bytes long; the limit is 128 bytes"
+        );
+        let err = call_info(&obj(json!({"from": "1".repeat(257)}))).unwrap_err();
+        assert!(err.to_string().contains("metadata.from"), "{err}");
+        let big = json!({"blob": "x".repeat(MAX_METADATA_BYTES)}).to_string();
+        assert!(matches!(parse_text(&big), Err(FrameError::TooLarge(_))));
+        let deep = format!("{}1{}", "{\"a\":".repeat(20), "}".repeat(20));
+        assert!(matches!(parse_text(&deep), Err(FrameError::TooLarge(_))));
     }
 
     #[test]

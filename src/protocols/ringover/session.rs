@@ -101,10 +101,13 @@ impl RingoverSession {
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
         self.phase = Phase::Creating;
-        let info = metadata
-            .as_ref()
-            .map(convert::call_info)
-            .unwrap_or_default();
+        let info = match metadata.as_ref().map(convert::call_info).transpose() {
+            Ok(info) => info.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "Ringover call refused: bad metadata");
+                return self.close(ws::CloseCode::Policy, e.to_string(), ctx);
+            }
+        };
         let reference = info
             .reference
             .unwrap_or_else(|| format!("ringover-{}", uuid::Uuid::new_v4()));
@@ -189,7 +192,10 @@ impl RingoverSession {
             self.create_call(Some(object), ctx);
             return;
         }
-        let keys = convert::dtmf(&object);
+        let keys = match convert::dtmf(&object) {
+            Ok(keys) => keys,
+            Err(e) => return self.bad_frame(e),
+        };
         if keys.is_empty() {
             tracing::debug!(reference = %self.reference, keys = ?object.keys().collect::<Vec<_>>(), "Ringover text frame kept in the log only");
             return;

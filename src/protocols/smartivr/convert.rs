@@ -6,6 +6,7 @@ use crate::bots::flow::actions::is_dtmf;
 use crate::call::messages::CallerEvent;
 use crate::call::state::Address;
 use crate::config::TtsAudio;
+use crate::limits::{self, LimitError, MAX_ID_BYTES};
 use crate::media::{pcm, wav, TELEPHONE_RATE};
 use crate::pb::smartivr::{SmartIvrRequest, SmartIvrResponse, SmartIvrResponseType, Status};
 
@@ -27,6 +28,8 @@ pub enum ProtocolError {
     BadKey(String),
     #[error("audio_content: {0}")]
     BadAudio(#[from] pcm::PcmError),
+    #[error("{0}")]
+    TooLarge(#[from] LimitError),
 }
 
 /// The conversation id of a stream's first message.
@@ -35,10 +38,16 @@ pub fn first_config(msg: &SmartIvrRequest) -> Result<String, ProtocolError> {
     if config.conversation_id.trim().is_empty() {
         return Err(ProtocolError::EmptyConversationId);
     }
+    limits::check_len(
+        "config.conversation_id",
+        &config.conversation_id,
+        MAX_ID_BYTES,
+    )?;
     Ok(config.conversation_id.clone())
 }
 
-/// What one gateway message means for the call, appended to `out` in order.
+/// What one gateway message means for the call, appended to `out` in order. A message adds
+/// at most `limits::MAX_KEYS_PER_MESSAGE` key events and one audio event.
 pub fn inbound(
     msg: &SmartIvrRequest,
     conversation_id: &str,
@@ -47,6 +56,11 @@ pub fn inbound(
     if let Some(config) = &msg.config {
         // Real gateways repeat config on every message; a different id is a broken stream.
         if !config.conversation_id.is_empty() && config.conversation_id != conversation_id {
+            limits::check_len(
+                "config.conversation_id",
+                &config.conversation_id,
+                MAX_ID_BYTES,
+            )?;
             return Err(ProtocolError::ConversationChanged {
                 was: conversation_id.to_owned(),
                 now: config.conversation_id.clone(),
@@ -54,6 +68,7 @@ pub fn inbound(
         }
     }
     if !msg.key_press.is_empty() {
+        limits::check_keys("key_press", &msg.key_press)?;
         let key = msg.key_press.trim();
         if key.is_empty() || !key.chars().all(is_dtmf) {
             return Err(ProtocolError::BadKey(msg.key_press.clone()));
@@ -199,6 +214,24 @@ mod tests {
             inbound(&msg(None, "", vec![1, 2, 3]), "c1", &mut out),
             Err(ProtocolError::BadAudio(_))
         ));
+    }
+
+    #[test]
+    fn oversized_fields_are_named_with_their_limit() {
+        let long = "c".repeat(MAX_ID_BYTES + 1);
+        let err = first_config(&msg(Some(&long), "", vec![])).unwrap_err();
+        assert!(err.to_string().contains("config.conversation_id"), "{err}");
+        assert!(err.to_string().contains("128"), "{err}");
+        let mut out = Vec::new();
+        let err = inbound(&msg(Some(&long), "", vec![]), "c1", &mut out).unwrap_err();
+        assert!(matches!(err, ProtocolError::TooLarge(_)), "{err}");
+        let keys = "1".repeat(1_000_000);
+        let err = inbound(&msg(None, &keys, vec![]), "c1", &mut out).unwrap_err();
+        assert!(err.to_string().contains("key_press"), "{err}");
+        assert!(err.to_string().contains("32"), "{err}");
+        assert!(out.is_empty());
+        inbound(&msg(None, &"1".repeat(32), vec![]), "c1", &mut out).unwrap();
+        assert_eq!(out.len(), 32);
     }
 
     #[test]
