@@ -1,7 +1,8 @@
 //! `switchboard load --abuse`: hostile peers, one flood at a time, each from one client, and
 //! what each costs the switch: its resident memory before, at the peak and after settling, the
-//! latency of a REST request repeated on its own connection during the flood, and whether the
-//! switch still serves afterwards. Loopback only, like the rest of the load tool.
+//! latency of a REST request repeated on its own connection during the flood (and while the
+//! switch settles after it), and whether the switch still serves afterwards. Loopback only,
+//! like the rest of the load tool.
 //!
 //! Every flood client drops what it reads and holds at most a few frames of its own, so the
 //! tool does not grow with the flood; at the end of a phase its connections are closed (a
@@ -178,7 +179,8 @@ pub struct AbuseRow {
     pub rss_peak_mb: Option<f64>,
     /// Once the flood's connections were closed and the switch settled.
     pub rss_after_mb: Option<f64>,
-    /// REST requests made during the flood, and how many failed or timed out.
+    /// REST requests made during the flood and the settling after it, and how many failed or
+    /// timed out.
     pub rest_count: usize,
     pub rest_failed: usize,
     pub rest_p99_ms: f64,
@@ -241,7 +243,7 @@ impl fmt::Display for AbuseReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "hostile peers, {:.1} s each; RSS in MB (VmRSS every 100 ms), REST = GET /calls every 50 ms on its own connection",
+            "hostile peers, {:.1} s each; RSS in MB (VmRSS every 100 ms), REST = GET /calls every 50 ms on its own connection; peak and REST cover the flood and the settling after it",
             self.phase_seconds
         )?;
         writeln!(f)?;
@@ -781,17 +783,19 @@ async fn play(flood: Flood, o: &AbuseOptions) -> AbuseRow {
     let deadline = Instant::now() + o.phase;
     let mut client = start_flood(flood, o, tally.clone(), deadline);
     tokio::time::sleep_until(deadline.into()).await;
-    stop.store(true, Ordering::Relaxed);
     if tokio::time::timeout(STOP_GRACE, &mut client).await.is_err() {
         tally.saw("client aborted");
         client.abort();
     }
+    // What the switch does with a flood once its client is gone (a backlog to work through)
+    // is part of its cost: memory and REST are measured until it has settled.
+    let after = settle(o).await;
+    stop.store(true, Ordering::Relaxed);
     let peak = match sampler {
         Some(s) => s.await.ok().flatten(),
         None => None,
     };
     let (mut latencies, rest_failed) = prober.await.unwrap_or_default();
-    let after = settle(o).await;
     let client = rest_client();
     let serving = super::live_calls(o.http).await.is_some() && rest_ok(&client, o).await;
     let (rest_p99_ms, rest_worst_ms) = p99_and_worst(&mut latencies);
@@ -806,7 +810,7 @@ async fn play(flood: Flood, o: &AbuseOptions) -> AbuseRow {
         bytes_sent: tally.bytes_sent.load(Ordering::Relaxed),
         bytes_received: tally.bytes_received.load(Ordering::Relaxed),
         rss_before_mb: to_mb(before),
-        rss_peak_mb: to_mb(peak.map(|p| p.max(before.unwrap_or(0)))),
+        rss_peak_mb: to_mb(peak.map(|p| p.max(before.unwrap_or(0)).max(after.unwrap_or(0)))),
         rss_after_mb: to_mb(after),
         rest_count: latencies.len(),
         rest_failed,
