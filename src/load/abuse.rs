@@ -221,6 +221,21 @@ impl AbuseRow {
 pub struct AbuseReport {
     pub phase_seconds: f64,
     pub rows: Vec<AbuseRow>,
+    /// The load tool's own peak RSS over the run (VmHWM), in MB: it must stay small.
+    pub tool_peak_mb: Option<f64>,
+}
+
+/// This process's peak resident memory (VmHWM) in bytes.
+fn own_peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
 }
 
 fn grouped(n: u64) -> String {
@@ -278,6 +293,10 @@ impl fmt::Display for AbuseReport {
                 r.client_saw_text(),
                 if r.serving_after { "yes" } else { "NO" },
             )?;
+        }
+        if let Some(tool) = self.tool_peak_mb {
+            writeln!(f)?;
+            writeln!(f, "load tool peak RSS {tool:.1} MB")?;
         }
         Ok(())
     }
@@ -837,6 +856,7 @@ pub async fn run(opts: &AbuseOptions) -> Result<AbuseReport, LoadError> {
     let mut report = AbuseReport {
         phase_seconds: opts.phase.as_secs_f64(),
         rows: Vec::new(),
+        tool_peak_mb: None,
     };
     for &flood in &opts.floods {
         if opts.verbose {
@@ -855,6 +875,7 @@ pub async fn run(opts: &AbuseOptions) -> Result<AbuseReport, LoadError> {
         }
         report.rows.push(row);
     }
+    report.tool_peak_mb = own_peak_rss().map(|b| b as f64 / 1e6);
     Ok(report)
 }
 
