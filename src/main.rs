@@ -96,6 +96,25 @@ enum Command {
         /// max_calls of a spawned switch.
         #[arg(long, default_value_t = 10000)]
         max_calls: usize,
+        /// Play hostile peers instead of callers, one flood at a time, and report each one's
+        /// cost: the switch's RSS, REST latency during the flood, and whether it still serves.
+        #[arg(long)]
+        abuse: bool,
+        /// With --abuse: seconds each flood lasts.
+        #[arg(long, default_value_t = 6.0)]
+        seconds: f64,
+        /// With --abuse: the longest wait after each flood for the switch to settle.
+        #[arg(long, default_value_t = 10.0)]
+        settle_seconds: f64,
+        /// With --abuse: the floods to play (comma-separated; default all, in this order).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        floods: Vec<switchboard::load::Flood>,
+        /// With --abuse: `?token=` for /ringover/stream when the switch asks for one.
+        #[arg(long)]
+        ringover_token: Option<String>,
+        /// With --abuse: Bearer key for REST requests when the switch asks for one.
+        #[arg(long)]
+        api_key: Option<String>,
     },
     /// Run an echo AI service (live_call.LiveCall) for demos and load runs.
     EchoBot {
@@ -181,14 +200,40 @@ fn main() -> ExitCode {
             pid,
             concurrency,
             max_calls,
+            abuse,
+            seconds,
+            settle_seconds,
+            floods,
+            ringover_token,
+            api_key,
         } => run_async(async move {
-            use switchboard::load::{self, LoadOptions, Mode, SpawnedSwitch};
+            use switchboard::load::{self, AbuseOptions, LoadOptions, Mode, SpawnedSwitch};
             let spawned = if spawn {
                 let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-                Some(SpawnedSwitch::start(&exe, max_calls, mode != Mode::Stream).await?)
+                let greet_only = mode != Mode::Stream && !abuse;
+                Some(SpawnedSwitch::start(&exe, max_calls, greet_only).await?)
             } else {
                 None
             };
+            if abuse {
+                let mut opts = AbuseOptions::new(
+                    spawned.as_ref().map_or(http, |s| s.http),
+                    spawned.as_ref().map_or(grpc, |s| s.grpc),
+                    spawned.as_ref().map_or(token, |s| s.token.clone()),
+                );
+                opts.pid = spawned.as_ref().map(|s| s.pid()).or(pid);
+                opts.ringover_token = ringover_token;
+                opts.api_key = api_key;
+                if !floods.is_empty() {
+                    opts.floods = floods;
+                }
+                opts.phase = std::time::Duration::from_secs_f64(seconds);
+                opts.settle = std::time::Duration::from_secs_f64(settle_seconds);
+                opts.verbose = true;
+                let report = load::abuse::run(&opts).await.map_err(|e| e.to_string())?;
+                print!("{report}");
+                return Ok(());
+            }
             let opts = LoadOptions {
                 protocol,
                 mode,

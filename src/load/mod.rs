@@ -2,8 +2,10 @@
 //! switch over a real caller protocol, each streaming audio at real time both ways against a
 //! bot that echoes, and reports admissions, frames, round-trip latency, and the switch
 //! process's CPU and memory per call (read from /proc, so the generator's own work is not
-//! counted). It targets loopback only and stops by itself.
+//! counted). It targets loopback only and stops by itself. `--abuse` plays hostile peers
+//! instead, one flood at a time, and reports what each costs ([`abuse`]).
 
+pub mod abuse;
 mod callers;
 pub mod proc_stats;
 mod spawn;
@@ -18,6 +20,7 @@ use thiserror::Error;
 
 use stats::Counters;
 
+pub use abuse::{AbuseOptions, AbuseReport, AbuseRow, Flood};
 pub use spawn::SpawnedSwitch;
 
 /// Which caller protocol the simulated callers speak.
