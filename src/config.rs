@@ -98,7 +98,9 @@ impl Default for ServerConfig {
 pub struct HttpConfig {
     /// Where the REST API, the live-call WebSocket and the Ringover WebSocket listen. Loopback
     /// by default; on any other address each of them needs an access rule (`[auth]`,
-    /// `[ringover]`) or to be marked open on purpose.
+    /// `[ringover]`) or to be marked open on purpose. A host name (`localhost:8080`) is
+    /// resolved at start-up to its first address.
+    #[serde(deserialize_with = "listen_address")]
     pub listen: SocketAddr,
     /// A request body must arrive whole within this many milliseconds of its head, else the
     /// request is answered 408 and the connection closed: a client trickling a body cannot
@@ -121,6 +123,7 @@ impl Default for HttpConfig {
 pub struct GrpcConfig {
     /// Where SmartIVR phone gateways and live_call gateways connect. Loopback by default; on
     /// any other address `tokens` or `allow_from` must be set, or `allow_unauthenticated`.
+    #[serde(deserialize_with = "listen_address")]
     pub listen: SocketAddr,
     /// Tokens gateways send as `authorization: Bearer TOKEN` metadata. A token bound to a
     /// workspace creates calls only in it.
@@ -598,13 +601,7 @@ impl Config {
 
     /// Reads `path`, or `./config.toml` when present, or the built-in defaults.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        let default = Path::new("config.toml");
-        let chosen = match path {
-            Some(p) => Some(p),
-            None if default.exists() => Some(default),
-            None => None,
-        };
-        match chosen {
+        match Config::chosen(path) {
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
                     path: p.display().to_string(),
@@ -614,6 +611,41 @@ impl Config {
             }
             None => Config::builtin(),
         }
+    }
+
+    /// The file `load` reads for `path`: `path` itself, else `./config.toml` when present,
+    /// else none (the built-in defaults).
+    pub fn chosen(path: Option<&Path>) -> Option<&Path> {
+        let default = Path::new("config.toml");
+        match path {
+            Some(p) => Some(p),
+            None if default.exists() => Some(default),
+            None => None,
+        }
+    }
+
+    /// What `load` reads for `path`, for messages: the file, or "the built-in defaults".
+    pub fn source(path: Option<&Path>) -> String {
+        Config::chosen(path).map_or_else(
+            || "the built-in defaults".to_owned(),
+            |p| p.display().to_string(),
+        )
+    }
+
+    /// The ingresses no route can match: every call they bring would be refused ("no route
+    /// matches"). A file that sets only listeners replaces the built-in routes, so this is
+    /// worth a warning, not an error (an ingress may be unused on purpose).
+    pub fn unrouted_ingresses(&self) -> Vec<&'static str> {
+        INGRESSES
+            .iter()
+            .copied()
+            .filter(|ingress| {
+                !self
+                    .routes
+                    .iter()
+                    .any(|r| r.matches.ingress.as_deref().is_none_or(|i| i == *ingress))
+            })
+            .collect()
     }
 
     /// The built-in defaults.
@@ -813,6 +845,21 @@ impl Config {
     }
 }
 
+/// A listen address: `IP:PORT`, or `HOST:PORT` resolved to the host's first address.
+fn listen_address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    use std::net::ToSocketAddrs;
+    let text = String::deserialize(d)?;
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    text.to_socket_addrs()
+        .map_err(|e| {
+            serde::de::Error::custom(format!("`{text}` is not HOST:PORT or IP:PORT: {e}"))
+        })?
+        .next()
+        .ok_or_else(|| serde::de::Error::custom(format!("`{text}` resolves to no address")))
+}
+
 fn check_url(bot: &str, url: &str) -> Result<(), ConfigError> {
     if url.starts_with("http://") || url.starts_with("https://") {
         Ok(())
@@ -1006,6 +1053,27 @@ mod tests {
             let err = Config::from_toml(text).unwrap_err().to_string();
             assert!(err.contains(named), "{named} missing from: {err}");
         }
+    }
+
+    #[test]
+    fn host_names_listen_and_bad_addresses_are_named() {
+        let c = Config::from_toml("[http]\nlisten = \"localhost:0\"\n").unwrap();
+        assert!(c.http.listen.ip().is_loopback());
+        let err = Config::from_toml("[grpc]\nlisten = \"localhost\"\n").unwrap_err();
+        assert!(err.to_string().contains("listen"), "{err}");
+    }
+
+    #[test]
+    fn ingresses_without_routes_are_found() {
+        assert!(Config::builtin().unwrap().unrouted_ingresses().is_empty());
+        let c = Config::from_toml("[http]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+        assert_eq!(c.unrouted_ingresses(), INGRESSES.to_vec());
+        let c = Config::from_toml(
+            "[bots.a]\nkind = \"flow\"\nactions = [{ type = \"hangup\" }]\n[[routes]]\nbot = \"a\"\nmatch = { ingress = \"smartivr\" }\n",
+        )
+        .unwrap();
+        assert!(!c.unrouted_ingresses().contains(&"smartivr"));
+        assert!(c.unrouted_ingresses().contains(&"ringover"));
     }
 
     #[test]

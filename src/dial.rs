@@ -43,6 +43,20 @@ pub enum DialError {
     Wav(String, String),
     #[error("the switch refused the call: {0}")]
     Refused(tonic::Status),
+    #[error("cannot create --save-dir {0}: {1}")]
+    SaveDir(String, String),
+}
+
+/// A connect error with its causes ("transport error" alone says nothing).
+fn connect_error(e: &tonic::transport::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Places the call; returns when it ends. Prints one line per response.
@@ -58,9 +72,19 @@ pub async fn dial(opts: DialOptions) -> Result<(), DialError> {
         }
         None => Vec::new(),
     };
-    let mut client = SmartIvrPhonegatewayClient::connect(opts.grpc.clone())
+    if let Some(dir) = &opts.save_dir {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| DialError::SaveDir(dir.display().to_string(), e.to_string()))?;
+    }
+    // `127.0.0.1:50051` means the plain-text gRPC listener there.
+    let url = if opts.grpc.contains("://") {
+        opts.grpc.clone()
+    } else {
+        format!("http://{}", opts.grpc)
+    };
+    let mut client = SmartIvrPhonegatewayClient::connect(url.clone())
         .await
-        .map_err(|e| DialError::Connect(opts.grpc.clone(), e.to_string()))?;
+        .map_err(|e| DialError::Connect(url.clone(), connect_error(&e)))?;
     let (tx, rx) = mpsc::channel::<SmartIvrRequest>(64);
     let config = Some(Config {
         conversation_id: opts.conversation_id.clone(),
@@ -158,10 +182,9 @@ pub async fn dial(opts: DialOptions) -> Result<(), DialError> {
                 );
                 if let Some(dir) = &opts.save_dir {
                     let path = dir.join(format!("prompt-{prompts}.wav"));
-                    if let Err(e) = std::fs::write(&path, wav::encode(&samples, TELEPHONE_RATE, 1))
-                    {
-                        println!("cannot save {}: {e}", path.display());
-                    }
+                    std::fs::write(&path, wav::encode(&samples, TELEPHONE_RATE, 1)).map_err(
+                        |e| DialError::SaveDir(path.display().to_string(), e.to_string()),
+                    )?;
                 }
                 if let Some(key) = keys.next() {
                     let key_tx = tx.clone();

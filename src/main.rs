@@ -134,13 +134,17 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config } => {
             init_tracing();
+            let source = Config::source(config.as_deref());
             let config = match Config::load(config.as_deref()) {
                 Ok(c) => c,
                 Err(e) => {
-                    eprintln!("switchboard: {e}");
+                    eprintln!("switchboard: {source}: {e}");
                     return ExitCode::from(2);
                 }
             };
+            for ingress in config.unrouted_ingresses() {
+                tracing::warn!(%ingress, config = %source, "no route matches this ingress: its calls will be refused");
+            }
             let app = match switchboard::app::spawn(config) {
                 Ok(app) => app,
                 Err(e) => {
@@ -153,16 +157,22 @@ fn main() -> ExitCode {
             app.shutdown();
             ExitCode::SUCCESS
         }
-        Command::CheckConfig { config } => match Config::load(config.as_deref()) {
-            Ok(_) => {
-                println!("configuration is valid");
-                ExitCode::SUCCESS
+        Command::CheckConfig { config } => {
+            let source = Config::source(config.as_deref());
+            match Config::load(config.as_deref()) {
+                Ok(c) => {
+                    for ingress in c.unrouted_ingresses() {
+                        println!("warning: no route matches ingress `{ingress}`: its calls will be refused");
+                    }
+                    println!("configuration {source} is valid");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("switchboard: {source}: {e}");
+                    ExitCode::from(2)
+                }
             }
-            Err(e) => {
-                eprintln!("switchboard: {e}");
-                ExitCode::from(2)
-            }
-        },
+        }
         Command::Dial {
             grpc,
             wav,
