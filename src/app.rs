@@ -224,7 +224,8 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
     let (grpc_stop, grpc_stop_rx) = oneshot::channel::<()>();
     let smartivr = SmartIvrService::new(registry.clone(), config.smartivr.tts_audio)
         .with_write_timeout(Duration::from_millis(config.media.write_timeout_ms));
-    let live_call = LiveCallService::new(registry.clone(), config.live_call.out_sample_rate);
+    let live_call = LiveCallService::new(registry.clone(), config.live_call.out_sample_rate)
+        .with_write_timeout(Duration::from_millis(config.media.write_timeout_ms));
     let grpc_access = GrpcAccess::new(access.grpc);
     let grpc_thread = std::thread::Builder::new()
         .name("switchboard-grpc".into())

@@ -135,3 +135,63 @@ async fn first_message_without_initial_info_is_refused() {
     let err = stream.message().await.expect_err("then INVALID_ARGUMENT");
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_that_reads_no_audio_is_hung_up_with_why() {
+    let app = spawn_app(
+        r#"
+[media]
+write_timeout_ms = 1000
+[bots.echo]
+kind = "flow"
+actions = [{ type = "answer" }, { type = "echo", duration = 600000 }]
+[[routes]]
+bot = "echo"
+"#,
+    );
+    // A small receive window: what the gateway does not read backs up at once.
+    let channel = tonic::transport::Endpoint::from_shared(app.grpc_url())
+        .expect("url")
+        .initial_stream_window_size(4096)
+        .initial_connection_window_size(4096)
+        .connect()
+        .await
+        .expect("connect");
+    let (tx, rx) = mpsc::channel(16);
+    tx.send(info("grpc-deaf")).await.unwrap();
+    // The response stream is opened and never read.
+    let _responses = LiveCallClient::new(channel)
+        .stream_call(ReceiverStream::new(rx))
+        .await
+        .expect("accepted");
+    app.wait_for_call("grpc-deaf", |c| c["status"] == "progressing")
+        .await;
+    // The echo bot sends every chunk back; keep talking until the call ends.
+    let chunk = switchboard::media::pcm::encode_s16le(&tone(440.0, 16000, 20, 8000.0));
+    let talker = tokio::spawn(async move {
+        loop {
+            let audio = ClientRequest {
+                status: true,
+                data: Some(client_request::Data::PlayAudio(
+                    switchboard::pb::live_call::ClientAudioChunk {
+                        sample_rate: 16000,
+                        sample_width: 2,
+                        num_channels: 1,
+                        duration: 0.02,
+                        audio_content: chunk.clone(),
+                    },
+                )),
+            };
+            if tx.send(audio).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    });
+    let call = app.wait_hangup("grpc-deaf").await;
+    talker.abort();
+    assert_eq!(call["hangup_reason"], "failed", "{call}");
+    assert_eq!(call["hangup_by"], "local", "{call}");
+    let detail = call["hangup_detail"].as_str().unwrap_or("");
+    assert!(detail.contains("read no audio"), "{detail}");
+}

@@ -40,7 +40,8 @@ pub const INGRESS: &str = "live_call_grpc";
 const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Responses queued toward one gateway: about one second of paced audio. Audio past it is
-/// dropped (and counted); control responses wait up to `WRITE_TIMEOUT`.
+/// dropped (and counted); control responses wait up to `[media] write_timeout_ms`, and a
+/// gateway that takes no audio for that long is hung up.
 const OUTBOUND_QUEUE: usize = 64;
 
 type ResponseTx = mpsc::Sender<Result<ServerResponse, Status>>;
@@ -49,11 +50,22 @@ type ResponseTx = mpsc::Sender<Result<ServerResponse, Status>>;
 pub struct LiveCallService {
     registry: Addr<Registry>,
     out_rate: u32,
+    write_timeout: Duration,
 }
 
 impl LiveCallService {
     pub fn new(registry: Addr<Registry>, out_rate: u32) -> Self {
-        LiveCallService { registry, out_rate }
+        LiveCallService {
+            registry,
+            out_rate,
+            write_timeout: FIRST_MESSAGE_TIMEOUT,
+        }
+    }
+
+    /// Hangs up a gateway that takes nothing for `timeout` (`[media] write_timeout_ms`).
+    pub fn with_write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
+        self
     }
 }
 
@@ -98,7 +110,8 @@ impl LiveCall for LiveCallService {
             .await
             .map_err(|_| Status::unavailable("switch is shutting down"))?
             .map_err(|e| admit_status(&e))?;
-        let session = LiveCallGrpcSession::new(handle.addr, tx, info, self.out_rate);
+        let session =
+            LiveCallGrpcSession::new(handle.addr, tx, info, self.out_rate, self.write_timeout);
         LiveCallGrpcSession::start_in_arbiter(&handle.arbiter, move |ctx| {
             session.begin(inbound, ctx)
         });

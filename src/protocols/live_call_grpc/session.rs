@@ -1,6 +1,6 @@
 //! One `StreamCall` from a gateway as the caller leg of its call.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use tonic::{Status, Streaming};
@@ -18,8 +18,6 @@ use crate::protocols::StreamBreak;
 const LEG_IN_RATE: u32 = 16000;
 /// Room for call commands: the call drops audio (and counts it) rather than queue past this.
 const LEG_MAILBOX: usize = 64;
-/// A gateway that does not take a control response within this time is hung up.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The session actor.
 pub struct LiveCallGrpcSession {
@@ -31,6 +29,10 @@ pub struct LiveCallGrpcSession {
     gone: bool,
     /// Audio frames dropped because the gateway was not reading.
     dropped_frames: u64,
+    /// A gateway that takes no response, or no audio, for this long is hung up.
+    write_timeout: Duration,
+    /// Since when every audio frame toward the gateway was dropped.
+    refusing_since: Option<Instant>,
 }
 
 impl LiveCallGrpcSession {
@@ -39,6 +41,7 @@ impl LiveCallGrpcSession {
         tx: ResponseTx,
         info: InitialInfo,
         out_rate: u32,
+        write_timeout: Duration,
     ) -> Self {
         LiveCallGrpcSession {
             call,
@@ -48,6 +51,8 @@ impl LiveCallGrpcSession {
             resampler: RateAdapter::new(LEG_IN_RATE),
             gone: false,
             dropped_frames: 0,
+            write_timeout,
+            refusing_since: None,
         }
     }
 
@@ -89,9 +94,10 @@ impl LiveCallGrpcSession {
         tracing::warn!(call_id = %self.info.call_id, %detail, "live_call gateway stream refused");
         if let Some(tx) = self.tx.take() {
             let response = convert::error(code, &detail);
+            let write_timeout = self.write_timeout;
             // Detached from the actor, which stops now; the task ends when both are queued.
             actix::spawn(async move {
-                let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
+                let _ = tokio::time::timeout(write_timeout, async {
                     let _ = tx.send(Ok(response)).await;
                     let _ = tx.send(Err(status)).await;
                 })
@@ -107,8 +113,9 @@ impl LiveCallGrpcSession {
         if close {
             self.tx = None;
         }
+        let write_timeout = self.write_timeout;
         ctx.wait(
-            async move { tokio::time::timeout(WRITE_TIMEOUT, tx.send(Ok(response))).await }
+            async move { tokio::time::timeout(write_timeout, tx.send(Ok(response))).await }
                 .into_actor(self)
                 .map(move |result, act, ctx| match result {
                     Ok(Ok(())) if close => act.leave(EndCause::Normal, true, String::new(), ctx),
@@ -184,9 +191,21 @@ impl Handler<LegCommand> for LiveCallGrpcSession {
                 let Some(tx) = &self.tx else { return };
                 if tx
                     .try_send(Ok(convert::audio_output(&samples, self.out_rate)))
-                    .is_err()
+                    .is_ok()
                 {
-                    self.dropped_frames += 1;
+                    self.refusing_since = None;
+                    return;
+                }
+                self.dropped_frames += 1;
+                let since = *self.refusing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= self.write_timeout {
+                    let detail = format!(
+                        "gateway read no audio for {} ms ({} frames dropped)",
+                        since.elapsed().as_millis(),
+                        self.dropped_frames
+                    );
+                    self.tx = None;
+                    self.leave(EndCause::Failed, true, detail, ctx);
                 }
             }
             LegCommand::StopAudio => self.send(convert::kill_audio(&self.info.call_id), false, ctx),
