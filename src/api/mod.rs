@@ -9,6 +9,7 @@ pub mod calls_api;
 pub mod calls_views;
 pub mod events;
 pub mod openapi;
+pub mod phone;
 pub mod views;
 
 use std::sync::Arc;
@@ -332,6 +333,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(calls_api::configure)
     .configure(events::configure)
     .configure(openapi::configure)
+    .configure(phone::configure)
     .route("/health", web::get().to(health))
     .route("/calls", web::get().to(list_calls))
     .route("/calls/{id}", web::get().to(get_call))

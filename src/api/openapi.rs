@@ -60,6 +60,8 @@ pub const RINGOVER_TOKEN: &str = "ringover_token";
         super::calls_api::transcript,
         openapi_json,
         docs_redirect,
+        super::phone::page,
+        super::phone::asset,
         crate::protocols::live_call_ws::upgrade,
         crate::protocols::ringover::stream,
     ),
@@ -88,7 +90,7 @@ pub const RINGOVER_TOKEN: &str = "ringover_token";
         (name = "calls", description = "The Calls API under /api/v1/calls"),
         (name = "events", description = "Live call events (Server-Sent Events)"),
         (name = "websocket", description = "Caller ingresses that upgrade to a WebSocket"),
-        (name = "pages", description = "This document and its Swagger UI"),
+        (name = "pages", description = "This document, its Swagger UI and the softphone page"),
     )
 )]
 pub struct ApiDoc;
