@@ -12,7 +12,8 @@
 //! - `limits`: size limits on ids, numbers, free text, metadata and keys peers send.
 //! - `media`: PCM, WAV, rate conversion, voice activity (barge-in) and hold music.
 //! - `speech`: text to speech.
-//! - `api`: the REST API, the Calls API, live events, API keys, and their view types.
+//! - `api`: the REST API, the Calls API, live events, API keys, their view types, the OpenAPI
+//!   document (`/openapi.json`, Swagger UI at `/docs`) and the softphone page (`/phone`).
 //! - `store`: durable call records, events, recordings' metadata and transcripts (sqlx).
 //! - `recording`: stereo call recordings (caller left, bot right).
 //! - `services`: handles shared by calls and bots.

@@ -7,6 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::auth::Caller;
@@ -42,13 +43,15 @@ const ADDRESS_TYPES: &[&str] = &["tel", "sip", "agent", "endpoint"];
 pub const NO_DIALOUT: &str = "no gateway of this switch can place outgoing calls";
 
 /// `POST /initiate` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InitiateBody {
     /// Who to call.
+    #[schema(value_type = super::openapi::AddressSchema)]
     destination: Address,
     /// Who the call is from.
     #[serde(default)]
+    #[schema(value_type = Option<super::openapi::AddressSchema>)]
     source: Option<Address>,
     /// The gateway route to dial through.
     #[serde(default)]
@@ -110,6 +113,24 @@ pub fn check_recording_limits(options: &RecordingOptions) -> Result<(), LimitErr
     limits::check_keys("end_of_key", &options.end_of_key)
 }
 
+/// Places an outgoing call. No gateway can place one yet: the call is recorded as a failed dial-out and the answer is 502.
+#[utoipa::path(
+    post,
+    path = "/api/v1/calls/initiate",
+    tag = "calls",
+    request_body(content = InitiateBody, content_type = "application/json"),
+    responses(
+        (status = 502, description = "The call was not placed; the recorded call", body = super::openapi::InitiateFailure),
+        (status = 400, description = "Bad input", body = super::views::ErrorView),
+        (status = 401, description = "Missing or wrong API key", body = super::views::ErrorView),
+        (status = 403, description = "Address not allowed", body = super::views::ErrorView),
+        (status = 404, description = "Unknown call, or another workspace's", body = super::views::ErrorView),
+        (status = 409, description = "Wrong state for this", body = super::views::ErrorView),
+        (status = 422, description = "No route for the call", body = super::views::ErrorView),
+        (status = 503, description = "Draining, full or store unavailable", body = super::views::ErrorView)
+    ),
+    security(("api_key" = []))
+)]
 async fn initiate(
     state: web::Data<ApiState>,
     caller: Caller,
@@ -186,6 +207,21 @@ async fn settle(state: &ApiState, id: Uuid) -> Result<CallRecord, ApiError> {
     }
 }
 
+/// A call in the Calls API shape.
+#[utoipa::path(
+    get,
+    path = "/api/v1/calls/{call_id}",
+    tag = "calls",
+    params(("call_id" = String, Path, description = "The call id (a UUID)")),
+    responses(
+        (status = 200, description = "The call", body = CallsCallView),
+        (status = 400, description = "Bad input", body = super::views::ErrorView),
+        (status = 401, description = "Missing or wrong API key", body = super::views::ErrorView),
+        (status = 403, description = "Address not allowed", body = super::views::ErrorView),
+        (status = 404, description = "Unknown call, or another workspace's", body = super::views::ErrorView)
+    ),
+    security(("api_key" = []))
+)]
 async fn get_call(
     state: web::Data<ApiState>,
     caller: Caller,
@@ -196,6 +232,22 @@ async fn get_call(
     Ok(HttpResponse::Ok().json(CallsCallView::from(&record)))
 }
 
+/// Hangs a live call up.
+#[utoipa::path(
+    post,
+    path = "/api/v1/calls/{call_id}/end",
+    tag = "calls",
+    params(("call_id" = String, Path, description = "The call id (a UUID)")),
+    responses(
+        (status = 200, description = "The call after the hang-up", body = CallsCallView),
+        (status = 400, description = "Bad input", body = super::views::ErrorView),
+        (status = 401, description = "Missing or wrong API key", body = super::views::ErrorView),
+        (status = 403, description = "Address not allowed", body = super::views::ErrorView),
+        (status = 404, description = "Unknown call, or another workspace's", body = super::views::ErrorView),
+        (status = 409, description = "Wrong state for this", body = super::views::ErrorView)
+    ),
+    security(("api_key" = []))
+)]
 async fn end_call(
     state: web::Data<ApiState>,
     caller: Caller,
@@ -206,17 +258,23 @@ async fn end_call(
     Ok(HttpResponse::Ok().json(CallsCallView::from(&record)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct HistoryQuery {
     /// Created at or after (RFC 3339).
     from: Option<String>,
     /// Created before (RFC 3339).
     to: Option<String>,
+    /// A status word: `dialing`, `ringing`, `progressing`, `terminating`, `canceling`, `hangup`.
     status: Option<String>,
+    /// `incoming` or `outgoing`.
     direction: Option<String>,
+    /// Only the call with this reference.
     reference: Option<String>,
+    /// Calls per page: 1 to 100, 20 when not given.
     page_size: Option<usize>,
+    /// `next_page_token` of the previous page.
     page_token: Option<String>,
 }
 
@@ -226,6 +284,21 @@ fn parse_time(field: &str, raw: &str) -> Result<DateTime<Utc>, ApiError> {
         .map_err(|_| ApiError::BadRequest(format!("{field} `{raw}` is not an RFC 3339 time")))
 }
 
+/// Calls, newest first, filtered, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/v1/calls/history",
+    tag = "calls",
+    params(HistoryQuery),
+    responses(
+        (status = 200, description = "A page of calls", body = CallsPageView),
+        (status = 400, description = "Bad input", body = super::views::ErrorView),
+        (status = 401, description = "Missing or wrong API key", body = super::views::ErrorView),
+        (status = 403, description = "Address not allowed", body = super::views::ErrorView),
+        (status = 503, description = "Draining, full or store unavailable", body = super::views::ErrorView)
+    ),
+    security(("api_key" = []))
+)]
 async fn history(
     state: web::Data<ApiState>,
     caller: Caller,
@@ -315,6 +388,23 @@ async fn record_control(
         })
 }
 
+/// Starts recording a live call; the body is optional.
+#[utoipa::path(
+    post,
+    path = "/api/v1/calls/{call_id}/record/start",
+    tag = "calls",
+    params(("call_id" = String, Path, description = "The call id (a UUID)")),
+    request_body(content = Option<super::openapi::RecordingOptionsSchema>, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Recording", body = super::openapi::RecordingControl),
+        (status = 400, description = "Bad input", body = super::views::ErrorView),
+        (status = 401, description = "Missing or wrong API key", body = super::views::ErrorView),
+        (status = 403, description = "Address not allowed", body = super::views::ErrorView),
+        (status = 404, description = "Unknown call, or another workspace's", body = super::views::ErrorView),
+        (status = 409, description = "Wrong state for this", body = super::views::ErrorView)
+    ),
+    security(("api_key" = []))
+)]
 async fn record_start(
     state: web::Data<ApiState>,
     caller: Caller,
@@ -340,6 +430,22 @@ async fn record_start(
     })))
 }
 
+/// Stops the call's recording.
+#[utoipa::path(
+    post,
+    path = "/api/v1/calls/{call_id}/record/stop",
+    tag = "calls",
+    params(("call_id" = String, Path, description = "The call id (a UUID)")),
+    responses(
+        (status = 200, description = "Stopped", body = super::openapi::RecordingControl),
+        (status = 400, description = "Bad input", body = super::views::ErrorView),
+        (status = 401, description = "Missing or wrong API key", body = super::views::ErrorView),
+        (status = 403, description = "Address not allowed", body = super::views::ErrorView),
+        (status = 404, description = "Unknown call, or another workspace's", body = super::views::ErrorView),
+        (status = 409, description = "Wrong state for this", body = super::views::ErrorView)
+    ),
+    security(("api_key" = []))
+)]
 async fn record_stop(
     state: web::Data<ApiState>,
     caller: Caller,
@@ -354,6 +460,22 @@ async fn record_stop(
     })))
 }
 
+/// The call's recordings and where to download them.
+#[utoipa::path(
+    get,
+    path = "/api/v1/calls/{call_id}/recordings",
+    tag = "calls",
+    params(("call_id" = String, Path, description = "The call id (a UUID)")),
+    responses(
+        (status = 200, description = "The recordings", body = RecordingsView),
+        (status = 400, description = "Bad input", body = super::views::ErrorView),
+        (status = 401, description = "Missing or wrong API key", body = super::views::ErrorView),
+        (status = 403, description = "Address not allowed", body = super::views::ErrorView),
+        (status = 404, description = "Unknown call, or another workspace's", body = super::views::ErrorView),
+        (status = 503, description = "Draining, full or store unavailable", body = super::views::ErrorView)
+    ),
+    security(("api_key" = []))
+)]
 async fn recordings(
     state: web::Data<ApiState>,
     caller: Caller,
@@ -369,6 +491,23 @@ async fn recordings(
     }))
 }
 
+/// A finished recording as a WAV file.
+#[utoipa::path(
+    get,
+    path = "/api/v1/calls/{call_id}/recordings/{recording_id}",
+    tag = "calls",
+    params(("call_id" = String, Path, description = "The call id (a UUID)"),
+        ("recording_id" = String, Path, description = "The recording id (a UUID)")),
+    responses(
+        (status = 200, description = "The WAV file", content_type = "audio/wav", body = Vec<u8>),
+        (status = 400, description = "Bad input", body = super::views::ErrorView),
+        (status = 401, description = "Missing or wrong API key", body = super::views::ErrorView),
+        (status = 403, description = "Address not allowed", body = super::views::ErrorView),
+        (status = 404, description = "Unknown call, or another workspace's", body = super::views::ErrorView),
+        (status = 409, description = "Wrong state for this", body = super::views::ErrorView)
+    ),
+    security(("api_key" = []))
+)]
 async fn download(
     state: web::Data<ApiState>,
     caller: Caller,
@@ -406,6 +545,22 @@ async fn download(
         .body(bytes))
 }
 
+/// Confirms transcription for a live call (every call's transcript is kept).
+#[utoipa::path(
+    post,
+    path = "/api/v1/calls/{call_id}/transcribe",
+    tag = "calls",
+    params(("call_id" = String, Path, description = "The call id (a UUID)")),
+    responses(
+        (status = 200, description = "Confirmed", body = super::openapi::TranscribeAnswer),
+        (status = 400, description = "Bad input", body = super::views::ErrorView),
+        (status = 401, description = "Missing or wrong API key", body = super::views::ErrorView),
+        (status = 403, description = "Address not allowed", body = super::views::ErrorView),
+        (status = 404, description = "Unknown call, or another workspace's", body = super::views::ErrorView),
+        (status = 409, description = "Wrong state for this", body = super::views::ErrorView)
+    ),
+    security(("api_key" = []))
+)]
 async fn transcribe(
     state: web::Data<ApiState>,
     caller: Caller,
@@ -420,6 +575,22 @@ async fn transcribe(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "call_id": id, "transcription": true })))
 }
 
+/// The call's transcript: what the bot said and what was heard.
+#[utoipa::path(
+    get,
+    path = "/api/v1/calls/{call_id}/transcript",
+    tag = "calls",
+    params(("call_id" = String, Path, description = "The call id (a UUID)")),
+    responses(
+        (status = 200, description = "The transcript", body = TranscriptView),
+        (status = 400, description = "Bad input", body = super::views::ErrorView),
+        (status = 401, description = "Missing or wrong API key", body = super::views::ErrorView),
+        (status = 403, description = "Address not allowed", body = super::views::ErrorView),
+        (status = 404, description = "Unknown call, or another workspace's", body = super::views::ErrorView),
+        (status = 503, description = "Draining, full or store unavailable", body = super::views::ErrorView)
+    ),
+    security(("api_key" = []))
+)]
 async fn transcript(
     state: web::Data<ApiState>,
     caller: Caller,

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::views::CallView;
@@ -13,7 +14,7 @@ fn rfc3339(t: &DateTime<Utc>) -> String {
 }
 
 /// A participant of a call: the caller and the bot.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ParticipantView {
     pub user_id: String,
     pub role: &'static str,
@@ -24,7 +25,7 @@ pub struct ParticipantView {
 
 /// A call: `{call_id, type, status, participants, started_at, duration_seconds, recording,
 /// transcription}`, plus the full VoIPBIN record under `call`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CallsCallView {
     pub call_id: Uuid,
     #[serde(rename = "type")]
@@ -92,14 +93,14 @@ impl From<&CallRecord> for CallsCallView {
 }
 
 /// A page of calls.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CallsPageView {
     pub next_page_token: String,
     pub result: Vec<CallsCallView>,
 }
 
 /// A recording and where to download it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RecordingView {
     pub recording_id: Uuid,
     pub call_id: Uuid,
@@ -129,14 +130,14 @@ impl From<&RecordingRow> for RecordingView {
 }
 
 /// A call's recordings.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RecordingsView {
     pub call_id: Uuid,
     pub recordings: Vec<RecordingView>,
 }
 
 /// One transcript line.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TranscriptEntryView {
     /// `text_bot` or `text_asr`.
     #[serde(rename = "type")]
@@ -156,7 +157,7 @@ impl From<&TranscriptRow> for TranscriptEntryView {
 }
 
 /// A call's transcript.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TranscriptView {
     pub call_id: Uuid,
     pub transcription: bool,

@@ -72,6 +72,19 @@ fn sse(feed: Feed) -> HttpResponse {
         .streaming(futures_util::stream::unfold(feed, Feed::next))
 }
 
+/// Every call event the caller may see, as Server-Sent Events (`event: call_created`, …,
+/// `data:` the call as `GET /calls/{id}` shows it).
+#[utoipa::path(
+    get,
+    path = "/events",
+    tag = "events",
+    responses(
+        (status = 200, description = "An endless event stream", content_type = "text/event-stream", body = String),
+        (status = 401, description = "Missing or wrong API key", body = super::views::ErrorView),
+        (status = 403, description = "Address not allowed", body = super::views::ErrorView)
+    ),
+    security(("api_key" = []))
+)]
 async fn all_events(state: web::Data<ApiState>, caller: Caller) -> HttpResponse {
     sse(Feed {
         rx: state.store.journal.subscribe(),
@@ -82,6 +95,21 @@ async fn all_events(state: web::Data<ApiState>, caller: Caller) -> HttpResponse 
     })
 }
 
+/// One call's events; the stream closes after its `call_hangup` (at once for a call that has
+/// ended).
+#[utoipa::path(
+    get,
+    path = "/calls/{id}/events",
+    tag = "events",
+    params(("id" = String, Path, description = "The call id (a UUID)")),
+    responses(
+        (status = 200, description = "The call's event stream", content_type = "text/event-stream", body = String),
+        (status = 400, description = "Not a call id", body = super::views::ErrorView),
+        (status = 401, description = "Missing or wrong API key", body = super::views::ErrorView),
+        (status = 404, description = "Unknown call", body = super::views::ErrorView)
+    ),
+    security(("api_key" = []))
+)]
 async fn call_events(
     state: web::Data<ApiState>,
     caller: Caller,

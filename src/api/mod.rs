@@ -9,6 +9,8 @@ pub mod body;
 pub mod calls_api;
 pub mod calls_views;
 pub mod events;
+pub mod openapi;
+pub mod phone;
 pub mod views;
 
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse, ResponseError};
 use serde::Deserialize;
 use thiserror::Error;
+use utoipa::IntoParams;
 use uuid::Uuid;
 
 use crate::call::state::{CallRecord, EndCause};
@@ -167,6 +170,18 @@ pub async fn hangup_visible(
         .unwrap_or(before))
 }
 
+/// A call in VoIPBIN's shape.
+#[utoipa::path(
+    get,
+    path = "/calls/{id}",
+    tag = "rest",
+    params(("id" = String, Path, description = "The call id (a UUID)")),
+    responses(
+        (status = 200, description = "The call", body = CallView),
+        (status = 400, description = "Not a call id", body = ErrorView), (status = 401, description = "Missing or wrong API key", body = ErrorView), (status = 403, description = "Address not allowed", body = ErrorView), (status = 404, description = "Unknown call, or another workspace's", body = ErrorView)
+    ),
+    security(("api_key" = []))
+)]
 async fn get_call(
     state: web::Data<ApiState>,
     caller: Caller,
@@ -177,14 +192,30 @@ async fn get_call(
     Ok(HttpResponse::Ok().json(CallView::from(&record)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
+    /// Calls per page: 1 to 100, 10 when not given.
     page_size: Option<usize>,
+    /// `next_page_token` of the previous page.
     page_token: Option<String>,
+    /// Only the call with this reference (the id the caller's side gave it).
     reference: Option<String>,
 }
 
+/// Calls, newest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/calls",
+    tag = "rest",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of calls", body = PageView),
+        (status = 400, description = "Bad query", body = ErrorView), (status = 401, description = "Missing or wrong API key", body = ErrorView), (status = 403, description = "Address not allowed", body = ErrorView), (status = 503, description = "Store unavailable", body = ErrorView)
+    ),
+    security(("api_key" = []))
+)]
 async fn list_calls(
     state: web::Data<ApiState>,
     caller: Caller,
@@ -227,6 +258,18 @@ pub fn parse_page_token(t: &str) -> Result<PageToken, ApiError> {
         .map_err(|_| ApiError::BadRequest(format!("page_token `{t}` is not a token this API gave")))
 }
 
+/// Hangs a live call up.
+#[utoipa::path(
+    post,
+    path = "/calls/{id}/hangup",
+    tag = "rest",
+    params(("id" = String, Path, description = "The call id (a UUID)")),
+    responses(
+        (status = 200, description = "The call after the hang-up", body = CallView),
+        (status = 400, description = "Not a call id", body = ErrorView), (status = 401, description = "Missing or wrong API key", body = ErrorView), (status = 403, description = "Address not allowed", body = ErrorView), (status = 404, description = "Unknown call", body = ErrorView), (status = 409, description = "The call has already ended", body = ErrorView)
+    ),
+    security(("api_key" = []))
+)]
 async fn hangup_call(
     state: web::Data<ApiState>,
     caller: Caller,
@@ -237,6 +280,13 @@ async fn hangup_call(
     Ok(HttpResponse::Ok().json(CallView::from(&record)))
 }
 
+/// Whether the switch is up, its call counts and its store writer. Open to everyone.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "rest",
+    responses((status = 200, description = "Status, call counts, store writer", body = openapi::HealthView))
+)]
 async fn health(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let stats = state
         .registry
@@ -305,6 +355,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }))
     .configure(calls_api::configure)
     .configure(events::configure)
+    .configure(openapi::configure)
+    .configure(phone::configure)
     // Resources, not `route(path, …)`: a resource answers its other methods 405 (as JSON,
     // through `body::BodyGuard`), where a route's method guard falls through to the 404.
     .service(web::resource("/health").route(web::get().to(health)))

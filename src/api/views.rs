@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::call::state::{Address, CallRecord};
@@ -19,7 +20,7 @@ fn opt_time(t: &Option<DateTime<Utc>>) -> Option<String> {
 
 /// A call in VoIPBIN's JSON shape, plus `reference` and where it came from. Unset ids are the
 /// nil UUID and unset hang-up fields are empty strings, as in VoIPBIN; unset times are null.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CallView {
     pub id: Uuid,
     #[serde(rename = "type")]
@@ -33,15 +34,20 @@ pub struct CallView {
     pub chained_call_ids: Vec<Uuid>,
     pub recording_id: Uuid,
     pub recording_ids: Vec<Uuid>,
+    #[schema(value_type = super::openapi::AddressSchema)]
     pub source: Address,
+    #[schema(value_type = super::openapi::AddressSchema)]
     pub destination: Address,
     pub status: &'static str,
+    /// The flow action the call is on (`{}` when none).
+    #[schema(value_type = Object)]
     pub action: serde_json::Value,
     pub direction: &'static str,
     pub hangup_by: &'static str,
     pub hangup_reason: &'static str,
     pub hangup_detail: String,
     /// The caller side's connection metadata (Ringover), null when there was none.
+    #[schema(value_type = Object, nullable)]
     pub metadata: serde_json::Value,
     pub tm_create: String,
     pub tm_update: String,
@@ -87,19 +93,20 @@ impl From<&CallRecord> for CallView {
 }
 
 /// A VoIPBIN page: `{next_page_token, result}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PageView {
     pub next_page_token: String,
     pub result: Vec<CallView>,
 }
 
 /// A JSON error body: `{"error": {"code": 404, "message": "…"}}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorView {
     pub error: ErrorBody,
 }
 
-#[derive(Debug, Serialize)]
+/// The error: its HTTP status and what went wrong.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     pub code: u16,
     pub message: String,

@@ -1,5 +1,9 @@
-//! Python peers: a virtual environment the suite creates once (grpcio and its code generator
-//! from PyPI), stubs generated from `proto/`, and peer programs from `tests/peers/` run in it.
+//! Python peers: virtual environments the suite creates once from PyPI, and peer programs
+//! from `tests/peers/` run in them. `python_env` has grpcio and stubs generated from `proto/`
+//! (AI services); `browser_env` has Playwright, which drives Debian's Chromium (it downloads
+//! no browser).
+
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -9,35 +13,64 @@ use std::time::Duration;
 /// grpcio as Python AI services use it; the code generator of the same release.
 const GRPCIO: &str = "grpcio==1.68.1";
 const GRPCIO_TOOLS: &str = "grpcio-tools==1.68.1";
+/// Playwright's Python package (its driver only: the browser is `/usr/bin/chromium`).
+const PLAYWRIGHT: &str = "playwright==1.65.2";
 
-/// The venv and generated stubs, created on first use (a file lock keeps test binaries that
-/// run at once from building it twice). Panics with the reason when it cannot be built.
-pub fn python_env() -> (PathBuf, PathBuf) {
-    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-peers");
+/// A venv under the cargo target tmp dir named `name`, with `requirements` installed and
+/// `prepare` run once in its folder (given its python). A file lock keeps test binaries that
+/// run at once from building it twice; a marker naming the requirements says it is complete.
+/// Panics with the reason when it cannot be built.
+fn venv(
+    name: &str,
+    requirements: &[&str],
+    prepare: impl FnOnce(&Path, &Path),
+) -> (PathBuf, PathBuf) {
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     std::fs::create_dir_all(&root).expect("python peers folder");
     let venv = root.join("venv");
-    let stubs = root.join("stubs");
     let python = venv.join("bin").join("python");
     let lock = std::fs::File::create(root.join("lock")).expect("lock file");
     lock.lock().expect("lock the python peers folder");
     let ready = root.join("ready");
-    if !ready.exists() {
+    let wanted = requirements.join("\n");
+    if std::fs::read_to_string(&ready).ok().as_deref() != Some(wanted.as_str()) {
         run(Command::new("python3").arg("-m").arg("venv").arg(&venv));
         run(Command::new(&python)
             .args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
-            .args([GRPCIO, GRPCIO_TOOLS]));
+            .args(requirements));
+        prepare(&root, &python);
+        std::fs::write(&ready, wanted).expect("ready marker");
+    }
+    let _ = lock.unlock();
+    (python, root)
+}
+
+/// The grpcio venv and its generated stubs folder.
+pub fn python_env() -> (PathBuf, PathBuf) {
+    let (python, root) = venv("python-peers", &[GRPCIO, GRPCIO_TOOLS], |root, python| {
+        let stubs = root.join("stubs");
         std::fs::create_dir_all(&stubs).expect("stubs folder");
         let proto = Path::new(env!("CARGO_MANIFEST_DIR")).join("proto");
-        run(Command::new(&python)
+        run(Command::new(python)
             .args(["-m", "grpc_tools.protoc"])
             .arg(format!("-I{}", proto.display()))
             .arg(format!("--python_out={}", stubs.display()))
             .arg(format!("--grpc_python_out={}", stubs.display()))
             .arg(proto.join("live_call.proto")));
-        std::fs::write(&ready, GRPCIO).expect("ready marker");
-    }
-    let _ = lock.unlock();
-    (python, stubs)
+    });
+    (python, root.join("stubs"))
+}
+
+/// The Playwright venv's python.
+pub fn browser_env() -> PathBuf {
+    venv("browser-peers", &[PLAYWRIGHT], |_, _| {}).0
+}
+
+/// A peer script under `tests/peers/`.
+pub fn peer_script(script: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/peers")
+        .join(script)
 }
 
 fn run(command: &mut Command) {
@@ -62,9 +95,7 @@ impl PythonPeer {
     /// `patience`) for the `PORT n` line it prints once listening.
     pub fn start(script: &str, patience: Duration) -> PythonPeer {
         let (python, stubs) = python_env();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/peers")
-            .join(script);
+        let script = peer_script(script);
         let mut child = Command::new(python)
             .arg(&script)
             .arg(&stubs)

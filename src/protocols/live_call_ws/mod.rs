@@ -75,6 +75,25 @@ impl Settings {
 /// waits unsent toward it.
 const PAUSE_READING_MIN: usize = 256 * 1024;
 
+/// Upgrades to the live-call WebSocket (JSON text frames: `initial_info`, `play_audio`,
+/// `disconnect`; the switch sends `audio_output`, `signal` and `error`).
+#[utoipa::path(
+    get,
+    path = "/live-call/websocket/{call_id}/{customer_phone_number}",
+    tag = "websocket",
+    params(
+        ("call_id" = String, Path, description = "The client's id for the call (the record's `reference`)"),
+        ("customer_phone_number" = String, Path, description = "The caller's number"),
+        ("token" = Option<String>, Query, description = "One of `[auth] live_call_tokens`")
+    ),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 401, description = "Missing or wrong token"),
+        (status = 403, description = "Address not allowed"),
+        (status = 503, description = "Full or draining")
+    ),
+    security((), ("live_call_token" = []))
+)]
 async fn upgrade(
     req: HttpRequest,
     stream: web::Payload,

@@ -99,6 +99,19 @@ fn json_error(code: u16, message: String) -> ErrorView {
 }
 
 /// `GET /ringover/stream[?token=…]`: upgrades to the streamer WebSocket.
+#[utoipa::path(
+    get,
+    path = "/ringover/stream",
+    tag = "websocket",
+    params(("token" = Option<String>, Query, description = "One of `[ringover] tokens`")),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol (a metadata text frame, then binary L16 audio)"),
+        (status = 401, description = "Missing or wrong token"),
+        (status = 403, description = "Address not allowed"),
+        (status = 503, description = "Full or draining")
+    ),
+    security((), ("ringover_token" = []))
+)]
 pub async fn stream(
     req: HttpRequest,
     payload: web::Payload,
