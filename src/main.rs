@@ -103,7 +103,8 @@ enum Command {
         /// With --abuse: seconds each flood lasts.
         #[arg(long, default_value_t = 6.0)]
         seconds: f64,
-        /// With --abuse: the longest wait after each flood for the switch to settle.
+        /// With --abuse: the longest wait after each flood for the switch to settle (no live
+        /// call, RSS no longer falling). With --spawn each flood also gets a fresh switch.
         #[arg(long, default_value_t = 10.0)]
         settle_seconds: f64,
         /// With --abuse: the floods to play (comma-separated; default all, in this order).
@@ -218,20 +219,10 @@ fn main() -> ExitCode {
             api_key,
         } => run_async(async move {
             use switchboard::load::{self, AbuseOptions, LoadOptions, Mode, SpawnedSwitch};
-            let spawned = if spawn {
-                let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-                let greet_only = mode != Mode::Stream && !abuse;
-                Some(SpawnedSwitch::start(&exe, max_calls, greet_only).await?)
-            } else {
-                None
-            };
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
             if abuse {
-                let mut opts = AbuseOptions::new(
-                    spawned.as_ref().map_or(http, |s| s.http),
-                    spawned.as_ref().map_or(grpc, |s| s.grpc),
-                    spawned.as_ref().map_or(token, |s| s.token.clone()),
-                );
-                opts.pid = spawned.as_ref().map(|s| s.pid()).or(pid);
+                let mut opts = AbuseOptions::new(http, grpc, token);
+                opts.pid = pid;
                 opts.ringover_token = ringover_token;
                 opts.api_key = api_key;
                 if !floods.is_empty() {
@@ -240,10 +231,20 @@ fn main() -> ExitCode {
                 opts.phase = std::time::Duration::from_secs_f64(seconds);
                 opts.settle = std::time::Duration::from_secs_f64(settle_seconds);
                 opts.verbose = true;
-                let report = load::abuse::run(&opts).await.map_err(|e| e.to_string())?;
-                print!("{report}");
+                // With --spawn, each flood gets a fresh switch process.
+                let report = if spawn {
+                    load::abuse::run_fresh(&exe, max_calls, &opts).await
+                } else {
+                    load::abuse::run(&opts).await
+                };
+                print!("{}", report.map_err(|e| e.to_string())?);
                 return Ok(());
             }
+            let spawned = if spawn {
+                Some(SpawnedSwitch::start(&exe, max_calls, mode != Mode::Stream).await?)
+            } else {
+                None
+            };
             let opts = LoadOptions {
                 protocol,
                 mode,

@@ -187,6 +187,8 @@ pub struct AbuseRow {
     pub rest_worst_ms: f64,
     /// What the flood's client saw go wrong (close codes, gRPC status, errors), with counts.
     pub client_saw: Vec<(String, u64)>,
+    /// Live calls the switch reported when settling ended (the flood's call still alive?).
+    pub live_after: Option<u64>,
     /// `/health` and `GET /calls` answered once the flood was over.
     pub serving_after: bool,
 }
@@ -264,9 +266,9 @@ impl fmt::Display for AbuseReport {
         writeln!(f)?;
         writeln!(
             f,
-            "| flood | sent | RSS before | peak | growth | after | REST p99 ms | REST worst ms | REST failed | client saw | serving after |"
+            "| flood | sent | RSS before | peak | growth | after | REST p99 ms | REST worst ms | REST failed | client saw | live calls after | serving after |"
         )?;
-        writeln!(f, "|---|---|---|---|---|---|---|---|---|---|---|")?;
+        writeln!(f, "|---|---|---|---|---|---|---|---|---|---|---|---|")?;
         for r in &self.rows {
             let received = if r.bytes_received > 0 {
                 format!(", {:.1} MB back", r.bytes_received as f64 / 1e6)
@@ -275,7 +277,7 @@ impl fmt::Display for AbuseReport {
             };
             writeln!(
                 f,
-                "| {} | {} {}, {:.1} MB{} | {} | {} | {} | {} | {:.1} | {:.1} | {}/{} | {} | {} |",
+                "| {} | {} {}, {:.1} MB{} | {} | {} | {} | {} | {:.1} | {:.1} | {}/{} | {} | {} | {} |",
                 r.flood,
                 grouped(r.sent),
                 r.flood.unit(),
@@ -291,6 +293,7 @@ impl fmt::Display for AbuseReport {
                 r.rest_failed,
                 r.rest_count,
                 r.client_saw_text(),
+                r.live_after.map_or_else(|| "n/a".into(), |n| n.to_string()),
                 if r.serving_after { "yes" } else { "NO" },
             )?;
         }
@@ -759,8 +762,8 @@ async fn peak_rss(pid: u32, stop: Arc<AtomicBool>) -> Option<u64> {
 }
 
 /// Waits until the switch has no live call and its RSS has stopped falling (or `settle`
-/// passed); returns its RSS then.
-async fn settle(o: &AbuseOptions) -> Option<u64> {
+/// passed); returns its RSS and live calls then.
+async fn settle(o: &AbuseOptions) -> (Option<u64>, Option<u64>) {
     let started = Instant::now();
     let mut last = o.pid.and_then(proc_stats::rss_bytes);
     loop {
@@ -775,7 +778,7 @@ async fn settle(o: &AbuseOptions) -> Option<u64> {
         if (live == Some(0) && steady && started.elapsed() >= Duration::from_secs(1))
             || started.elapsed() >= o.settle
         {
-            return now;
+            return (now, live);
         }
         last = now;
     }
@@ -808,7 +811,7 @@ async fn play(flood: Flood, o: &AbuseOptions) -> AbuseRow {
     }
     // What the switch does with a flood once its client is gone (a backlog to work through)
     // is part of its cost: memory and REST are measured until it has settled.
-    let after = settle(o).await;
+    let (after, live_after) = settle(o).await;
     stop.store(true, Ordering::Relaxed);
     let peak = match sampler {
         Some(s) => s.await.ok().flatten(),
@@ -836,6 +839,7 @@ async fn play(flood: Flood, o: &AbuseOptions) -> AbuseRow {
         rest_p99_ms,
         rest_worst_ms,
         client_saw,
+        live_after,
         serving_after: serving,
     }
 }
@@ -874,6 +878,38 @@ pub async fn run(opts: &AbuseOptions) -> Result<AbuseReport, LoadError> {
             );
         }
         report.rows.push(row);
+    }
+    report.tool_peak_mb = own_peak_rss().map(|b| b as f64 / 1e6);
+    Ok(report)
+}
+
+/// Plays each flood against a switch process of its own (`exe serve` with an echo flow bot on
+/// free loopback ports, as `load --spawn` starts), so that no flood starts from what the one
+/// before left behind. `opts`' addresses, token and pid are replaced by each switch's.
+pub async fn run_fresh(
+    exe: &std::path::Path,
+    max_calls: usize,
+    opts: &AbuseOptions,
+) -> Result<AbuseReport, LoadError> {
+    let mut report = AbuseReport {
+        phase_seconds: opts.phase.as_secs_f64(),
+        rows: Vec::new(),
+        tool_peak_mb: None,
+    };
+    for &flood in &opts.floods {
+        let switch = super::SpawnedSwitch::start(exe, max_calls, false)
+            .await
+            .map_err(LoadError::Setup)?;
+        let mut o = opts.clone();
+        o.http = switch.http;
+        o.grpc = switch.grpc;
+        o.token = switch.token.clone();
+        o.pid = Some(switch.pid());
+        o.floods = vec![flood];
+        let played = run(&o).await;
+        // Stopping the switch waits for it (blocking): off the runtime's threads.
+        let _ = tokio::task::spawn_blocking(move || drop(switch)).await;
+        report.rows.extend(played?.rows);
     }
     report.tool_peak_mb = own_peak_rss().map(|b| b as f64 / 1e6);
     Ok(report)
