@@ -154,6 +154,7 @@ fn bind(addr: SocketAddr) -> Result<TcpListener, AppError> {
 
 async fn start(config: Config) -> Result<(Running, Ready), AppError> {
     let config = Arc::new(config);
+    crate::telemetry::install();
     let arbiter_count = match config.server.arbiters {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
@@ -196,6 +197,7 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
             .app_data(web::Data::new(state.clone()))
             .configure(ringover::configure(ringover_state.clone()))
             .configure(api::configure)
+            .configure(api::metrics::configure)
             .configure(|cfg| live_call_ws::configure(cfg, ws_state.clone()))
             .default_service(api::default_service())
     })

@@ -18,6 +18,7 @@
 //! - `pb`: code generated from `proto/`.
 //! - `dial`: a small SmartIVR gateway client for placing test calls.
 //! - `load`: the load generator (`switchboard load`).
+//! - `telemetry`: Prometheus metrics (names, bounded labels, the process-wide recorder).
 
 pub mod api;
 pub mod app;
@@ -34,3 +35,4 @@ pub mod registry;
 pub mod services;
 pub mod speech;
 pub mod store;
+pub mod telemetry;

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod calls_api;
 pub mod calls_views;
 pub mod events;
+pub mod metrics;
 pub mod views;
 
 use std::sync::Arc;

@@ -1,5 +1,6 @@
 //! One `StreamCall` from a gateway as the caller leg of its call.
 
+use crate::telemetry::Frames;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -31,6 +32,8 @@ pub struct LiveCallGrpcSession {
     gone: bool,
     /// Audio frames dropped because the gateway was not reading.
     dropped_frames: u64,
+    /// Frames in, out and dropped, as metrics.
+    frames: Frames,
 }
 
 impl LiveCallGrpcSession {
@@ -48,6 +51,7 @@ impl LiveCallGrpcSession {
             resampler: RateAdapter::new(LEG_IN_RATE),
             gone: false,
             dropped_frames: 0,
+            frames: Frames::new("live_call_grpc"),
         }
     }
 
@@ -132,7 +136,9 @@ impl LiveCallGrpcSession {
                     Err(e) => return self.send(convert::error(400, &e.to_string()), false, ctx),
                 };
                 let samples = self.resampler.convert(rate, samples);
-                let _ = self.call.try_send(CallerEvent::Audio(samples));
+                if self.call.try_send(CallerEvent::Audio(samples)).is_err() {
+                    self.frames.dropped("call_busy");
+                }
             }
             Some(client_request::Data::Disconnect(_)) => {
                 self.tx = None;
@@ -165,7 +171,10 @@ impl Actor for LiveCallGrpcSession {
 impl StreamHandler<Result<ClientRequest, Status>> for LiveCallGrpcSession {
     fn handle(&mut self, item: Result<ClientRequest, Status>, ctx: &mut Context<Self>) {
         match item {
-            Ok(request) => self.on_request(request, ctx),
+            Ok(request) => {
+                self.frames.received.increment(1);
+                self.on_request(request, ctx)
+            }
             Err(status) => self.refuse_stream(status, ctx),
         }
     }
@@ -187,6 +196,9 @@ impl Handler<LegCommand> for LiveCallGrpcSession {
                     .is_err()
                 {
                     self.dropped_frames += 1;
+                    self.frames.dropped("slow_peer");
+                } else {
+                    self.frames.sent.increment(1);
                 }
             }
             LegCommand::StopAudio => self.send(convert::kill_audio(&self.info.call_id), false, ctx),
