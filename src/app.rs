@@ -12,9 +12,11 @@ use actix::prelude::*;
 use actix_web::{web, App, HttpServer};
 use thiserror::Error;
 use tokio::sync::oneshot;
+use tonic::service::interceptor::InterceptedService;
 
 use crate::api::{self, ApiState};
 use crate::config::{Config, Ingress};
+use crate::grpc_ops::{self, Health};
 use crate::protocols::access::{AccessRule, GrpcAccess};
 use crate::protocols::live_call_grpc::{LiveCallServer, LiveCallService};
 use crate::protocols::live_call_ws::{self, LiveCallWsState};
@@ -104,6 +106,8 @@ struct Running {
     store: Store,
     store_runtime: StoreRuntime,
     drain_seconds: u64,
+    /// gRPC health: NOT_SERVING from the start of a drain.
+    health: Health,
 }
 
 struct Ready {
@@ -226,6 +230,16 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
         .with_write_timeout(Duration::from_millis(config.media.write_timeout_ms));
     let live_call = LiveCallService::new(registry.clone(), config.live_call.out_sample_rate);
     let grpc_access = GrpcAccess::new(access.grpc);
+    // Health and reflection follow the same access rule as the call services.
+    let (health, health_service) = Health::new();
+    health.serving().await;
+    let health_service = InterceptedService::new(health_service, grpc_access.clone());
+    let reflection =
+        grpc_ops::reflection_v1().map_err(|e| AppError::Start(format!("gRPC reflection: {e}")))?;
+    let reflection = InterceptedService::new(reflection, grpc_access.clone());
+    let reflection_alpha = grpc_ops::reflection_v1alpha()
+        .map_err(|e| AppError::Start(format!("gRPC reflection: {e}")))?;
+    let reflection_alpha = InterceptedService::new(reflection_alpha, grpc_access.clone());
     let grpc_thread = std::thread::Builder::new()
         .name("switchboard-grpc".into())
         .spawn(move || {
@@ -256,6 +270,9 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
                         grpc_access.clone(),
                     ))
                     .add_service(LiveCallServer::with_interceptor(live_call, grpc_access))
+                    .add_service(health_service)
+                    .add_service(reflection)
+                    .add_service(reflection_alpha)
                     .serve_with_incoming_shutdown(incoming, async {
                         let _ = grpc_stop_rx.await;
                     })
@@ -278,6 +295,7 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
             store: store.clone(),
             store_runtime,
             drain_seconds: config.server.drain_seconds,
+            health,
         },
         Ready {
             http_addr,
@@ -341,6 +359,7 @@ impl Running {
     /// Stops admitting calls, lets live calls finish (when draining), hangs up the rest,
     /// waits for them, flushes the store, stops everything.
     async fn shutdown(self, how: Stop) {
+        self.health.not_serving().await;
         if let Ok(live) = self.registry.send(Drain).await {
             tracing::info!(live, ?how, "shutting down");
         }

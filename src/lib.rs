@@ -16,6 +16,7 @@
 //! - `recording`: stereo call recordings (caller left, bot right).
 //! - `services`: handles shared by calls and bots.
 //! - `pb`: code generated from `proto/`.
+//! - `grpc_ops`: gRPC health checks (NOT_SERVING while draining) and server reflection.
 //! - `dial`: a small SmartIVR gateway client for placing test calls.
 //! - `load`: the load generator (`switchboard load`).
 //! - `telemetry`: Prometheus metrics (names, bounded labels, the process-wide recorder).
@@ -26,6 +27,7 @@ pub mod bots;
 pub mod call;
 pub mod config;
 pub mod dial;
+pub mod grpc_ops;
 pub mod load;
 pub mod media;
 pub mod pb;
