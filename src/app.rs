@@ -196,6 +196,10 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
         settings: live_call_ws::Settings::new(&config.media),
     };
     let ringover_state = RingoverState::new(registry.clone(), &config, access.ringover);
+    let http_tls = tls_identity(config.http.tls())?
+        .map(|identity| identity.rustls(&config.http.tls()))
+        .transpose()
+        .map_err(|e| AppError::Start(e.to_string()))?;
     let http = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(state.clone()))
@@ -207,8 +211,11 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
     })
     .workers(HTTP_WORKERS)
     .disable_signals()
-    .shutdown_timeout(1)
-    .listen(http_listener)
+    .shutdown_timeout(1);
+    let http = match http_tls {
+        Some(tls) => http.listen_rustls_0_23(http_listener, tls),
+        None => http.listen(http_listener),
+    }
     .map_err(|source| AppError::Bind {
         addr: http_addr,
         source,
@@ -230,6 +237,12 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
         .with_write_timeout(Duration::from_millis(config.media.write_timeout_ms));
     let live_call = LiveCallService::new(registry.clone(), config.live_call.out_sample_rate);
     let grpc_access = GrpcAccess::new(access.grpc);
+    let grpc_builder = match tls_identity(config.grpc.tls())? {
+        Some(identity) => tonic::transport::Server::builder()
+            .tls_config(identity.tonic())
+            .map_err(|e| AppError::Start(format!("grpc.tls_cert and grpc.tls_key: {e}")))?,
+        None => tonic::transport::Server::builder(),
+    };
     // Health and reflection follow the same access rule as the call services.
     let (health, health_service) = Health::new();
     health.serving().await;
@@ -264,7 +277,8 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
                     }
                 };
                 let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-                let served = tonic::transport::Server::builder()
+                let mut grpc_builder = grpc_builder;
+                let served = grpc_builder
                     .add_service(SmartIvrPhonegatewayServer::with_interceptor(
                         smartivr,
                         grpc_access.clone(),
@@ -284,7 +298,11 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
         })
         .map_err(|e| AppError::Start(e.to_string()))?;
 
-    tracing::info!(%http_addr, %grpc_addr, arbiters = arbiter_count, "switchboard listening");
+    let (http_tls, grpc_tls) = (
+        config.http.tls_cert.is_some(),
+        config.grpc.tls_cert.is_some(),
+    );
+    tracing::info!(%http_addr, %grpc_addr, http_tls, grpc_tls, arbiters = arbiter_count, "switchboard listening");
     Ok((
         Running {
             registry: registry.clone(),
@@ -304,6 +322,13 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
             store,
         },
     ))
+}
+
+/// A listener's certificate and key, read again at start (validation read them too).
+fn tls_identity(
+    settings: crate::tls::Settings<'_>,
+) -> Result<Option<crate::tls::Identity>, AppError> {
+    settings.load().map_err(|e| AppError::Start(e.to_string()))
 }
 
 /// The access rule of every ingress.

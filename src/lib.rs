@@ -19,6 +19,7 @@
 //! - `grpc_ops`: gRPC health checks (NOT_SERVING while draining) and server reflection.
 //! - `dial`: a small SmartIVR gateway client for placing test calls.
 //! - `load`: the load generator (`switchboard load`).
+//! - `tls`: certificates and keys of the HTTP and gRPC listeners (rustls).
 //! - `telemetry`: Prometheus metrics (names, bounded labels, the process-wide recorder).
 
 pub mod api;
@@ -38,3 +39,4 @@ pub mod services;
 pub mod speech;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
