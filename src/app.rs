@@ -12,9 +12,11 @@ use actix::prelude::*;
 use actix_web::{web, App, HttpServer};
 use thiserror::Error;
 use tokio::sync::oneshot;
+use tonic::service::interceptor::InterceptedService;
 
 use crate::api::{self, ApiState};
 use crate::config::{Config, Ingress};
+use crate::grpc_ops::{self, Health};
 use crate::protocols::access::{AccessRule, GrpcAccess};
 use crate::protocols::live_call_grpc::{LiveCallServer, LiveCallService};
 use crate::protocols::live_call_ws::{self, LiveCallWsState};
@@ -104,6 +106,8 @@ struct Running {
     store: Store,
     store_runtime: StoreRuntime,
     drain_seconds: u64,
+    /// gRPC health: NOT_SERVING from the start of a drain.
+    health: Health,
 }
 
 struct Ready {
@@ -154,6 +158,7 @@ fn bind(addr: SocketAddr) -> Result<TcpListener, AppError> {
 
 async fn start(config: Config) -> Result<(Running, Ready), AppError> {
     let config = Arc::new(config);
+    crate::telemetry::install();
     let arbiter_count = match config.server.arbiters {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
@@ -192,19 +197,27 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
     };
     let ringover_state = RingoverState::new(registry.clone(), &config, access.ringover);
     let body_timeout = Duration::from_millis(config.http.body_timeout_ms);
+    let http_tls = tls_identity(config.http.tls())?
+        .map(|identity| identity.rustls(&config.http.tls()))
+        .transpose()
+        .map_err(|e| AppError::Start(e.to_string()))?;
     let http = HttpServer::new(move || {
         App::new()
             .wrap(api::body::BodyGuard::new(body_timeout))
             .app_data(web::Data::new(state.clone()))
             .configure(ringover::configure(ringover_state.clone()))
             .configure(api::configure)
+            .configure(api::metrics::configure)
             .configure(|cfg| live_call_ws::configure(cfg, ws_state.clone()))
             .default_service(api::default_service())
     })
     .workers(HTTP_WORKERS)
     .disable_signals()
-    .shutdown_timeout(1)
-    .listen(http_listener)
+    .shutdown_timeout(1);
+    let http = match http_tls {
+        Some(tls) => http.listen_rustls_0_23(http_listener, tls),
+        None => http.listen(http_listener),
+    }
     .map_err(|source| AppError::Bind {
         addr: http_addr,
         source,
@@ -227,6 +240,22 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
     let live_call = LiveCallService::new(registry.clone(), config.live_call.out_sample_rate)
         .with_write_timeout(Duration::from_millis(config.media.write_timeout_ms));
     let grpc_access = GrpcAccess::new(access.grpc);
+    let grpc_builder = match tls_identity(config.grpc.tls())? {
+        Some(identity) => tonic::transport::Server::builder()
+            .tls_config(identity.tonic())
+            .map_err(|e| AppError::Start(format!("grpc.tls_cert and grpc.tls_key: {e}")))?,
+        None => tonic::transport::Server::builder(),
+    };
+    // Health and reflection follow the same access rule as the call services.
+    let (health, health_service) = Health::new();
+    health.serving().await;
+    let health_service = InterceptedService::new(health_service, grpc_access.clone());
+    let reflection =
+        grpc_ops::reflection_v1().map_err(|e| AppError::Start(format!("gRPC reflection: {e}")))?;
+    let reflection = InterceptedService::new(reflection, grpc_access.clone());
+    let reflection_alpha = grpc_ops::reflection_v1alpha()
+        .map_err(|e| AppError::Start(format!("gRPC reflection: {e}")))?;
+    let reflection_alpha = InterceptedService::new(reflection_alpha, grpc_access.clone());
     let grpc_thread = std::thread::Builder::new()
         .name("switchboard-grpc".into())
         .spawn(move || {
@@ -251,12 +280,16 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
                     }
                 };
                 let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-                let served = tonic::transport::Server::builder()
+                let mut grpc_builder = grpc_builder;
+                let served = grpc_builder
                     .add_service(SmartIvrPhonegatewayServer::with_interceptor(
                         smartivr,
                         grpc_access.clone(),
                     ))
                     .add_service(LiveCallServer::with_interceptor(live_call, grpc_access))
+                    .add_service(health_service)
+                    .add_service(reflection)
+                    .add_service(reflection_alpha)
                     .serve_with_incoming_shutdown(incoming, async {
                         let _ = grpc_stop_rx.await;
                     })
@@ -268,7 +301,11 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
         })
         .map_err(|e| AppError::Start(e.to_string()))?;
 
-    tracing::info!(%http_addr, %grpc_addr, arbiters = arbiter_count, "switchboard listening");
+    let (http_tls, grpc_tls) = (
+        config.http.tls_cert.is_some(),
+        config.grpc.tls_cert.is_some(),
+    );
+    tracing::info!(%http_addr, %grpc_addr, http_tls, grpc_tls, arbiters = arbiter_count, "switchboard listening");
     Ok((
         Running {
             registry: registry.clone(),
@@ -279,6 +316,7 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
             store: store.clone(),
             store_runtime,
             drain_seconds: config.server.drain_seconds,
+            health,
         },
         Ready {
             http_addr,
@@ -287,6 +325,13 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
             store,
         },
     ))
+}
+
+/// A listener's certificate and key, read again at start (validation read them too).
+fn tls_identity(
+    settings: crate::tls::Settings<'_>,
+) -> Result<Option<crate::tls::Identity>, AppError> {
+    settings.load().map_err(|e| AppError::Start(e.to_string()))
 }
 
 /// The access rule of every ingress.
@@ -342,6 +387,7 @@ impl Running {
     /// Stops admitting calls, lets live calls finish (when draining), hangs up the rest,
     /// waits for them, flushes the store, stops everything.
     async fn shutdown(self, how: Stop) {
+        self.health.not_serving().await;
         if let Ok(live) = self.registry.send(Drain).await {
             tracing::info!(live, ?how, "shutting down");
         }

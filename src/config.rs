@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -106,6 +106,10 @@ pub struct HttpConfig {
     /// request is answered 408 and the connection closed: a client trickling a body cannot
     /// hold a connection and a worker's attention forever.
     pub body_timeout_ms: u64,
+    /// A PEM certificate chain: with `tls_key`, the listener serves HTTPS and wss:// only.
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -113,6 +117,20 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: "127.0.0.1:8080".parse().expect("constant address"),
             body_timeout_ms: 10_000,
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The listener's TLS settings.
+    pub fn tls(&self) -> crate::tls::Settings<'_> {
+        crate::tls::Settings {
+            cert_key: "http.tls_cert",
+            cert: self.tls_cert.as_deref(),
+            key_key: "http.tls_key",
+            key: self.tls_key.as_deref(),
         }
     }
 }
@@ -133,6 +151,10 @@ pub struct GrpcConfig {
     pub allow_from: Vec<String>,
     /// Admits every peer on a non-loopback `listen` without tokens or networks, on purpose.
     pub allow_unauthenticated: bool,
+    /// A PEM certificate chain: with `tls_key`, the listener serves gRPC over TLS only.
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for GrpcConfig {
@@ -142,6 +164,20 @@ impl Default for GrpcConfig {
             tokens: Vec::new(),
             allow_from: Vec::new(),
             allow_unauthenticated: false,
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+impl GrpcConfig {
+    /// The listener's TLS settings.
+    pub fn tls(&self) -> crate::tls::Settings<'_> {
+        crate::tls::Settings {
+            cert_key: "grpc.tls_cert",
+            cert: self.tls_cert.as_deref(),
+            key_key: "grpc.tls_key",
+            key: self.tls_key.as_deref(),
         }
     }
 }
@@ -756,6 +792,12 @@ impl Config {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         if self.server.max_calls == 0 {
             return invalid("server.max_calls must be at least 1".into());
+        }
+        // Certificates are read here too, so `check-config` and start-up name a bad file.
+        for tls in [self.http.tls(), self.grpc.tls()] {
+            if let Err(e) = tls.load() {
+                return invalid(e.to_string());
+            }
         }
         if !RINGOVER_OUT_RATES.contains(&self.ringover.out_sample_rate) {
             return invalid(format!(

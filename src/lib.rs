@@ -18,8 +18,11 @@
 //! - `recording`: stereo call recordings (caller left, bot right).
 //! - `services`: handles shared by calls and bots.
 //! - `pb`: code generated from `proto/`.
+//! - `grpc_ops`: gRPC health checks (NOT_SERVING while draining) and server reflection.
 //! - `dial`: a small SmartIVR gateway client for placing test calls.
 //! - `load`: the load generator (`switchboard load`).
+//! - `tls`: certificates and keys of the HTTP and gRPC listeners (rustls).
+//! - `telemetry`: Prometheus metrics (names, bounded labels, the process-wide recorder).
 
 pub mod api;
 pub mod app;
@@ -27,6 +30,7 @@ pub mod bots;
 pub mod call;
 pub mod config;
 pub mod dial;
+pub mod grpc_ops;
 pub mod limits;
 pub mod load;
 pub mod media;
@@ -37,3 +41,5 @@ pub mod registry;
 pub mod services;
 pub mod speech;
 pub mod store;
+pub mod telemetry;
+pub mod tls;

@@ -30,6 +30,10 @@ enum Command {
         /// TOML configuration; default ./config.toml when present, else built-in defaults.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Log lines as text or as one JSON object per line (fields at the top level; `call`
+        /// is the call's id on lines about a call).
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
     },
     /// Check a configuration file and exit.
     CheckConfig {
@@ -124,17 +128,40 @@ enum Command {
     },
 }
 
-fn init_tracing() {
+/// How `serve` writes its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines; coloured only when stdout is a terminal and `NO_COLOR` is unset.
+    Text,
+    /// One JSON object per line, for log pipelines.
+    Json,
+}
+
+/// Logs to stdout at `RUST_LOG` (default `info`).
+fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_ansi(false)
+            .init(),
+        LogFormat::Text => {
+            let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            builder.with_ansi(colour).init()
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config } => {
-            init_tracing();
+        Command::Serve { config, log_format } => {
+            init_tracing(log_format);
             let source = Config::source(config.as_deref());
             let config = match Config::load(config.as_deref()) {
                 Ok(c) => c,

@@ -2,6 +2,10 @@
 
 #![allow(clippy::all, missing_docs)]
 
+/// Both protos' descriptors, encoded, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    tonic::include_file_descriptor_set!("switchboard_descriptor");
+
 /// SmartIVR phone-gateway protocol.
 pub mod smartivr {
     tonic::include_proto!("smartivrphonegateway");

@@ -16,6 +16,7 @@ use crate::call::messages::{Chain, ChainError, Hangup};
 use crate::call::state::{Address, CallRecord, Direction, EndCause, Status};
 use crate::call::CallActor;
 use crate::services::Services;
+use crate::telemetry;
 
 /// What a protocol knows about a call it is about to create.
 #[derive(Debug, Clone)]
@@ -211,6 +212,18 @@ pub struct Registry {
     draining: bool,
 }
 
+impl AdmitError {
+    /// The `reason` label of `switchboard_calls_refused_total`.
+    pub fn metric_reason(&self) -> &'static str {
+        match self {
+            AdmitError::Full(_) => "full",
+            AdmitError::Draining => "draining",
+            AdmitError::NoRoute { .. } => "no_route",
+            AdmitError::Chain(_) => "no_master",
+        }
+    }
+}
+
 impl Registry {
     /// A registry placing calls on `arbiters` (at least one).
     pub fn new(services: Arc<Services>, arbiters: Vec<ArbiterHandle>) -> Self {
@@ -287,6 +300,7 @@ impl Registry {
             CallActor::new(initial, registry, services)
         });
         self.live.insert(id, addr.clone());
+        telemetry::call_admitted(&record.ingress);
         self.services.journal.call_changed(&record, "call_created");
         self.remember(record.clone());
         tracing::info!(call = %id, reference = %record.reference, ingress = record.ingress, bot = %record.bot, "call created");
@@ -307,6 +321,15 @@ impl Registry {
                     },
                 );
             }
+        }
+    }
+
+    /// A live call is over: it moves to the ended calls (once).
+    fn end_live(&mut self, id: Uuid) {
+        if self.live.remove(&id).is_some() {
+            telemetry::call_gone();
+            self.ended.push_back(id);
+            self.forget_old_ended();
         }
     }
 
@@ -334,9 +357,13 @@ impl Handler<CreateCall> for Registry {
     type Result = ResponseActFuture<Self, Result<CallHandle, AdmitError>>;
 
     fn handle(&mut self, msg: CreateCall, ctx: &mut Context<Self>) -> Self::Result {
+        let ingress = msg.call.ingress;
         let bot = match self.admit(&msg.call) {
             Ok(bot) => bot,
-            Err(e) => return Box::pin(fut::ready(Err(e))),
+            Err(e) => {
+                telemetry::call_refused(ingress, e.metric_reason());
+                return Box::pin(fut::ready(Err(e)));
+            }
         };
         let id = Uuid::new_v4();
         let Some(master_id) = msg.call.master_call_id else {
@@ -345,16 +372,24 @@ impl Handler<CreateCall> for Registry {
         };
         // A chained call exists only if its master takes it.
         let Some(master) = self.live.get(&master_id).cloned() else {
+            telemetry::call_refused(ingress, "no_master");
             return Box::pin(fut::ready(Err(ChainError::NoMaster(master_id).into())));
         };
         Box::pin(
-            master.send(Chain { child: id }).into_actor(self).map(
-                move |reply, act, ctx| match reply {
-                    Ok(Ok(())) => Ok(act.spawn_call(id, msg.call, bot, ctx)),
-                    Ok(Err(e)) => Err(e.into()),
-                    Err(_) => Err(ChainError::NoMaster(master_id).into()),
-                },
-            ),
+            master
+                .send(Chain { child: id })
+                .into_actor(self)
+                .map(move |reply, act, ctx| {
+                    let admitted: Result<CallHandle, AdmitError> = match reply {
+                        Ok(Ok(())) => Ok(act.spawn_call(id, msg.call, bot, ctx)),
+                        Ok(Err(e)) => Err(e.into()),
+                        Err(_) => Err(ChainError::NoMaster(master_id).into()),
+                    };
+                    if let Err(e) = &admitted {
+                        telemetry::call_refused(ingress, e.metric_reason());
+                    }
+                    admitted
+                }),
         )
     }
 }
@@ -373,12 +408,12 @@ impl Handler<CallChanged> for Registry {
     fn handle(&mut self, msg: CallChanged, _ctx: &mut Context<Self>) {
         tracing::debug!(call = %msg.record.id, event = msg.event, status = msg.record.status.as_str(), "call event");
         self.services.journal.call_changed(&msg.record, msg.event);
+        observe_change(&msg.record, msg.event);
         let hung_up = msg.record.status == Status::Hangup;
         let id = msg.record.id;
         self.remember(*msg.record);
-        if hung_up && self.live.remove(&id).is_some() {
-            self.ended.push_back(id);
-            self.forget_old_ended();
+        if hung_up {
+            self.end_live(id);
         }
     }
 }
@@ -387,10 +422,25 @@ impl Handler<CallEnded> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: CallEnded, _ctx: &mut Context<Self>) {
-        if self.live.remove(&msg.id).is_some() {
-            self.ended.push_back(msg.id);
-            self.forget_old_ended();
+        self.end_live(msg.id);
+    }
+}
+
+/// Counts what a status change means for the metrics: set-up time when a call is answered,
+/// its end with ingress, bot and reason when it hangs up.
+fn observe_change(record: &CallRecord, event: &str) {
+    match event {
+        "call_progressing" => {
+            if let Some(answered) = record.tm_progressing {
+                let setup = (answered - record.tm_create).to_std().unwrap_or_default();
+                telemetry::call_set_up(&record.ingress, setup);
+            }
         }
+        "call_hangup" => {
+            let reason = record.hangup_reason.map_or("other", |r| r.as_str());
+            telemetry::call_ended(&record.ingress, &record.bot, reason);
+        }
+        _ => {}
     }
 }
 

@@ -9,6 +9,7 @@ pub mod body;
 pub mod calls_api;
 pub mod calls_views;
 pub mod events;
+pub mod metrics;
 pub mod openapi;
 pub mod phone;
 pub mod views;

@@ -91,7 +91,13 @@ impl LiveCallBot {
         self.tx = Some(tx);
         let target = self.target.clone();
         let connecting = async move {
-            super::connect(&target.url, target.bot_timeout, target.connect_timeout).await
+            super::connect(
+                "live_call",
+                &target.url,
+                target.bot_timeout,
+                target.connect_timeout,
+            )
+            .await
         };
         // The call is answered once the connection is up; the stream opens beside it, and
         // audio queued meanwhile is written as soon as the request goes out.

@@ -37,7 +37,22 @@ pub enum BotError {
 /// switch writes the call's audio as soon as the request stream is open, as gateways do.
 /// HTTP/2 pings go every third of `bot_timeout`; a bot that leaves them unanswered that long
 /// breaks the connection, which fails the call.
+/// A failure is counted by `kind` (`live_call`, `smartivr`) in
+/// `switchboard_bot_connect_failures_total`.
 pub(crate) async fn connect(
+    kind: &'static str,
+    url: &str,
+    bot_timeout: Duration,
+    connect_timeout: Duration,
+) -> Result<tonic::transport::Channel, String> {
+    let connected = connect_endpoint(url, bot_timeout, connect_timeout).await;
+    if connected.is_err() {
+        crate::telemetry::bot_connect_failed(kind);
+    }
+    connected
+}
+
+async fn connect_endpoint(
     url: &str,
     bot_timeout: Duration,
     connect_timeout: Duration,

@@ -41,11 +41,17 @@ pub fn refusal_response(refusal: &Refusal) -> HttpResponse {
     }
 }
 
-/// `Err(503 JSON)` when the switch is full or draining.
-pub async fn admission(registry: &Addr<Registry>) -> Result<(), HttpResponse> {
+/// `Err(503 JSON)` when the switch is full or draining; the refusal is counted for `ingress`.
+pub async fn admission(
+    registry: &Addr<Registry>,
+    ingress: &'static str,
+) -> Result<(), HttpResponse> {
     match registry.send(CanAdmit).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(error_json(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+        Ok(Err(e)) => {
+            crate::telemetry::call_refused(ingress, e.metric_reason());
+            Err(error_json(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
+        }
         Err(_) => Err(error_json(
             StatusCode::SERVICE_UNAVAILABLE,
             "the switch is shutting down".into(),

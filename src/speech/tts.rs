@@ -99,7 +99,9 @@ impl Tts {
         if let Some(hit) = self.lock().map.get(&key) {
             return Ok(hit.clone());
         }
+        let started = std::time::Instant::now();
         let wav_bytes = self.run(text, voice).await?;
+        crate::telemetry::tts_rendered(started.elapsed());
         let parsed = wav::parse(&wav_bytes)?;
         let audio: Arc<[i16]> = resample_all(&parsed.samples, parsed.rate, rate)?.into();
         let mut cache = self.lock();

@@ -58,6 +58,7 @@ impl Journal {
         let Some(writes) = &self.writes else { return };
         if let Err(e) = writes.try_send(write) {
             let dropped = self.health.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            crate::telemetry::store_dropped();
             tracing::error!(dropped, error = %e, "store write dropped: the writer's queue is full");
         }
     }

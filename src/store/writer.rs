@@ -119,6 +119,7 @@ impl Writer {
                 let _ = reply.send(());
             }
             let dropped = self.health.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            crate::telemetry::store_dropped();
             tracing::error!(
                 dropped,
                 max_queued = self.max_queued,
@@ -183,6 +184,7 @@ impl Writer {
             match result {
                 Ok(()) => {
                     self.health.written.fetch_add(n as u64, Ordering::Relaxed);
+                    crate::telemetry::store_written(n as u64);
                     self.health
                         .queued
                         .store(self.queue.len(), Ordering::Relaxed);
@@ -200,6 +202,7 @@ impl Writer {
                     for w in batch.into_iter().rev() {
                         self.queue.push_front(w);
                     }
+                    crate::telemetry::store_failed();
                     if !self.health.failing.swap(true, Ordering::Relaxed) {
                         tracing::error!(error = %e, queued = self.queue.len(), "store write failed; keeping writes queued and retrying");
                     }

@@ -2,6 +2,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::telemetry::Frames;
+
 use actix::prelude::*;
 use tonic::{Status, Streaming};
 
@@ -33,6 +35,8 @@ pub struct LiveCallGrpcSession {
     write_timeout: Duration,
     /// Since when every audio frame toward the gateway was dropped.
     refusing_since: Option<Instant>,
+    /// Frames in, out and dropped, as metrics.
+    frames: Frames,
 }
 
 impl LiveCallGrpcSession {
@@ -53,6 +57,7 @@ impl LiveCallGrpcSession {
             dropped_frames: 0,
             write_timeout,
             refusing_since: None,
+            frames: Frames::new("live_call_grpc"),
         }
     }
 
@@ -139,7 +144,9 @@ impl LiveCallGrpcSession {
                     Err(e) => return self.send(convert::error(400, &e.to_string()), false, ctx),
                 };
                 let samples = self.resampler.convert(rate, samples);
-                let _ = self.call.try_send(CallerEvent::Audio(samples));
+                if self.call.try_send(CallerEvent::Audio(samples)).is_err() {
+                    self.frames.dropped("call_busy");
+                }
             }
             Some(client_request::Data::Disconnect(_)) => {
                 self.tx = None;
@@ -172,7 +179,10 @@ impl Actor for LiveCallGrpcSession {
 impl StreamHandler<Result<ClientRequest, Status>> for LiveCallGrpcSession {
     fn handle(&mut self, item: Result<ClientRequest, Status>, ctx: &mut Context<Self>) {
         match item {
-            Ok(request) => self.on_request(request, ctx),
+            Ok(request) => {
+                self.frames.received.increment(1);
+                self.on_request(request, ctx)
+            }
             Err(status) => self.refuse_stream(status, ctx),
         }
     }
@@ -194,9 +204,11 @@ impl Handler<LegCommand> for LiveCallGrpcSession {
                     .is_ok()
                 {
                     self.refusing_since = None;
+                    self.frames.sent.increment(1);
                     return;
                 }
                 self.dropped_frames += 1;
+                self.frames.dropped("slow_peer");
                 let since = *self.refusing_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= self.write_timeout {
                     let detail = format!(

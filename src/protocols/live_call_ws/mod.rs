@@ -105,7 +105,7 @@ async fn upgrade(
         Ok(grant) => grant,
         Err(refusal) => return Ok(refusal_response(&refusal)),
     };
-    if let Err(refused) = admission(&state.registry).await {
+    if let Err(refused) = admission(&state.registry, "live_call_ws").await {
         return Ok(refused);
     }
     let (call_id, customer_phone_number) = path.into_inner();

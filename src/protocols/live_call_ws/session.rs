@@ -1,5 +1,6 @@
 //! One live-call WebSocket as the caller leg of its call.
 
+use crate::telemetry::Frames;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -63,6 +64,8 @@ pub struct LiveCallWsSession {
     /// Error replies skipped and bot audio frames dropped because the client was not reading.
     skipped_replies: u64,
     dropped_audio: u64,
+    /// The same counts, and frames in and out, as metrics.
+    frames: Frames,
 }
 
 impl LiveCallWsSession {
@@ -89,6 +92,7 @@ impl LiveCallWsSession {
             bad_frames: 0,
             skipped_replies: 0,
             dropped_audio: 0,
+            frames: Frames::new("live_call_ws"),
         }
     }
 
@@ -101,6 +105,7 @@ impl LiveCallWsSession {
         }
         if self.outbound.backed_up() {
             self.skipped_replies += 1;
+            self.frames.dropped("skipped_reply");
             return;
         }
         ctx.text(convert::error(400, &e.to_string()));
@@ -130,10 +135,12 @@ impl LiveCallWsSession {
         let unsent = self.outbound.unsent();
         if unsent > 0 && unsent > self.settings.max_unsent_audio {
             self.dropped_audio += 1;
+            self.frames.dropped("slow_peer");
             return;
         }
         let frame = convert::audio_output(samples, &mut self.scratch);
         ctx.text(frame);
+        self.frames.sent.increment(1);
     }
 
     fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
@@ -158,7 +165,9 @@ impl LiveCallWsSession {
             return;
         }
         let samples = self.resampler.convert(rate, samples);
-        let _ = call.try_send(CallerEvent::Audio(samples));
+        if call.try_send(CallerEvent::Audio(samples)).is_err() {
+            self.frames.dropped("call_busy");
+        }
     }
 
     fn on_initial_info(&mut self, info: InitialInfo, ctx: &mut ws::WebsocketContext<Self>) {
@@ -304,12 +313,18 @@ impl Actor for LiveCallWsSession {
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for LiveCallWsSession {
     fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
+        if let Ok(ws::Message::Text(_) | ws::Message::Binary(_)) = &item {
+            self.frames.received.increment(1);
+        }
         match item {
             Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),
             Ok(ws::Message::Binary(_)) => self.refuse_frame(FrameError::Binary, ctx),
             // Pongs to a client that does not read are dropped, not queued.
             Ok(ws::Message::Ping(p)) if !self.outbound.backed_up() => ctx.pong(&p),
-            Ok(ws::Message::Ping(_)) => self.skipped_replies += 1,
+            Ok(ws::Message::Ping(_)) => {
+                self.skipped_replies += 1;
+                self.frames.dropped("skipped_reply");
+            }
             Ok(ws::Message::Pong(_)) => {}
             Ok(ws::Message::Close(reason)) => {
                 // The client said goodbye: answer its close, then the call ends normally.

@@ -127,7 +127,7 @@ pub async fn stream(
     ) {
         return refusal_response(&refused);
     }
-    if let Err(refused) = admission(&state.registry).await {
+    if let Err(refused) = admission(&state.registry, "ringover").await {
         return refused;
     }
     let registry = state.registry.clone();

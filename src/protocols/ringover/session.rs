@@ -3,6 +3,7 @@
 //! The session runs on the HTTP worker that owns the socket (actix-web ties the request
 //! payload to it); it reaches its call, on a call arbiter, through the call's address.
 
+use crate::telemetry::Frames;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,6 +62,8 @@ pub struct RingoverSession {
     skipped_pongs: u64,
     /// The call has been told the leg is gone.
     gone: bool,
+    /// Frames in, out and dropped, as metrics.
+    frames: Frames,
 }
 
 impl RingoverSession {
@@ -84,6 +87,7 @@ impl RingoverSession {
             keys: KeyRate::new(),
             skipped_pongs: 0,
             gone: false,
+            frames: Frames::new("ringover"),
         }
     }
 
@@ -205,10 +209,18 @@ impl RingoverSession {
         };
         for key in keys {
             // Keys past a human rate, or past what the call can take, are dropped.
-            if (!self.keys.allow() || call.try_send(CallerEvent::Dtmf(key)).is_err())
-                && self.keys.refused % 1000 == 1
-            {
-                tracing::warn!(reference = %self.reference, refused = self.keys.refused, "Ringover DTMF keys dropped: too many too fast");
+            let dropped = if !self.keys.allow() {
+                Some("key_rate")
+            } else if call.try_send(CallerEvent::Dtmf(key)).is_err() {
+                Some("call_busy")
+            } else {
+                None
+            };
+            if let Some(cause) = dropped {
+                self.frames.dropped(cause);
+                if self.keys.refused % 1000 == 1 {
+                    tracing::warn!(reference = %self.reference, refused = self.keys.refused, "Ringover DTMF keys dropped: too many too fast");
+                }
             }
         }
     }
@@ -232,7 +244,12 @@ impl RingoverSession {
         }
         if !self.samples.is_empty() {
             // Media is dropped, not queued without bound, if the call falls behind.
-            let _ = call.try_send(CallerEvent::Audio(std::mem::take(&mut self.samples)));
+            if call
+                .try_send(CallerEvent::Audio(std::mem::take(&mut self.samples)))
+                .is_err()
+            {
+                self.frames.dropped("call_busy");
+            }
         }
     }
 
@@ -244,8 +261,12 @@ impl RingoverSession {
         let unsent = self.outbound.unsent();
         if audio && unsent > 0 && unsent + text.len() > self.settings.max_unsent_bytes {
             self.dropped_audio += 1;
+            self.frames.dropped("slow_peer");
             tracing::debug!(reference = %self.reference, unsent, dropped = self.dropped_audio, "Ringover audio dropped for a slow peer");
             return;
+        }
+        if audio {
+            self.frames.sent.increment(1);
         }
         ctx.text(text);
     }
@@ -296,12 +317,18 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for RingoverSession {
         item: Result<ws::Message, ws::ProtocolError>,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
+        if let Ok(ws::Message::Text(_) | ws::Message::Binary(_)) = &item {
+            self.frames.received.increment(1);
+        }
         match item {
             Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),
             Ok(ws::Message::Binary(bytes)) => self.on_binary(&bytes, ctx),
             // Pongs to a peer that does not read are dropped, not queued.
             Ok(ws::Message::Ping(p)) if !self.outbound.backed_up() => ctx.pong(&p),
-            Ok(ws::Message::Ping(_)) => self.skipped_pongs += 1,
+            Ok(ws::Message::Ping(_)) => {
+                self.skipped_pongs += 1;
+                self.frames.dropped("skipped_reply");
+            }
             // `Frames` assembles fragments into whole messages.
             Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) | Ok(ws::Message::Continuation(_)) => {}
             Ok(ws::Message::Close(reason)) => {

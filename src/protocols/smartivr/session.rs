@@ -1,5 +1,6 @@
 //! One SmartIVR gateway stream as the caller leg of its call.
 
+use crate::telemetry::Frames;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -30,6 +31,8 @@ pub struct SmartIvrSession {
     keys: KeyRate,
     /// The call has been told the leg is gone.
     gone: bool,
+    /// Frames in, out and dropped, as metrics.
+    frames: Frames,
 }
 
 impl SmartIvrSession {
@@ -50,6 +53,7 @@ impl SmartIvrSession {
             events: Vec::with_capacity(2),
             keys: KeyRate::new(),
             gone: false,
+            frames: Frames::new("smartivr"),
         }
     }
 
@@ -76,6 +80,7 @@ impl SmartIvrSession {
     }
 
     fn frame(&mut self, msg: SmartIvrRequest, ctx: &mut Context<Self>) {
+        self.frames.received.increment(1);
         self.events.clear();
         if let Err(e) = convert::inbound(&msg, &self.conversation_id, &mut self.events) {
             self.protocol_error(e, ctx);
@@ -89,14 +94,24 @@ impl SmartIvrSession {
             match event {
                 // Media is dropped, not queued without bound, if the call falls behind.
                 CallerEvent::Audio(_) => {
-                    let _ = self.call.try_send(event);
+                    if self.call.try_send(event).is_err() {
+                        self.frames.dropped("call_busy");
+                    }
                 }
                 // So are keys past a human rate: every key is a message to the call.
                 CallerEvent::Dtmf(_) => {
-                    if (!self.keys.allow() || self.call.try_send(event).is_err())
-                        && self.keys.refused % 1000 == 1
-                    {
-                        tracing::warn!(reference = %self.conversation_id, refused = self.keys.refused, "SmartIVR keys dropped: too many too fast");
+                    let dropped = if !self.keys.allow() {
+                        Some("key_rate")
+                    } else if self.call.try_send(event).is_err() {
+                        Some("call_busy")
+                    } else {
+                        None
+                    };
+                    if let Some(cause) = dropped {
+                        self.frames.dropped(cause);
+                        if self.keys.refused % 1000 == 1 {
+                            tracing::warn!(reference = %self.conversation_id, refused = self.keys.refused, "SmartIVR keys dropped: too many too fast");
+                        }
                     }
                 }
                 other => self.call.do_send(other),
@@ -214,10 +229,12 @@ impl Handler<LegCommand> for SmartIvrSession {
         match msg {
             LegCommand::Play { text, audio } => {
                 let response = convert::tts(text, &audio, self.tts_audio);
+                self.frames.sent.increment(1);
                 self.send(response, false, ctx);
             }
             LegCommand::Audio(audio) => {
                 let response = convert::tts(None, &audio, self.tts_audio);
+                self.frames.sent.increment(1);
                 self.send(response, false, ctx);
             }
             // The next RESULT_TTS replaces what the gateway plays; there is no stop message.
