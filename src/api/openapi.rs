@@ -43,6 +43,7 @@ pub const RINGOVER_TOKEN: &str = "ringover_token";
     ),
     paths(
         super::health,
+        super::metrics::metrics,
         super::list_calls,
         super::get_call,
         super::hangup_call,
