@@ -37,6 +37,9 @@ use tokio_util::codec::Decoder;
 const WRITE_CHECK_MIN: Duration = Duration::from_millis(20);
 const WRITE_CHECK_MAX: Duration = Duration::from_secs(1);
 
+/// The hard bound on bytes queued toward one peer, as a multiple of `pause_reading_at`.
+const HARD_CAP_FACTOR: usize = 16;
+
 /// The longest reason a close frame carries (125 bytes of payload less the 2-byte code).
 const MAX_CLOSE_REASON: usize = 123;
 
@@ -275,15 +278,27 @@ where
             make(for_session)
         },
     ));
+    // Unbounded as a channel, bounded in bytes: see `hard_cap` below.
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let counted = outbound.clone();
     // The pump keeps the session running whatever the peer reads. The queue is bounded by the
     // session, which looks at `unsent` before it writes audio or replies, and by `Frames`,
     // which stops reading while the peer is behind.
+    let hard_cap = limits.pause_reading_at.saturating_mul(HARD_CAP_FACTOR);
     actix_web::rt::spawn(async move {
         while let Some(item) = encoded.next().await {
             if let Ok(bytes) = &item {
                 counted.queued(bytes.len());
+            }
+            // The session's own checks keep the queue near `pause_reading_at`; past this hard
+            // bound the peer is dropped rather than queued for (the session then stops and its
+            // call learns the leg is gone).
+            if counted.unsent() > hard_cap {
+                tracing::warn!(
+                    unsent = counted.unsent(),
+                    "WebSocket peer dropped: too much unsent"
+                );
+                break;
             }
             if tx.send(item).is_err() {
                 break;
