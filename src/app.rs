@@ -76,11 +76,6 @@ impl AppHandle {
         self.stop_and_join(Stop::Drain);
     }
 
-    /// Hangs up live calls at once, flushes the store and waits for the switch to stop.
-    pub fn stop_now(mut self) {
-        self.stop_and_join(Stop::Now);
-    }
-
     fn stop_and_join(&mut self, how: Stop) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(how);

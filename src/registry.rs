@@ -4,7 +4,7 @@
 //! routes, places each call on the next call arbiter so calls spread over every core, and keeps
 //! the latest record of every call (live ones and the most recent ended ones) for the REST API.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -139,23 +139,6 @@ pub struct FindCall {
     pub id: Uuid,
 }
 
-/// A page of calls, newest first.
-#[derive(Message)]
-#[rtype(result = "CallPage")]
-pub struct ListCalls {
-    pub page_size: usize,
-    /// Continue after this token (from the previous page's `next_page_token`).
-    pub page_token: Option<u64>,
-    pub reference: Option<String>,
-}
-
-/// One page of `ListCalls`.
-#[derive(Debug, Clone)]
-pub struct CallPage {
-    pub next_page_token: Option<u64>,
-    pub result: Vec<CallRecord>,
-}
-
 /// Hang up a live call by id.
 #[derive(Message)]
 #[rtype(result = "Result<(), HangupError>")]
@@ -192,23 +175,15 @@ pub struct HangupAll {
 
 // ------------------------------------------------------------------------------------------
 
-struct Known {
-    seq: u64,
-    record: CallRecord,
-}
-
 /// The registry actor.
 pub struct Registry {
     services: Arc<Services>,
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: usize,
     live: HashMap<Uuid, Addr<CallActor>>,
-    known: HashMap<Uuid, Known>,
-    /// Known calls by creation order, for paging newest first.
-    order: BTreeMap<u64, Uuid>,
+    known: HashMap<Uuid, CallRecord>,
     /// Ended calls, oldest first, to forget beyond `keep_ended_calls`.
     ended: VecDeque<Uuid>,
-    seq: u64,
     draining: bool,
 }
 
@@ -233,9 +208,7 @@ impl Registry {
             next_arbiter: 0,
             live: HashMap::new(),
             known: HashMap::new(),
-            order: BTreeMap::new(),
             ended: VecDeque::new(),
-            seq: 0,
             draining: false,
         }
     }
@@ -308,20 +281,7 @@ impl Registry {
     }
 
     fn remember(&mut self, record: CallRecord) {
-        match self.known.get_mut(&record.id) {
-            Some(known) => known.record = record,
-            None => {
-                self.seq += 1;
-                self.order.insert(self.seq, record.id);
-                self.known.insert(
-                    record.id,
-                    Known {
-                        seq: self.seq,
-                        record,
-                    },
-                );
-            }
-        }
+        self.known.insert(record.id, record);
     }
 
     /// A live call is over: it moves to the ended calls (once).
@@ -337,9 +297,7 @@ impl Registry {
         let keep = self.services.config.server.keep_ended_calls;
         while self.ended.len() > keep {
             if let Some(id) = self.ended.pop_front() {
-                if let Some(known) = self.known.remove(&id) {
-                    self.order.remove(&known.seq);
-                }
+                self.known.remove(&id);
             }
         }
     }
@@ -448,7 +406,7 @@ impl Handler<GetCall> for Registry {
     type Result = Option<CallRecord>;
 
     fn handle(&mut self, msg: GetCall, _ctx: &mut Context<Self>) -> Self::Result {
-        self.known.get(&msg.id).map(|k| k.record.clone())
+        self.known.get(&msg.id).cloned()
     }
 }
 
@@ -457,44 +415,6 @@ impl Handler<FindCall> for Registry {
 
     fn handle(&mut self, msg: FindCall, _ctx: &mut Context<Self>) -> Self::Result {
         self.live.get(&msg.id).cloned()
-    }
-}
-
-impl Handler<ListCalls> for Registry {
-    type Result = MessageResult<ListCalls>;
-
-    fn handle(&mut self, msg: ListCalls, _ctx: &mut Context<Self>) -> Self::Result {
-        let upper = msg.page_token.unwrap_or(u64::MAX);
-        let mut result = Vec::with_capacity(msg.page_size);
-        let mut last_seq = None;
-        for (&seq, id) in self.order.range(..upper).rev() {
-            let Some(known) = self.known.get(id) else {
-                continue;
-            };
-            if msg
-                .reference
-                .as_deref()
-                .is_some_and(|r| r != known.record.reference)
-            {
-                continue;
-            }
-            if result.len() == msg.page_size {
-                break;
-            }
-            result.push(known.record.clone());
-            last_seq = Some(seq);
-        }
-        let more = last_seq.is_some_and(|seq| {
-            self.order.range(..seq).rev().any(|(_, id)| {
-                msg.reference
-                    .as_deref()
-                    .is_none_or(|r| self.known.get(id).is_some_and(|k| k.record.reference == r))
-            })
-        });
-        MessageResult(CallPage {
-            next_page_token: if more { last_seq } else { None },
-            result,
-        })
     }
 }
 

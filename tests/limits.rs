@@ -342,3 +342,38 @@ async fn too_large_and_wrong_method_answers_are_json() {
         assert!(message(&body).contains(method.as_str()), "{body}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_without_the_json_content_type_gets_a_415_that_says_which_header() {
+    let app = limits_app("");
+    let body = r#"{"destination": {"type": "tel", "target": "+15550100"}}"#;
+    // What `curl -d` sends unless told otherwise.
+    let r = app
+        .http
+        .post(app.url("/api/v1/calls/initiate"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status().as_u16(), 415);
+    let answer: Value = r.json().await.expect("JSON body");
+    assert_eq!(answer["error"]["code"], 415, "{answer}");
+    let text = message(&answer);
+    assert!(text.contains("Content-Type: application/json"), "{answer}");
+    assert!(
+        text.contains("application/x-www-form-urlencoded"),
+        "{answer}"
+    );
+
+    let r = app
+        .http
+        .post(app.url("/api/v1/calls/initiate"))
+        .body(body)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status().as_u16(), 415);
+    let answer: Value = r.json().await.expect("JSON body");
+    assert!(message(&answer).contains("no Content-Type"), "{answer}");
+}

@@ -1,5 +1,5 @@
 //! `serve --log-format json` on the real binary: every line is a JSON object without colour
-//! codes, and lines about a call carry its id.
+//! codes, and lines about a call carry its id, protocol sessions' lines too.
 
 mod support;
 
@@ -78,7 +78,8 @@ async fn json_log_lines_carry_the_call_id() {
         .await
         .expect("call accepted");
     gateway.expect_tts("Hello").await;
-    gateway.hang_up();
+    // More keys in one message than the protocol allows: the session logs a protocol error.
+    gateway.press(&"1".repeat(40)).await;
 
     let page: Value = reqwest::get(format!(
         "http://{http}/calls?reference=json-log-call&page_size=1"
@@ -99,6 +100,12 @@ async fn json_log_lines_carry_the_call_id() {
         })
     });
     assert_eq!(created["reference"], "json-log-call");
+    // A protocol session's line names the switch's call id beside the gateway's reference.
+    let refused = tokio::task::block_in_place(|| {
+        next_line(&lines, |v| v["message"] == "SmartIVR protocol error")
+    });
+    assert_eq!(refused["call"], id.as_str(), "{refused}");
+    assert_eq!(refused["reference"], "json-log-call", "{refused}");
     tokio::task::block_in_place(|| {
         next_line(&lines, |v| {
             v["message"] == "call hung up" && v["call"] == id.as_str()

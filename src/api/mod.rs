@@ -310,6 +310,26 @@ async fn not_found() -> HttpResponse {
     error_json(StatusCode::NOT_FOUND, "no such resource".into())
 }
 
+/// The 415 message: what the request said its body was, and the header to send instead
+/// (curl's `-d` sends `application/x-www-form-urlencoded` unless told otherwise).
+fn content_type_hint(req: &actix_web::HttpRequest) -> String {
+    let sent = match req.headers().get(actix_web::http::header::CONTENT_TYPE) {
+        None => "no Content-Type".to_owned(),
+        Some(value) => match value.to_str() {
+            // Echoed back, so only its first characters.
+            Ok(text) => format!(
+                "Content-Type: {}",
+                text.chars().take(64).collect::<String>()
+            ),
+            Err(_) => "a Content-Type that is not text".to_owned(),
+        },
+    };
+    format!(
+        "the request body must be JSON: send the header `Content-Type: application/json` \
+         (curl: -H 'Content-Type: application/json'); this request had {sent}"
+    )
+}
+
 /// Registers the REST routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::QueryConfig::default().error_handler(|err, _req| {
@@ -323,7 +343,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .app_data(
         web::JsonConfig::default()
             .limit(body::MAX_BODY_BYTES)
-            .error_handler(|err, _req| {
+            .error_handler(|err, req| {
                 use actix_web::error::{JsonPayloadError, PayloadError};
                 let (status, message) = match &err {
                     JsonPayloadError::OverflowKnownLength { .. }
@@ -335,10 +355,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                             body::MAX_BODY_BYTES
                         ),
                     ),
-                    JsonPayloadError::ContentType => (
-                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                        "the request body must be JSON (Content-Type: application/json)".into(),
-                    ),
+                    JsonPayloadError::ContentType => {
+                        (StatusCode::UNSUPPORTED_MEDIA_TYPE, content_type_hint(req))
+                    }
                     _ => (StatusCode::BAD_REQUEST, format!("bad JSON body: {err}")),
                 };
                 actix_web::error::InternalError::from_response(err, error_json(status, message))

@@ -62,7 +62,6 @@ struct RubatoState {
 /// everything held, so no stale audio leaks out after a flush (barge-in).
 pub struct StreamResampler {
     from: u32,
-    to: u32,
     inner: Inner,
 }
 
@@ -81,7 +80,6 @@ impl StreamResampler {
         if from == to {
             return Ok(Self {
                 from,
-                to,
                 inner: Inner::Passthrough,
             });
         }
@@ -110,17 +108,12 @@ impl StreamResampler {
                 .map_err(|e| err(e.to_string()))?,
             ))),
         };
-        Ok(Self { from, to, inner })
+        Ok(Self { from, inner })
     }
 
     /// The input rate.
     pub fn from_rate(&self) -> u32 {
         self.from
-    }
-
-    /// The output rate.
-    pub fn to_rate(&self) -> u32 {
-        self.to
     }
 
     /// Output samples of filter delay at the start of the stream.

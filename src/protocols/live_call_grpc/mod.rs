@@ -110,8 +110,14 @@ impl LiveCall for LiveCallService {
             .await
             .map_err(|_| Status::unavailable("switch is shutting down"))?
             .map_err(|e| admit_status(&e))?;
-        let session =
-            LiveCallGrpcSession::new(handle.addr, tx, info, self.out_rate, self.write_timeout);
+        let session = LiveCallGrpcSession::new(
+            handle.addr,
+            handle.id,
+            tx,
+            info,
+            self.out_rate,
+            self.write_timeout,
+        );
         LiveCallGrpcSession::start_in_arbiter(&handle.arbiter, move |ctx| {
             session.begin(inbound, ctx)
         });

@@ -6,6 +6,7 @@ use crate::telemetry::Frames;
 
 use actix::prelude::*;
 use tonic::{Status, Streaming};
+use uuid::Uuid;
 
 use super::convert;
 use super::ResponseTx;
@@ -24,6 +25,8 @@ const LEG_MAILBOX: usize = 64;
 /// The session actor.
 pub struct LiveCallGrpcSession {
     call: Addr<CallActor>,
+    /// The switch's id of the call, on every log line about it.
+    call_uuid: Uuid,
     tx: Option<ResponseTx>,
     info: InitialInfo,
     out_rate: u32,
@@ -42,6 +45,7 @@ pub struct LiveCallGrpcSession {
 impl LiveCallGrpcSession {
     pub(super) fn new(
         call: Addr<CallActor>,
+        call_uuid: Uuid,
         tx: ResponseTx,
         info: InitialInfo,
         out_rate: u32,
@@ -49,6 +53,7 @@ impl LiveCallGrpcSession {
     ) -> Self {
         LiveCallGrpcSession {
             call,
+            call_uuid,
             tx: Some(tx),
             info,
             out_rate,
@@ -96,7 +101,7 @@ impl LiveCallGrpcSession {
             StreamBreak::TooLarge(d) => (413, d.clone(), Status::resource_exhausted(d)),
             StreamBreak::Malformed(d) => (400, d.clone(), Status::invalid_argument(d)),
         };
-        tracing::warn!(call_id = %self.info.call_id, %detail, "live_call gateway stream refused");
+        tracing::warn!(call = %self.call_uuid, call_id = %self.info.call_id, %detail, "live_call gateway stream refused");
         if let Some(tx) = self.tx.take() {
             let response = convert::error(code, &detail);
             let write_timeout = self.write_timeout;
@@ -171,7 +176,7 @@ impl Actor for LiveCallGrpcSession {
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
         if self.dropped_frames > 0 {
-            tracing::info!(call_id = %self.info.call_id, dropped = self.dropped_frames, "audio frames dropped toward a slow gateway");
+            tracing::info!(call = %self.call_uuid, call_id = %self.info.call_id, dropped = self.dropped_frames, "audio frames dropped toward a slow gateway");
         }
     }
 }

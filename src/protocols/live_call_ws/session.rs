@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_web_actors::ws;
+use uuid::Uuid;
 
 use super::convert::{self, ClientFrame, FrameError, InitialInfo, Staff};
 use super::{Settings, INGRESS};
@@ -52,6 +53,8 @@ pub struct LiveCallWsSession {
     /// The only workspace the client's token may create calls in; `None` for any.
     workspace: Option<String>,
     phase: Phase,
+    /// The switch's id of the call once it is admitted, on every log line about it.
+    switch_call: Option<Uuid>,
     /// Converts caller chunks declared at another rate to `LEG_IN_RATE`.
     resampler: RateAdapter,
     scratch: Vec<u8>,
@@ -83,6 +86,7 @@ impl LiveCallWsSession {
             customer_phone_number,
             workspace,
             phase: Phase::Waiting,
+            switch_call: None,
             resampler: RateAdapter::new(LEG_IN_RATE),
             scratch: Vec::new(),
             last_heard: Instant::now(),
@@ -101,7 +105,7 @@ impl LiveCallWsSession {
     fn refuse_frame(&mut self, e: FrameError, ctx: &mut ws::WebsocketContext<Self>) {
         self.bad_frames += 1;
         if self.bad_frames <= MAX_LOGGED_BAD_FRAMES {
-            tracing::debug!(call_id = %self.call_id, error = %e, "live-call frame refused");
+            tracing::debug!(call = self.switch_call.map(display), call_id = %self.call_id, error = %e, "live-call frame refused");
         }
         if self.outbound.backed_up() {
             self.skipped_replies += 1;
@@ -122,7 +126,7 @@ impl LiveCallWsSession {
             self.outbound.unsent(),
             self.dropped_audio
         );
-        tracing::warn!(call_id = %self.call_id, %detail, "hanging up a live-call client that stopped reading");
+        tracing::warn!(call = self.switch_call.map(display), call_id = %self.call_id, %detail, "hanging up a live-call client that stopped reading");
         ctx.close(Some(transport::close_reason(
             ws::CloseCode::Policy,
             "client stopped reading",
@@ -228,6 +232,7 @@ impl LiveCallWsSession {
                                 plays_hold_music: false,
                             },
                         });
+                        act.switch_call = Some(handle.id);
                         act.phase = Phase::Live(handle.addr);
                     }
                     Ok(Err(e)) => act.refuse_call(e, ctx),
@@ -237,7 +242,7 @@ impl LiveCallWsSession {
     }
 
     fn refuse_call(&mut self, e: AdmitError, ctx: &mut ws::WebsocketContext<Self>) {
-        tracing::warn!(call_id = %self.call_id, error = %e, "live-call refused");
+        tracing::warn!(call = self.switch_call.map(display), call_id = %self.call_id, error = %e, "live-call refused");
         let (code, close) = match e {
             AdmitError::Full(_) | AdmitError::Draining => (503, ws::CloseCode::Again),
             _ => (404, ws::CloseCode::Policy),
@@ -278,7 +283,7 @@ impl Actor for LiveCallWsSession {
         ctx.run_interval(self.writes.period(), |act, ctx| act.check_writes(ctx));
         ctx.run_interval(HEARTBEAT, |act, ctx| {
             if act.last_heard.elapsed() > CLIENT_TIMEOUT {
-                tracing::info!(call_id = %act.call_id, "live-call client timed out");
+                tracing::info!(call = act.switch_call.map(display), call_id = %act.call_id, "live-call client timed out");
                 act.leave(
                     EndCause::Timeout,
                     true,
@@ -335,7 +340,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for LiveCallWsSession
             Ok(ws::Message::Continuation(_)) | Ok(ws::Message::Nop) => {}
             Err(e) if transport::connection_lost(&e) => {
                 // The connection ended without a close frame: the client is gone.
-                tracing::debug!(call_id = %self.call_id, error = %e, "live-call connection lost");
+                tracing::debug!(call = self.switch_call.map(display), call_id = %self.call_id, error = %e, "live-call connection lost");
                 self.leave(EndCause::Normal, false, String::new(), ctx)
             }
             Err(e) => {

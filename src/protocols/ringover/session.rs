@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use actix_web_actors::ws;
+use uuid::Uuid;
 
 use super::convert::{self, FrameError};
 use super::{Settings, INGRESS};
@@ -48,6 +49,8 @@ pub struct RingoverSession {
     settings: Arc<Settings>,
     outbound: Arc<Outbound>,
     phase: Phase,
+    /// The switch's id of the call once it is admitted, on every log line about it.
+    switch_call: Option<Uuid>,
     reference: String,
     decoder: convert::L16Decoder,
     samples: Vec<i16>,
@@ -78,6 +81,7 @@ impl RingoverSession {
             settings,
             outbound,
             phase: Phase::Waiting,
+            switch_call: None,
             reference: String::new(),
             decoder: convert::L16Decoder::default(),
             samples: Vec::with_capacity(1024),
@@ -138,6 +142,7 @@ impl RingoverSession {
                                 plays_hold_music: false,
                             },
                         });
+                        act.switch_call = Some(handle.id);
                         act.phase = Phase::Attached(handle.addr);
                     }
                     Ok(Err(e)) => act.refuse(&e, ctx),
@@ -149,7 +154,7 @@ impl RingoverSession {
     }
 
     fn refuse(&mut self, e: &AdmitError, ctx: &mut ws::WebsocketContext<Self>) {
-        tracing::warn!(reference = %self.reference, error = %e, "Ringover call refused");
+        tracing::warn!(call = self.switch_call.map(display), reference = %self.reference, error = %e, "Ringover call refused");
         let code = match e {
             AdmitError::Full(_) | AdmitError::Draining => ws::CloseCode::Again,
             AdmitError::NoRoute { .. } | AdmitError::Chain(_) => ws::CloseCode::Policy,
@@ -182,7 +187,7 @@ impl RingoverSession {
     fn bad_frame(&mut self, e: FrameError) {
         self.bad_frames += 1;
         if self.bad_frames <= MAX_LOGGED_BAD_FRAMES {
-            tracing::warn!(reference = %self.reference, error = %e, "Ringover frame ignored");
+            tracing::warn!(call = self.switch_call.map(display), reference = %self.reference, error = %e, "Ringover frame ignored");
         }
     }
 
@@ -201,7 +206,7 @@ impl RingoverSession {
             Err(e) => return self.bad_frame(e),
         };
         if keys.is_empty() {
-            tracing::debug!(reference = %self.reference, keys = ?object.keys().collect::<Vec<_>>(), "Ringover text frame kept in the log only");
+            tracing::debug!(call = self.switch_call.map(display), reference = %self.reference, keys = ?object.keys().collect::<Vec<_>>(), "Ringover text frame kept in the log only");
             return;
         }
         let Some(call) = self.call().cloned() else {
@@ -219,7 +224,7 @@ impl RingoverSession {
             if let Some(cause) = dropped {
                 self.frames.dropped(cause);
                 if self.keys.refused % 1000 == 1 {
-                    tracing::warn!(reference = %self.reference, refused = self.keys.refused, "Ringover DTMF keys dropped: too many too fast");
+                    tracing::warn!(call = self.switch_call.map(display), reference = %self.reference, refused = self.keys.refused, "Ringover DTMF keys dropped: too many too fast");
                 }
             }
         }
@@ -262,7 +267,7 @@ impl RingoverSession {
         if audio && unsent > 0 && unsent + text.len() > self.settings.max_unsent_bytes {
             self.dropped_audio += 1;
             self.frames.dropped("slow_peer");
-            tracing::debug!(reference = %self.reference, unsent, dropped = self.dropped_audio, "Ringover audio dropped for a slow peer");
+            tracing::debug!(call = self.switch_call.map(display), reference = %self.reference, unsent, dropped = self.dropped_audio, "Ringover audio dropped for a slow peer");
             return;
         }
         if audio {
@@ -280,7 +285,7 @@ impl RingoverSession {
                 self.outbound.unsent(),
                 self.dropped_audio
             );
-            tracing::warn!(reference = %self.reference, %detail, "hanging up a stalled peer");
+            tracing::warn!(call = self.switch_call.map(display), reference = %self.reference, %detail, "hanging up a stalled peer");
             self.leave(EndCause::Failed, true, detail);
             self.phase = Phase::Closed;
             ctx.stop();
@@ -332,7 +337,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for RingoverSession {
             // `Frames` assembles fragments into whole messages.
             Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) | Ok(ws::Message::Continuation(_)) => {}
             Ok(ws::Message::Close(reason)) => {
-                tracing::debug!(reference = %self.reference, ?reason, "Ringover peer closed");
+                tracing::debug!(call = self.switch_call.map(display), reference = %self.reference, ?reason, "Ringover peer closed");
                 // The caller hung up.
                 self.leave(EndCause::Normal, false, String::new());
                 self.phase = Phase::Closed;
@@ -341,14 +346,14 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for RingoverSession {
             }
             Err(e) if transport::connection_lost(&e) => {
                 // The connection broke (no close frame): the caller is gone.
-                tracing::debug!(reference = %self.reference, error = %e, "Ringover connection lost");
+                tracing::debug!(call = self.switch_call.map(display), reference = %self.reference, error = %e, "Ringover connection lost");
                 self.leave(EndCause::Normal, false, String::new());
                 self.phase = Phase::Closed;
                 ctx.stop();
             }
             Err(e) => {
                 let detail = format!("WebSocket protocol error: {e}");
-                tracing::warn!(reference = %self.reference, %detail, "Ringover stream broken");
+                tracing::warn!(call = self.switch_call.map(display), reference = %self.reference, %detail, "Ringover stream broken");
                 self.leave(EndCause::Failed, true, detail.clone());
                 self.close(transport::error_close_code(&e), detail, ctx);
             }
@@ -380,7 +385,7 @@ impl Handler<LegCommand> for RingoverSession {
             }
             LegCommand::SendDigits { digits } => self.write(convert::digits(&digits), false, ctx),
             LegCommand::End { reason, detail } => {
-                tracing::debug!(reference = %self.reference, ?reason, %detail, "closing the Ringover stream");
+                tracing::debug!(call = self.switch_call.map(display), reference = %self.reference, ?reason, %detail, "closing the Ringover stream");
                 self.leave(EndCause::Normal, true, String::new());
                 self.close(ws::CloseCode::Normal, String::new(), ctx);
             }

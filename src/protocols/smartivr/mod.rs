@@ -112,6 +112,7 @@ impl SmartIvrPhonegateway for SmartIvrService {
             .map_err(|e| admit_status(&e))?;
         let session = SmartIvrSession::new(
             handle.addr,
+            handle.id,
             tx,
             conversation_id,
             self.tts_audio,

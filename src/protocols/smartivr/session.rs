@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use tonic::{Status, Streaming};
+use uuid::Uuid;
 
 use super::convert::{self, ProtocolError};
 use super::ResponseTx;
@@ -19,6 +20,8 @@ use crate::protocols::{KeyRate, StreamBreak};
 /// The session actor: gateway frames in, call commands out.
 pub struct SmartIvrSession {
     call: Addr<CallActor>,
+    /// The switch's id of the call, on every log line about it.
+    call_id: Uuid,
     tx: Option<ResponseTx>,
     conversation_id: String,
     tts_audio: TtsAudio,
@@ -38,6 +41,7 @@ pub struct SmartIvrSession {
 impl SmartIvrSession {
     pub(super) fn new(
         call: Addr<CallActor>,
+        call_id: Uuid,
         tx: ResponseTx,
         conversation_id: String,
         tts_audio: TtsAudio,
@@ -45,6 +49,7 @@ impl SmartIvrSession {
     ) -> Self {
         SmartIvrSession {
             call,
+            call_id,
             tx: Some(tx),
             conversation_id,
             tts_audio,
@@ -110,7 +115,7 @@ impl SmartIvrSession {
                     if let Some(cause) = dropped {
                         self.frames.dropped(cause);
                         if self.keys.refused % 1000 == 1 {
-                            tracing::warn!(reference = %self.conversation_id, refused = self.keys.refused, "SmartIVR keys dropped: too many too fast");
+                            tracing::warn!(call = %self.call_id, reference = %self.conversation_id, refused = self.keys.refused, "SmartIVR keys dropped: too many too fast");
                         }
                     }
                 }
@@ -128,7 +133,7 @@ impl SmartIvrSession {
     /// Ends the stream with CALL_END (status -1, `message`) and then `status`; the call is
     /// recorded `failed` with the message.
     fn refuse(&mut self, message: String, status: Status, ctx: &mut Context<Self>) {
-        tracing::warn!(reference = %self.conversation_id, error = %message, "SmartIVR protocol error");
+        tracing::warn!(call = %self.call_id, reference = %self.conversation_id, error = %message, "SmartIVR protocol error");
         if let Some(tx) = self.tx.take() {
             let message = message.clone();
             // Detached from the actor, which stops now; the task ends when both are queued.
@@ -201,7 +206,7 @@ impl StreamHandler<Result<SmartIvrRequest, Status>> for SmartIvrSession {
             Ok(msg) => self.frame(msg, ctx),
             Err(status) => match StreamBreak::of(&status) {
                 StreamBreak::Gone => {
-                    tracing::debug!(reference = %self.conversation_id, %status, "gateway stream broke");
+                    tracing::debug!(call = %self.call_id, reference = %self.conversation_id, %status, "gateway stream broke");
                     self.leave(EndCause::Normal, false, String::new(), ctx);
                 }
                 StreamBreak::TooLarge(detail) => {
@@ -244,10 +249,10 @@ impl Handler<LegCommand> for SmartIvrSession {
                 self.send(convert::forward(&destination, ""), false, ctx)
             }
             LegCommand::SendDigits { digits } => {
-                tracing::debug!(reference = %self.conversation_id, %digits, "SmartIVR cannot send DTMF; ignored");
+                tracing::debug!(call = %self.call_id, reference = %self.conversation_id, %digits, "SmartIVR cannot send DTMF; ignored");
             }
             LegCommand::PlayUrl { url } => {
-                tracing::debug!(reference = %self.conversation_id, %url, "SmartIVR cannot play URLs; ignored");
+                tracing::debug!(call = %self.call_id, reference = %self.conversation_id, %url, "SmartIVR cannot play URLs; ignored");
             }
             LegCommand::End { detail, .. } => {
                 self.send(convert::end(&detail), true, ctx);
