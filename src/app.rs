@@ -21,6 +21,7 @@ use crate::protocols::access::{AccessRule, GrpcAccess};
 use crate::protocols::live_call_grpc::{LiveCallServer, LiveCallService};
 use crate::protocols::live_call_ws::{self, LiveCallWsState};
 use crate::protocols::ringover::{self, RingoverState};
+use crate::protocols::twilio::{self, TwilioState};
 use crate::protocols::smartivr::{SmartIvrPhonegatewayServer, SmartIvrService};
 use crate::registry::{Drain, GetStats, HangupAll, Registry};
 use crate::services::Services;
@@ -196,6 +197,7 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
         settings: live_call_ws::Settings::new(&config.media),
     };
     let ringover_state = RingoverState::new(registry.clone(), &config, access.ringover);
+    let twilio_state = TwilioState::new(registry.clone(), &config, access.twilio);
     let body_timeout = Duration::from_millis(config.http.body_timeout_ms);
     let http_tls = tls_identity(config.http.tls())?
         .map(|identity| identity.rustls(&config.http.tls()))
@@ -206,6 +208,7 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
             .wrap(api::body::BodyGuard::new(body_timeout))
             .app_data(web::Data::new(state.clone()))
             .configure(ringover::configure(ringover_state.clone()))
+            .configure(twilio::configure(twilio_state.clone()))
             .configure(api::configure)
             .configure(api::metrics::configure)
             .configure(|cfg| live_call_ws::configure(cfg, ws_state.clone()))
@@ -339,6 +342,7 @@ struct AccessRules {
     api: AccessRule,
     live_call_ws: AccessRule,
     ringover: AccessRule,
+    twilio: AccessRule,
     grpc: AccessRule,
 }
 
@@ -369,6 +373,7 @@ fn access_rules(config: &Config) -> Result<AccessRules, AppError> {
         api: rule(Ingress::Api)?,
         live_call_ws: rule(Ingress::LiveCallWs)?,
         ringover: rule(Ingress::Ringover)?,
+        twilio: rule(Ingress::Twilio)?,
         grpc: rule(Ingress::Grpc)?,
     })
 }
