@@ -942,8 +942,12 @@ impl Config {
                         return invalid(format!("bots.{name}.url `{url}`: {e}"));
                     }
                     for (header, value) in headers {
-                        if tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(header.as_bytes()).is_err()
-                            || tokio_tungstenite::tungstenite::http::HeaderValue::from_str(value).is_err()
+                        if tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(
+                            header.as_bytes(),
+                        )
+                        .is_err()
+                            || tokio_tungstenite::tungstenite::http::HeaderValue::from_str(value)
+                                .is_err()
                         {
                             return invalid(format!(
                                 "bots.{name}.headers.{header} is not a valid HTTP header"

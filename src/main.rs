@@ -293,10 +293,7 @@ fn main() -> ExitCode {
                 _ => None,
             };
             let spawned = if spawn {
-                Some(
-                    SpawnedSwitch::start(&exe, max_calls, mode != Mode::Stream, twilio_bot)
-                        .await?,
-                )
+                Some(SpawnedSwitch::start(&exe, max_calls, mode != Mode::Stream, twilio_bot).await?)
             } else {
                 None
             };

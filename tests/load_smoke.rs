@@ -82,7 +82,10 @@ async fn twilio_streams_stream_and_hear_their_echo() {
     assert_eq!(report.admitted, 2, "{report}");
     assert_eq!(report.failed, 0, "{report}");
     assert!(report.frames_received > 0, "utterances came back: {report}");
-    assert!(report.latency_count > 0, "echoed bursts were timed: {report}");
+    assert!(
+        report.latency_count > 0,
+        "echoed bursts were timed: {report}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,7 +104,10 @@ async fn callers_hear_their_echo_through_the_twilio_echo_bot() {
         .expect("run");
     assert_eq!(report.admitted, 3, "{report}");
     assert_eq!(report.failed, 0, "{report}");
-    assert!(report.latency_count > 0, "echoed bursts were timed: {report}");
+    assert!(
+        report.latency_count > 0,
+        "echoed bursts were timed: {report}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -135,9 +135,12 @@ fn app_with(bot: SocketAddr, extra_bot_keys: &str) -> TestApp {
 }
 
 async fn ws_caller(app: &TestApp, id: &str) -> WsCaller {
-    let mut c = WsCaller::connect(app, &format!("/live-call/websocket/{id}/+84900000001?token=t"))
-        .await
-        .expect("upgrade");
+    let mut c = WsCaller::connect(
+        app,
+        &format!("/live-call/websocket/{id}/+84900000001?token=t"),
+    )
+    .await
+    .expect("upgrade");
     c.send_json(initial_info(id, "1900")).await;
     c
 }
@@ -207,8 +210,10 @@ async fn the_bot_gets_connected_and_start_first_then_audio_and_on_hangup_stop_an
         let b64 = base64::engine::general_purpose::STANDARD
             .encode(switchboard::media::pcm::encode_s16le(frame));
         caller
-            .send_json(json!({"play_audio": {"sample_rate": 16000, "sample_width": 16,
-                "num_channels": 1, "duration": 0.02, "audio_content": b64}}))
+            .send_json(
+                json!({"play_audio": {"sample_rate": 16000, "sample_width": 16,
+                "num_channels": 1, "duration": 0.02, "audio_content": b64}}),
+            )
             .await;
     }
     let mut heard = Vec::new();
@@ -478,8 +483,10 @@ async fn the_switch_echo_bot_answers_a_call() {
         let b64 = base64::engine::general_purpose::STANDARD
             .encode(switchboard::media::pcm::encode_s16le(frame));
         caller
-            .send_json(json!({"play_audio": {"sample_rate": 16000, "sample_width": 16,
-                "num_channels": 1, "duration": 0.02, "audio_content": b64}}))
+            .send_json(
+                json!({"play_audio": {"sample_rate": 16000, "sample_width": 16,
+                "num_channels": 1, "duration": 0.02, "audio_content": b64}}),
+            )
             .await;
     }
     let (audio, _) = heard_until(&mut caller, |a, _| a.len() >= 6000).await;

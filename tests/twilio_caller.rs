@@ -44,7 +44,10 @@ async fn greeting_is_mulaw_media_then_a_mark_and_keys_work() {
     let started = Instant::now();
     let (hello, mark) = utterance(&mut c).await;
     assert!(hello.len() > 2400, "{} samples of greeting", hello.len());
-    assert!(switchboard::media::pcm::rms(&hello) > 300.0, "speech is audible");
+    assert!(
+        switchboard::media::pcm::rms(&hello) > 300.0,
+        "speech is audible"
+    );
     assert_eq!(mark["mark"]["name"], "prompt-1", "{mark}");
     let call = app.call_by_reference("CA-greet").await;
     assert_eq!(call["status"], "progressing");
@@ -136,9 +139,7 @@ async fn a_caller_that_stops_ends_the_call_as_remote() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_in_the_url_or_in_start_and_signatures() {
-    let app = menu_app(
-        "[twilio]\ntokens = [\"tw-secret\"]\nauth_token = \"12345\"\n",
-    );
+    let app = menu_app("[twilio]\ntokens = [\"tw-secret\"]\nauth_token = \"12345\"\n");
     let url = |q: &str| format!("ws://{}/twilio/stream{q}", app.handle.http_addr);
     let connect = |url: String, signature: Option<String>| async move {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -158,7 +159,11 @@ async fn tokens_in_the_url_or_in_start_and_signatures() {
     // Twilio signs the URL it was given.
     let sign = |u: &str| switchboard::protocols::twilio::convert::signature("12345", u);
     let good = url("?token=tw-secret");
-    assert_eq!(status(connect(good.clone(), None).await), 403, "no signature");
+    assert_eq!(
+        status(connect(good.clone(), None).await),
+        403,
+        "no signature"
+    );
     assert_eq!(
         status(connect(good.clone(), Some(sign(&url("?token=other")))).await),
         403,
@@ -167,14 +172,20 @@ async fn tokens_in_the_url_or_in_start_and_signatures() {
     let wss = good.replacen("ws://", "wss://", 1);
     assert_eq!(status(connect(good.clone(), Some(sign(&wss))).await), 101);
     let wrong = url("?token=nope");
-    assert_eq!(status(connect(wrong.clone(), Some(sign(&wrong))).await), 401);
+    assert_eq!(
+        status(connect(wrong.clone(), Some(sign(&wrong))).await),
+        401
+    );
 
     // Without a token in the URL, the one in `start` counts.
     let bare = url("");
     let (ws, _) = connect(bare.clone(), Some(sign(&bare))).await.unwrap();
     let mut c = TwilioClient::from_ws(ws);
-    c.start("CA-late-token", json!({"hotline": "1900", "token": "tw-secret"}))
-        .await;
+    c.start(
+        "CA-late-token",
+        json!({"hotline": "1900", "token": "tw-secret"}),
+    )
+    .await;
     let (hello, _) = utterance(&mut c).await;
     assert!(!hello.is_empty());
     let call = app.call_by_reference("CA-late-token").await;
@@ -237,12 +248,18 @@ async fn bad_messages_get_clear_errors() {
             RoEvent::Json(_) => continue,
         }
     }
-    assert_eq!(app.wait_hangup("CA-unknown").await["hangup_reason"], "normal");
+    assert_eq!(
+        app.wait_hangup("CA-unknown").await["hangup_reason"],
+        "normal"
+    );
     // A frame over 64 KiB: 1009, failed.
     let mut c = TwilioClient::dial(&app, "CA-huge", json!({"hotline": "1900"})).await;
     utterance(&mut c).await;
-    c.send_text(format!(r#"{{"event":"media","media":{{"payload":"{}"}}}}"#, "A".repeat(100_000)))
-        .await;
+    c.send_text(format!(
+        r#"{{"event":"media","media":{{"payload":"{}"}}}}"#,
+        "A".repeat(100_000)
+    ))
+    .await;
     loop {
         match c.next().await {
             RoEvent::Closed(code) => {

@@ -45,9 +45,12 @@ fn app_for(peer: &PythonPeer) -> TestApp {
 }
 
 async fn ws_caller(app: &TestApp, id: &str, hotline: &str) -> WsCaller {
-    let mut c = WsCaller::connect(app, &format!("/live-call/websocket/{id}/+84900000001?token=t"))
-        .await
-        .expect("upgrade");
+    let mut c = WsCaller::connect(
+        app,
+        &format!("/live-call/websocket/{id}/+84900000001?token=t"),
+    )
+    .await
+    .expect("upgrade");
     c.send_json(initial_info(id, hotline)).await;
     c
 }
@@ -56,18 +59,18 @@ async fn send_16k(c: &mut WsCaller, samples: &[i16]) {
     for frame in samples.chunks(320) {
         let b64 = base64::engine::general_purpose::STANDARD
             .encode(switchboard::media::pcm::encode_s16le(frame));
-        c.send_json(json!({"play_audio": {"sample_rate": 16000, "sample_width": 16,
-            "num_channels": 1, "duration": 0.02, "audio_content": b64}}))
-            .await;
+        c.send_json(
+            json!({"play_audio": {"sample_rate": 16000, "sample_width": 16,
+            "num_channels": 1, "duration": 0.02, "audio_content": b64}}),
+        )
+        .await;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 fn audio_of(v: &serde_json::Value) -> Option<Vec<i16>> {
     let b64 = v["audio_output"]["audio_content"].as_str()?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .ok()?;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
     switchboard::media::pcm::decode_s16le(&bytes).ok()
 }
 

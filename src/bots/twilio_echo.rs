@@ -46,7 +46,10 @@ async fn echo(socket: TcpStream) {
             }
             opened += 1;
             if event == "start" {
-                stream_sid = v["start"]["streamSid"].as_str().unwrap_or_default().to_owned();
+                stream_sid = v["start"]["streamSid"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
             }
             continue;
         }
@@ -71,9 +74,7 @@ async fn echo(socket: TcpStream) {
     let _ = sink.close().await;
 }
 
-fn socket_nodelay(
-    ws: &tokio_tungstenite::WebSocketStream<TcpStream>,
-) -> std::io::Result<()> {
+fn socket_nodelay(ws: &tokio_tungstenite::WebSocketStream<TcpStream>) -> std::io::Result<()> {
     ws.get_ref().set_nodelay(true)
 }
 
@@ -99,7 +100,10 @@ pub async fn serve(listener: TcpListener, shutdown: impl std::future::Future<Out
 /// Binds `addr` and serves until Ctrl-C.
 pub async fn run(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
     let listener = TcpListener::bind(addr).await?;
-    println!("Twilio Media Streams echo bot on ws://{}", listener.local_addr()?);
+    println!(
+        "Twilio Media Streams echo bot on ws://{}",
+        listener.local_addr()?
+    );
     serve(listener, async {
         let _ = tokio::signal::ctrl_c().await;
     })

@@ -168,38 +168,36 @@ impl TwilioStreamBot {
         self.send(connected);
         self.send(start);
         let target = self.target.clone();
-        ctx.wait(
-            async move { open(&target).await }
-                .into_actor(self)
-                .map(move |result, act, ctx| match result {
-                    Ok(socket) => {
-                        act.last_heard = Instant::now();
-                        act.call.do_send(BotCommand::Answer);
-                        let (sink, stream) = socket.split();
-                        ctx.add_stream(stream);
-                        // The writer outlives the actor, so `stop` and the close still go out
-                        // after the call has ended; a write failure comes back here.
-                        let (failed_tx, failed_rx) = oneshot::channel();
-                        let timeout = act.target.bot_timeout;
-                        actix::spawn(async move {
-                            if let Err(detail) = write_all(sink, rx, timeout).await {
-                                let _ = failed_tx.send(detail);
-                            }
-                        });
-                        ctx.spawn(failed_rx.into_actor(act).map(|failed, act, ctx| {
-                            if let Ok(detail) = failed {
-                                act.fail(detail, ctx);
-                            }
-                        }));
-                        let period = (act.target.bot_timeout / 3).max(Duration::from_millis(20));
-                        ctx.run_interval(period, |act, ctx| act.check_alive(ctx));
-                    }
-                    Err(detail) => {
-                        crate::telemetry::bot_connect_failed("twilio_stream");
-                        act.fail(detail, ctx)
-                    }
-                }),
-        );
+        ctx.wait(async move { open(&target).await }.into_actor(self).map(
+            move |result, act, ctx| match result {
+                Ok(socket) => {
+                    act.last_heard = Instant::now();
+                    act.call.do_send(BotCommand::Answer);
+                    let (sink, stream) = socket.split();
+                    ctx.add_stream(stream);
+                    // The writer outlives the actor, so `stop` and the close still go out
+                    // after the call has ended; a write failure comes back here.
+                    let (failed_tx, failed_rx) = oneshot::channel();
+                    let timeout = act.target.bot_timeout;
+                    actix::spawn(async move {
+                        if let Err(detail) = write_all(sink, rx, timeout).await {
+                            let _ = failed_tx.send(detail);
+                        }
+                    });
+                    ctx.spawn(failed_rx.into_actor(act).map(|failed, act, ctx| {
+                        if let Ok(detail) = failed {
+                            act.fail(detail, ctx);
+                        }
+                    }));
+                    let period = (act.target.bot_timeout / 3).max(Duration::from_millis(20));
+                    ctx.run_interval(period, |act, ctx| act.check_alive(ctx));
+                }
+                Err(detail) => {
+                    crate::telemetry::bot_connect_failed("twilio_stream");
+                    act.fail(detail, ctx)
+                }
+            },
+        ));
     }
 
     /// Pings the bot; one that has sent nothing (not even a pong) for `bot_timeout` failed.
@@ -491,9 +489,10 @@ impl StreamHandler<Result<Message, tungstenite::Error>> for TwilioStreamBot {
         self.last_heard = Instant::now();
         match item {
             Ok(Message::Text(text)) => self.on_text(&text, ctx),
-            Ok(Message::Binary(_)) => {
-                self.fail("bot sent a binary frame; Twilio messages are JSON text".into(), ctx)
-            }
+            Ok(Message::Binary(_)) => self.fail(
+                "bot sent a binary frame; Twilio messages are JSON text".into(),
+                ctx,
+            ),
             Ok(Message::Ping(_)) | Ok(Message::Pong(_)) | Ok(Message::Frame(_)) => {}
             Ok(Message::Close(_)) => self.finished(ctx),
             Err(tungstenite::Error::Capacity(e)) => {

@@ -245,7 +245,8 @@ async fn twilio_caller(i: usize, ctx: Arc<CallCtx>, frames: Arc<TwilioFrames>) {
         Err(_) => return Counters::add(&c.failed, 1),
     };
     let (mut sink, mut stream) = ws.split();
-    let connected = serde_json::json!({"event": "connected", "protocol": "Call", "version": "1.0.0"});
+    let connected =
+        serde_json::json!({"event": "connected", "protocol": "Call", "version": "1.0.0"});
     let start = serde_json::json!({ "event": "start", "sequenceNumber": "1", "streamSid": "MZload",
         "start": { "streamSid": "MZload", "callSid": format!("load-{i}"), "accountSid": "AC0",
             "tracks": ["inbound"],

@@ -672,7 +672,10 @@ pub fn tone_power(samples: &[i16], rate: u32, freq: f64) -> f64 {
 /// and loud enough to be a tone, not noise.
 pub fn has_tone(samples: &[i16], rate: u32, freq: f64, others: &[f64]) -> bool {
     let p = tone_power(samples, rate, freq);
-    p > 1.0e5 && others.iter().all(|&o| p > 10.0 * tone_power(samples, rate, o))
+    p > 1.0e5
+        && others
+            .iter()
+            .all(|&o| p > 10.0 * tone_power(samples, rate, o))
 }
 
 /// A Twilio Media Streams peer on `/twilio/stream`: plays Twilio toward the switch.
@@ -720,8 +723,10 @@ impl TwilioClient {
 
     /// `connected` then `start`, as Twilio opens a stream.
     pub async fn start(&mut self, call_sid: &str, custom: Value) {
-        self.send_json(serde_json::json!({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
-            .await;
+        self.send_json(
+            serde_json::json!({"event": "connected", "protocol": "Call", "version": "1.0.0"}),
+        )
+        .await;
         let seq = self.next_sequence();
         let start = serde_json::json!({
             "event": "start",

@@ -12,13 +12,24 @@ use serde_json::{json, Map, Value};
 use thiserror::Error;
 
 use crate::bots::flow::actions::is_dtmf;
-use crate::limits::{self, LimitError, MAX_ID_BYTES, MAX_NAME_BYTES};
+use crate::limits::{
+    self, LimitError, MAX_ADDRESS_BYTES, MAX_ID_BYTES, MAX_NAME_BYTES, MAX_WORKSPACE_BYTES,
+};
 use crate::media::pcm;
 
 /// The only audio format the protocol carries.
 pub const ENCODING: &str = "audio/x-mulaw";
 /// Its rate.
 pub const SAMPLE_RATE: u32 = 8000;
+/// Custom parameters that become the call's addresses and route keys, with their limits.
+const ADDRESS_PARAMETERS: &[(&str, usize)] = &[
+    ("from", MAX_ADDRESS_BYTES),
+    ("from_number", MAX_ADDRESS_BYTES),
+    ("to", MAX_ADDRESS_BYTES),
+    ("to_number", MAX_ADDRESS_BYTES),
+    ("hotline", MAX_ADDRESS_BYTES),
+    ("workspace", MAX_WORKSPACE_BYTES),
+];
 /// Event names longer than this are not events.
 const MAX_EVENT_BYTES: usize = 32;
 
@@ -97,7 +108,8 @@ fn id_at(o: &Map<String, Value>, key: &str) -> Result<String, MessageError> {
 /// Parses one text frame of at most `max_bytes` bytes.
 pub fn parse(text: &str, max_bytes: usize) -> Result<Inbound, MessageError> {
     limits::check_len("message", text, max_bytes)?;
-    let value: Value = serde_json::from_str(text).map_err(|e| MessageError::NotJson(e.to_string()))?;
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| MessageError::NotJson(e.to_string()))?;
     let Value::Object(o) = value else {
         return Err(MessageError::NotObject);
     };
@@ -133,6 +145,11 @@ pub fn parse(text: &str, max_bytes: usize) -> Result<Inbound, MessageError> {
                 Some(Value::Object(c)) => {
                     let value = Value::Object(c.clone());
                     limits::check_metadata("start.customParameters", &value)?;
+                    for (key, limit) in ADDRESS_PARAMETERS {
+                        if let Some(v) = str_at(c, key) {
+                            limits::check_len(&format!("customParameters.{key}"), v, *limit)?;
+                        }
+                    }
                     c.clone()
                 }
                 Some(_) => return Err(field("start", "`customParameters` is not an object")),
@@ -155,8 +172,8 @@ pub fn parse(text: &str, max_bytes: usize) -> Result<Inbound, MessageError> {
                     return Ok(Inbound::Media(Vec::new()));
                 }
             }
-            let payload = str_at(media, "payload")
-                .ok_or_else(|| field("media", "no `payload` string"))?;
+            let payload =
+                str_at(media, "payload").ok_or_else(|| field("media", "no `payload` string"))?;
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(payload)
                 .map_err(|e| field("media", format!("payload is not base64: {e}")))?;
@@ -171,12 +188,7 @@ pub fn parse(text: &str, max_bytes: usize) -> Result<Inbound, MessageError> {
             let mut chars = digit.chars();
             match (chars.next(), chars.next()) {
                 (Some(c), None) if is_dtmf(c) => Inbound::Dtmf(c),
-                _ => {
-                    return Err(field(
-                        "dtmf",
-                        format!("`{:.8}` is not one DTMF key", digit),
-                    ))
-                }
+                _ => return Err(field("dtmf", format!("`{:.8}` is not one DTMF key", digit))),
             }
         }
         "mark" => {

@@ -13,7 +13,7 @@ use actix::prelude::*;
 use actix_web_actors::ws;
 use serde_json::{Map, Value};
 
-use super::convert::{self, Inbound, MessageError, Start, Writer};
+use super::convert::{self, Inbound, Start, Writer};
 use super::{Settings, INGRESS, MAX_FRAME_BYTES};
 use crate::call::messages::{AttachLeg, CallerEvent, Delivery, LegCommand, LegFormat};
 use crate::call::state::{Address, EndCause};
@@ -135,7 +135,12 @@ impl TwilioSession {
 
     /// A message that breaks the protocol: the call (if any) fails with why, and the socket
     /// closes with `code`.
-    fn broken(&mut self, code: ws::CloseCode, detail: String, ctx: &mut ws::WebsocketContext<Self>) {
+    fn broken(
+        &mut self,
+        code: ws::CloseCode,
+        detail: String,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
         tracing::warn!(reference = %self.reference, %detail, "Twilio stream broken");
         self.leave(EndCause::Failed, true, detail.clone());
         self.close(code, detail, ctx);
@@ -168,14 +173,15 @@ impl TwilioSession {
             .unwrap_or_else(|| format!("twilio-{}", uuid::Uuid::new_v4()));
         self.reference = reference.clone();
         let mut call = NewCall::incoming(INGRESS, reference);
-        let param = |key: &str| {
-            start
-                .param(key)
-                .map(|v| v.chars().take(crate::limits::MAX_ADDRESS_BYTES).collect::<String>())
-        };
-        call.source = param("from").map(Address::tel).unwrap_or_default();
-        call.destination = param("to").map(Address::tel).unwrap_or_default();
-        call.hotline = param("hotline").unwrap_or_default();
+        // The first of `keys` set (their lengths were checked when `start` was read).
+        let param = |keys: &[&str]| keys.iter().find_map(|k| start.param(k)).map(str::to_owned);
+        call.source = param(&["from", "from_number"])
+            .map(Address::tel)
+            .unwrap_or_default();
+        call.destination = param(&["to", "to_number"])
+            .map(Address::tel)
+            .unwrap_or_default();
+        call.hotline = param(&["hotline"]).unwrap_or_default();
         call.workspace = workspace;
         let mut custom = start.custom.clone();
         for secret in SECRET_PARAMETERS {
@@ -184,7 +190,10 @@ impl TwilioSession {
         let mut metadata = Map::new();
         metadata.insert("streamSid".into(), Value::String(start.stream_sid.clone()));
         metadata.insert("callSid".into(), Value::String(start.call_sid.clone()));
-        metadata.insert("accountSid".into(), Value::String(start.account_sid.clone()));
+        metadata.insert(
+            "accountSid".into(),
+            Value::String(start.account_sid.clone()),
+        );
         metadata.insert("customParameters".into(), Value::Object(custom));
         call.metadata = Some(Value::Object(metadata));
         call.arbiter = Arbiter::try_current();
@@ -234,11 +243,11 @@ impl TwilioSession {
         let message = match convert::parse(text, MAX_FRAME_BYTES) {
             Ok(m) => m,
             Err(e) => {
-                let code = match e {
-                    MessageError::TooLarge(_) => ws::CloseCode::Size,
-                    _ => ws::CloseCode::Invalid,
-                };
-                return self.broken(code, format!("bad Twilio message: {e}"), ctx);
+                return self.broken(
+                    ws::CloseCode::Invalid,
+                    format!("bad Twilio message: {e}"),
+                    ctx,
+                )
             }
         };
         let waiting = matches!(self.phase, Phase::Waiting);
