@@ -277,3 +277,24 @@ async fn bad_messages_get_clear_errors() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_without_start_is_closed_and_creates_no_call() {
+    let app = menu_app("");
+    let mut c = TwilioClient::connect(&app, "").await.unwrap();
+    c.send_json(json!({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+        .await;
+    let waited = Instant::now();
+    match c.next().await {
+        RoEvent::Closed(code) => assert_eq!(code, Some(1008)),
+        other => panic!("expected the close, got {other:?}"),
+    }
+    assert!(
+        waited.elapsed() >= Duration::from_secs(9),
+        "{:?}",
+        waited.elapsed()
+    );
+    let (status, page) = app.get_json("/calls?page_size=10").await;
+    assert_eq!(status, 200);
+    assert_eq!(page["result"].as_array().map(Vec::len), Some(0), "{page}");
+}
