@@ -495,3 +495,50 @@ async fn the_switch_echo_bot_answers_a_call() {
         "the caller hears its own 500 Hz back"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn toward_a_whole_utterance_caller_marks_wait_for_the_gathered_utterance() {
+    let mut bot = TestBot::start().await;
+    let app = app_with(bot.addr, "");
+    let mut gw = Gateway::dial(&app, "tw-ivr-mark").await;
+    let mut conn = bot.accept().await;
+    // 400 ms of tone in 20 ms messages with a mark after each, as some bots send them.
+    let sent = Instant::now();
+    for (i, chunk) in tone(600.0, 8000, 400, 8000.0).chunks(160).enumerate() {
+        conn.send_audio(chunk);
+        conn.send_json(
+            json!({"event": "mark", "streamSid": "MZ1", "mark": {"name": format!("m{i}")}}),
+        );
+    }
+    // One utterance, not twenty.
+    let r = gw
+        .expect(switchboard::pb::smartivr::SmartIvrResponseType::ResultTts)
+        .await;
+    let heard = switchboard::media::wav::parse(&r.audio_content)
+        .expect("WAV")
+        .samples;
+    assert!(
+        heard.len() >= 3000,
+        "{} samples in the utterance",
+        heard.len()
+    );
+    assert!(has_tone(&heard, 8000, 600.0, &[440.0, 1000.0]));
+    let mut names = Vec::new();
+    while names.len() < 20 {
+        match conn.next_control().await {
+            Seen::Json(m) if m["event"] == "mark" => {
+                names.push(m["mark"]["name"].as_str().unwrap().to_owned())
+            }
+            Seen::Json(_) => {}
+            Seen::Closed => panic!("closed"),
+        }
+    }
+    names.sort_by_key(|n| n[1..].parse::<u32>().unwrap());
+    let expected: Vec<String> = (0..20).map(|i| format!("m{i}")).collect();
+    assert_eq!(names, expected, "every mark came back once");
+    assert!(
+        sent.elapsed() >= Duration::from_millis(380),
+        "marks came back {:?} after 400 ms of audio was sent",
+        sent.elapsed()
+    );
+}

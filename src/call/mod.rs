@@ -107,6 +107,9 @@ pub struct CallActor {
     barge_in: Option<BargeIn>,
     /// Bot marks waiting for the audio before them to play, with their timers.
     marks: Vec<(u64, SpawnHandle)>,
+    /// Bot marks behind the utterance being gathered for a whole-utterance caller; they wait
+    /// for it to be sent (a mark never closes an utterance early).
+    gathering_marks: Vec<u64>,
     /// When the caller leg last sent audio (or attached).
     last_media: Instant,
     /// Since when the caller leg's mailbox has refused audio, if it does now.
@@ -146,6 +149,7 @@ impl CallActor {
             dropped_caller_frames: 0,
             barge_in: None,
             marks: Vec::new(),
+            gathering_marks: Vec::new(),
             last_media: Instant::now(),
             leg_stalled_since: None,
             dropped_leg_commands: 0,
@@ -285,6 +289,7 @@ impl CallActor {
             ctx.cancel_future(timer);
             cut.push(id);
         }
+        cut.append(&mut self.gathering_marks);
         if let Some(r) = self.from_bot.as_mut() {
             r.reset();
         }
@@ -538,6 +543,9 @@ impl CallActor {
         if let Some(utterance) = playout.take_gathered() {
             self.play_whole(None, None, utterance.into(), ctx);
         }
+        for id in std::mem::take(&mut self.gathering_marks) {
+            self.mark(id, ctx);
+        }
     }
 
     /// How long the audio already sent or queued toward the caller still plays.
@@ -558,14 +566,16 @@ impl CallActor {
         }
     }
 
-    /// A bot's mark: reported done once the audio sent or queued before it has played (a
-    /// gathered utterance is sent first, as a mark ends what the bot had to say).
+    /// A bot's mark: reported done once the audio sent or queued before it has played. Behind
+    /// an utterance still being gathered it waits for that utterance to be sent first.
     fn mark(&mut self, id: u64, ctx: &mut Context<Self>) {
-        if self.gap_timer.is_some() {
-            self.flush_gathered(ctx);
+        let pending = self.marks.len() + self.gathering_marks.len();
+        if self.gap_timer.is_some() && pending < MAX_PENDING_MARKS {
+            self.gathering_marks.push(id);
+            return;
         }
         let wait = self.audio_left();
-        if wait.is_zero() || self.marks.len() >= MAX_PENDING_MARKS {
+        if wait.is_zero() || pending >= MAX_PENDING_MARKS {
             return self.prompt_done(id, false);
         }
         let timer = ctx.run_later(wait, move |act, _| {
