@@ -82,10 +82,11 @@ impl TestBot {
             while let Ok((socket, _)) = listener.accept().await {
                 let conn_tx = conn_tx.clone();
                 tokio::spawn(async move {
-                    let mut config =
-                        tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
-                    config.max_message_size = Some(64 << 20);
-                    config.max_frame_size = Some(64 << 20);
+                    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+                        max_message_size: Some(64 << 20),
+                        max_frame_size: Some(64 << 20),
+                        ..Default::default()
+                    };
                     let Ok(ws) =
                         tokio_tungstenite::accept_async_with_config(socket, Some(config)).await
                     else {

@@ -16,9 +16,11 @@ const MAX_MESSAGE: usize = 1024 * 1024;
 
 /// One stream: the two opening messages, then echo until the end.
 async fn echo(socket: TcpStream) {
-    let mut config = WebSocketConfig::default();
-    config.max_message_size = Some(MAX_MESSAGE);
-    config.max_frame_size = Some(MAX_MESSAGE);
+    let config = WebSocketConfig {
+        max_message_size: Some(MAX_MESSAGE),
+        max_frame_size: Some(MAX_MESSAGE),
+        ..WebSocketConfig::default()
+    };
     let Ok(ws) = tokio_tungstenite::accept_async_with_config(socket, Some(config)).await else {
         return;
     };

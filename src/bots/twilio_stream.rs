@@ -396,9 +396,11 @@ async fn open(target: &TwilioStreamTarget) -> Result<Socket, String> {
         let value = HeaderValue::from_str(value).map_err(|e| format!("bad header value: {e}"))?;
         request.headers_mut().insert(name, value);
     }
-    let mut config = WebSocketConfig::default();
-    config.max_message_size = Some(MAX_BOT_MESSAGE);
-    config.max_frame_size = Some(MAX_BOT_MESSAGE);
+    let config = WebSocketConfig {
+        max_message_size: Some(MAX_BOT_MESSAGE),
+        max_frame_size: Some(MAX_BOT_MESSAGE),
+        ..WebSocketConfig::default()
+    };
     let connector = url
         .starts_with("wss://")
         .then(|| tokio_tungstenite::Connector::Rustls(tls_config()));
