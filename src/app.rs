@@ -22,6 +22,7 @@ use crate::protocols::live_call_grpc::{LiveCallServer, LiveCallService};
 use crate::protocols::live_call_ws::{self, LiveCallWsState};
 use crate::protocols::ringover::{self, RingoverState};
 use crate::protocols::smartivr::{SmartIvrPhonegatewayServer, SmartIvrService};
+use crate::protocols::twilio::{self, TwilioState};
 use crate::registry::{Drain, GetStats, HangupAll, Registry};
 use crate::services::Services;
 use crate::store::{Store, StoreRuntime};
@@ -191,6 +192,7 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
         settings: live_call_ws::Settings::new(&config.media),
     };
     let ringover_state = RingoverState::new(registry.clone(), &config, access.ringover);
+    let twilio_state = TwilioState::new(registry.clone(), &config, access.twilio);
     let body_timeout = Duration::from_millis(config.http.body_timeout_ms);
     let http_tls = tls_identity(config.http.tls())?
         .map(|identity| identity.rustls(&config.http.tls()))
@@ -201,6 +203,7 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
             .wrap(api::body::BodyGuard::new(body_timeout))
             .app_data(web::Data::new(state.clone()))
             .configure(ringover::configure(ringover_state.clone()))
+            .configure(twilio::configure(twilio_state.clone()))
             .configure(api::configure)
             .configure(api::metrics::configure)
             .configure(|cfg| live_call_ws::configure(cfg, ws_state.clone()))
@@ -334,6 +337,7 @@ struct AccessRules {
     api: AccessRule,
     live_call_ws: AccessRule,
     ringover: AccessRule,
+    twilio: AccessRule,
     grpc: AccessRule,
 }
 
@@ -364,6 +368,7 @@ fn access_rules(config: &Config) -> Result<AccessRules, AppError> {
         api: rule(Ingress::Api)?,
         live_call_ws: rule(Ingress::LiveCallWs)?,
         ringover: rule(Ingress::Ringover)?,
+        twilio: rule(Ingress::Twilio)?,
         grpc: rule(Ingress::Grpc)?,
     })
 }

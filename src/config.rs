@@ -48,6 +48,8 @@ pub struct Config {
     #[serde(default)]
     pub ringover: RingoverConfig,
     #[serde(default)]
+    pub twilio: TwilioConfig,
+    #[serde(default)]
     pub media: MediaConfig,
     #[serde(default)]
     pub tts: TtsConfig,
@@ -96,9 +98,9 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
-    /// Where the REST API, the live-call WebSocket and the Ringover WebSocket listen. Loopback
-    /// by default; on any other address each of them needs an access rule (`[auth]`,
-    /// `[ringover]`) or to be marked open on purpose. A host name (`localhost:8080`) is
+    /// Where the REST API, the live-call WebSocket and the Ringover and Twilio WebSockets
+    /// listen. Loopback by default; on any other address each of them needs an access rule
+    /// (`[auth]`, `[ringover]`, `[twilio]`) or to be marked open on purpose. A host name (`localhost:8080`) is
     /// resolved at start-up to its first address.
     #[serde(deserialize_with = "listen_address")]
     pub listen: SocketAddr,
@@ -284,6 +286,23 @@ impl Default for RingoverConfig {
     }
 }
 
+/// The Twilio Media Streams WebSocket (`/twilio/stream` on the HTTP listener).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TwilioConfig {
+    /// When not empty, a connection's `?token=` (or the `token` custom parameter of its
+    /// `start` message) must equal one of these, unless it comes from one of `allow_from`.
+    pub tokens: Vec<Token>,
+    /// Networks (CIDR) whose peers are admitted without a token (else HTTP 403).
+    pub allow_from: Vec<String>,
+    /// Admits every peer on a non-loopback `[http] listen` without tokens or networks, on
+    /// purpose.
+    pub allow_unauthenticated: bool,
+    /// The Twilio account's auth token: when set, every upgrade must carry a valid
+    /// `X-Twilio-Signature` (HTTP 403 otherwise), on top of the rule above.
+    pub auth_token: Option<String>,
+}
+
 /// Text to speech.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -459,16 +478,19 @@ pub enum Ingress {
     LiveCallWs,
     /// The Ringover streamer WebSocket.
     Ringover,
+    /// The Twilio Media Streams WebSocket.
+    Twilio,
     /// The gRPC listener (SmartIVR `CallToBot` and `live_call.LiveCall`).
     Grpc,
 }
 
 impl Ingress {
     /// Every guarded ingress.
-    pub const ALL: [Ingress; 4] = [
+    pub const ALL: [Ingress; 5] = [
         Ingress::Api,
         Ingress::LiveCallWs,
         Ingress::Ringover,
+        Ingress::Twilio,
         Ingress::Grpc,
     ];
 }
@@ -591,6 +613,23 @@ pub enum BotConfig {
         #[serde(default = "default_connect_timeout_ms")]
         connect_timeout_ms: u64,
     },
+    /// A bot speaking Twilio Media Streams over a WebSocket (the switch plays Twilio).
+    TwilioStream {
+        /// `ws://host:port/path` or `wss://…` of the bot.
+        url: String,
+        /// Sent in `start.customParameters`, beside the call's from/to/workspace/hotline/ingress.
+        #[serde(default)]
+        custom_parameters: BTreeMap<String, String>,
+        /// HTTP headers of the WebSocket upgrade request (an `Authorization`, for one).
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
+        /// A bot that answers no WebSocket ping for this long has failed.
+        #[serde(default = "default_bot_timeout_ms")]
+        bot_timeout_ms: u64,
+        /// A bot that cannot be connected within this time has failed.
+        #[serde(default = "default_connect_timeout_ms")]
+        connect_timeout_ms: u64,
+    },
 }
 
 /// One routing rule.
@@ -624,6 +663,7 @@ pub const INGRESSES: &[&str] = &[
     "live_call_ws",
     "live_call_grpc",
     "ringover",
+    "twilio",
     "api",
 ];
 
@@ -740,6 +780,17 @@ impl Config {
                 allow_from_key: "ringover.allow_from",
                 allow_unauthenticated: self.ringover.allow_unauthenticated,
                 open_key: "ringover.allow_unauthenticated",
+            },
+            Ingress::Twilio => IngressAccess {
+                name: "the Twilio WebSocket",
+                listen: self.http.listen,
+                listen_key: "http.listen",
+                tokens: self.twilio.tokens.clone(),
+                tokens_key: "twilio.tokens",
+                allow_from: &self.twilio.allow_from,
+                allow_from_key: "twilio.allow_from",
+                allow_unauthenticated: self.twilio.allow_unauthenticated,
+                open_key: "twilio.allow_unauthenticated",
             },
             Ingress::Grpc => IngressAccess {
                 name: "the gRPC listener (SmartIVR and live_call)",
@@ -881,6 +932,29 @@ impl Config {
                     }
                 }
                 BotConfig::Smartivr { url, .. } => check_url(name, url)?,
+                BotConfig::TwilioStream { url, headers, .. } => {
+                    if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+                        return invalid(format!(
+                            "bots.{name}.url `{url}` must start with ws:// or wss://"
+                        ));
+                    }
+                    if let Err(e) = url.parse::<tokio_tungstenite::tungstenite::http::Uri>() {
+                        return invalid(format!("bots.{name}.url `{url}`: {e}"));
+                    }
+                    for (header, value) in headers {
+                        if tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(
+                            header.as_bytes(),
+                        )
+                        .is_err()
+                            || tokio_tungstenite::tungstenite::http::HeaderValue::from_str(value)
+                                .is_err()
+                        {
+                            return invalid(format!(
+                                "bots.{name}.headers.{header} is not a valid HTTP header"
+                            ));
+                        }
+                    }
+                }
             }
         }
         Ok(())
@@ -992,6 +1066,9 @@ mod tests {
             "ringover.tokens",
             "ringover.allow_from",
             "ringover.allow_unauthenticated",
+            "twilio.tokens",
+            "twilio.allow_from",
+            "twilio.allow_unauthenticated",
         ] {
             assert!(err.contains(key), "{key} missing from: {err}");
         }
@@ -1033,6 +1110,8 @@ mod tests {
             allow_unauthenticated = true
             [ringover]
             allow_unauthenticated = true
+            [twilio]
+            allow_unauthenticated = true
             [auth]
             api_allow_unauthenticated = true
             live_call_allow_unauthenticated = true
@@ -1051,6 +1130,8 @@ mod tests {
             allow_from = ["10.0.0.0/8", "fd00::/8"]
             [ringover]
             allow_from = ["192.0.2.0/24"]
+            [twilio]
+            tokens = ["tw"]
             [auth]
             api_keys = [{ key = "k" }]
             live_call_tokens = [{ token = "t", workspace = "a" }]

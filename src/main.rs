@@ -82,6 +82,10 @@ enum Command {
         /// Start a switch process for the run (echo flow bot, free loopback ports).
         #[arg(long)]
         spawn: bool,
+        /// With --spawn: the bot every call goes to. `twilio` runs the Twilio Media Streams
+        /// echo bot inside the load generator and routes calls to it as a `twilio_stream` bot.
+        #[arg(long, value_enum, default_value = "flow")]
+        bot: switchboard::load::Bot,
         /// The switch's HTTP listener (ignored with --spawn).
         #[arg(long, default_value = "127.0.0.1:8080")]
         http: std::net::SocketAddr,
@@ -121,10 +125,14 @@ enum Command {
         #[arg(long)]
         api_key: Option<String>,
     },
-    /// Run an echo AI service (live_call.LiveCall) for demos and load runs.
+    /// Run an echo AI service (live_call.LiveCall) for demos and load runs; with --twilio, a
+    /// Twilio Media Streams echo bot (WebSocket) instead.
     EchoBot {
         #[arg(long, default_value = "127.0.0.1:50061")]
         listen: std::net::SocketAddr,
+        /// Speak Twilio Media Streams (a `twilio_stream` bot at ws://LISTEN/).
+        #[arg(long)]
+        twilio: bool,
     },
 }
 
@@ -232,6 +240,7 @@ fn main() -> ExitCode {
             ramp_seconds,
             hold_seconds,
             spawn,
+            bot,
             http,
             grpc,
             token,
@@ -267,8 +276,24 @@ fn main() -> ExitCode {
                 print!("{}", report.map_err(|e| e.to_string())?);
                 return Ok(());
             }
+            // The Twilio echo bot runs here, on the load generator's runtime, so the switch's
+            // figures are the switch's alone.
+            let twilio_bot = match (spawn, bot) {
+                (true, load::Bot::Twilio) => {
+                    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+                    tokio::spawn(switchboard::bots::twilio_echo::serve(
+                        listener,
+                        std::future::pending(),
+                    ));
+                    Some(addr)
+                }
+                _ => None,
+            };
             let spawned = if spawn {
-                Some(SpawnedSwitch::start(&exe, max_calls, mode != Mode::Stream).await?)
+                Some(SpawnedSwitch::start(&exe, max_calls, mode != Mode::Stream, twilio_bot).await?)
             } else {
                 None
             };
@@ -288,10 +313,16 @@ fn main() -> ExitCode {
             print!("{report}");
             Ok(())
         }),
-        Command::EchoBot { listen } => run_async(async move {
-            switchboard::bots::echo_service::run(listen)
-                .await
-                .map_err(|e| e.to_string())
+        Command::EchoBot { listen, twilio } => run_async(async move {
+            if twilio {
+                switchboard::bots::twilio_echo::run(listen)
+                    .await
+                    .map_err(|e| e.to_string())
+            } else {
+                switchboard::bots::echo_service::run(listen)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
         }),
     }
 }

@@ -218,7 +218,7 @@ pub struct Frames {
 
 impl Frames {
     /// Counters for a session of `protocol` (`smartivr`, `live_call_ws`, `live_call_grpc`,
-    /// `ringover`).
+    /// `ringover`, `twilio`).
     pub fn new(protocol: &'static str) -> Self {
         Frames {
             protocol,

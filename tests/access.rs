@@ -409,6 +409,7 @@ fn the_binary_refuses_a_public_listener_without_rules() {
         "grpc.allow_unauthenticated",
         "auth.live_call_tokens",
         "ringover.tokens",
+        "twilio.tokens",
         "auth.api_keys",
     ] {
         assert!(stderr.contains(key), "{key} missing from: {stderr}");
@@ -423,6 +424,7 @@ fn the_binary_starts_a_public_listener_open_on_purpose() {
         "[http]\nlisten = \"0.0.0.0:0\"\n\
          [grpc]\nlisten = \"0.0.0.0:0\"\nallow_unauthenticated = true\n\
          [ringover]\nallow_unauthenticated = true\n\
+         [twilio]\nallow_unauthenticated = true\n\
          [auth]\napi_allow_unauthenticated = true\nlive_call_allow_unauthenticated = true\n",
     );
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
@@ -462,5 +464,5 @@ fn the_binary_starts_a_public_listener_open_on_purpose() {
         .iter()
         .filter(|l| l.contains("WARN") && l.contains("allow_unauthenticated"))
         .collect();
-    assert_eq!(warnings.len(), 4, "one warning per open ingress: {seen:#?}");
+    assert_eq!(warnings.len(), 5, "one warning per open ingress: {seen:#?}");
 }

@@ -8,9 +8,14 @@ use switchboard::load::{abuse, AbuseOptions, Flood, SpawnedSwitch};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_flood_reports_a_row_and_the_switch_still_serves() {
-    let switch = SpawnedSwitch::start(Path::new(env!("CARGO_BIN_EXE_switchboard")), 100, false)
-        .await
-        .expect("switch starts");
+    let switch = SpawnedSwitch::start(
+        Path::new(env!("CARGO_BIN_EXE_switchboard")),
+        100,
+        false,
+        None,
+    )
+    .await
+    .expect("switch starts");
     let mut opts = AbuseOptions::new(switch.http, switch.grpc, switch.token.clone());
     opts.pid = Some(switch.pid());
     opts.phase = Duration::from_millis(400);

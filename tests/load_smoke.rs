@@ -74,6 +74,43 @@ async fn ringover_streams_stream_and_hear_their_echo() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twilio_streams_stream_and_hear_their_echo() {
+    let app = spawn_app(ECHO);
+    let report = load::run(options(&app, Protocol::Twilio, Mode::Stream, 2))
+        .await
+        .expect("run");
+    assert_eq!(report.admitted, 2, "{report}");
+    assert_eq!(report.failed, 0, "{report}");
+    assert!(report.frames_received > 0, "utterances came back: {report}");
+    assert!(
+        report.latency_count > 0,
+        "echoed bursts were timed: {report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_hear_their_echo_through_the_twilio_echo_bot() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bot = listener.local_addr().unwrap();
+    tokio::spawn(switchboard::bots::twilio_echo::serve(
+        listener,
+        std::future::pending(),
+    ));
+    let app = spawn_app(&format!(
+        "[auth]\nlive_call_tokens = [\"load\"]\n[bots.tw]\nkind = \"twilio_stream\"\nurl = \"ws://{bot}/\"\n[[routes]]\nbot = \"tw\"\n"
+    ));
+    let report = load::run(options(&app, Protocol::Ws, Mode::Stream, 3))
+        .await
+        .expect("run");
+    assert_eq!(report.admitted, 3, "{report}");
+    assert_eq!(report.failed, 0, "{report}");
+    assert!(
+        report.latency_count > 0,
+        "echoed bursts were timed: {report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn churn_leaves_no_live_calls() {
     let app = spawn_app(
         "[bots.hi]\nkind = \"flow\"\nactions = [{ type = \"talk\", text = \"Hi.\" }, { type = \"hangup\" }]\n[[routes]]\nbot = \"hi\"\n",

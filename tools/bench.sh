@@ -12,6 +12,8 @@ run --protocol ws --calls 200 --ramp-seconds 10 --hold-seconds 20
 run --protocol ws --calls 1000 --ramp-seconds 20 --hold-seconds 20
 run --protocol smartivr --calls 2000 --ramp-seconds 20 --hold-seconds 20
 run --protocol ringover --calls 2000 --ramp-seconds 20 --hold-seconds 20
+run --protocol twilio --calls 2000 --ramp-seconds 20 --hold-seconds 20
+run --protocol smartivr --bot twilio --calls 1000 --ramp-seconds 20 --hold-seconds 20
 run --protocol smartivr --mode setup --calls 5000 --concurrency 200
 run --protocol smartivr --mode churn --calls 20000 --concurrency 200
 echo

@@ -31,6 +31,8 @@ pub const API_KEY: &str = "api_key";
 pub const LIVE_CALL_TOKEN: &str = "live_call_token";
 /// The Ringover WebSocket's token (`?token=`, `[ringover] tokens`).
 pub const RINGOVER_TOKEN: &str = "ringover_token";
+/// The Twilio WebSocket's token (`?token=`, `[twilio] tokens`).
+pub const TWILIO_TOKEN: &str = "twilio_token";
 
 /// The document.
 #[derive(OpenApi)]
@@ -65,6 +67,7 @@ pub const RINGOVER_TOKEN: &str = "ringover_token";
         super::phone::asset,
         crate::protocols::live_call_ws::upgrade,
         crate::protocols::ringover::stream,
+        crate::protocols::twilio::stream,
     ),
     components(schemas(
         CallView,
@@ -126,6 +129,13 @@ impl Modify for SecuritySchemes {
             SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
                 "token",
                 "One of `[ringover] tokens`.",
+            ))),
+        );
+        components.add_security_scheme(
+            TWILIO_TOKEN,
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+                "token",
+                "One of `[twilio] tokens` (or the `token` custom parameter of `start`).",
             ))),
         );
     }

@@ -5,6 +5,8 @@ pub mod echo_service;
 pub mod flow;
 pub mod live_call;
 pub mod smartivr;
+pub mod twilio_echo;
+pub mod twilio_stream;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,7 +39,7 @@ pub enum BotError {
 /// switch writes the call's audio as soon as the request stream is open, as gateways do.
 /// HTTP/2 pings go every third of `bot_timeout`; a bot that leaves them unanswered that long
 /// breaks the connection, which fails the call.
-/// A failure is counted by `kind` (`live_call`, `smartivr`) in
+/// A failure is counted by `kind` (`live_call`, `smartivr`; `twilio_stream` counts its own) in
 /// `switchboard_bot_connect_failures_total`.
 pub(crate) async fn connect(
     kind: &'static str,
@@ -131,6 +133,28 @@ pub fn start(
             Ok(BotHandle {
                 events: bot.recipient(),
                 in_rate: Some(crate::media::TELEPHONE_RATE),
+            })
+        }
+        Some(BotConfig::TwilioStream {
+            url,
+            custom_parameters,
+            headers,
+            bot_timeout_ms,
+            connect_timeout_ms,
+        }) => {
+            let buffered = Duration::from_millis(services.config.media.max_buffered_ms as u64);
+            let target = twilio_stream::TwilioStreamTarget {
+                url: url.clone(),
+                custom_parameters: custom_parameters.clone(),
+                headers: headers.clone(),
+                bot_timeout: Duration::from_millis(*bot_timeout_ms),
+                connect_timeout: Duration::from_millis(*connect_timeout_ms),
+                lead: (buffered / 2).min(Duration::from_secs(1)),
+            };
+            let bot = twilio_stream::TwilioStreamBot::new(target, call.recipient()).start();
+            Ok(BotHandle {
+                events: bot.recipient(),
+                in_rate: Some(crate::protocols::twilio::convert::SAMPLE_RATE),
             })
         }
         None => Err(BotError::Unknown(name.to_owned())),

@@ -87,6 +87,10 @@ pub enum BotCommand {
     Stream { samples: Vec<i16>, rate: u32 },
     /// The bot finished an utterance of streamed audio.
     StreamEnd,
+    /// A point in the bot's audio: the call answers `BotEvent::PromptDone { prompt: id }` once
+    /// the audio sent before it has played to the caller (`interrupted` when that audio was
+    /// dropped first, by barge-in or `StopAudio`).
+    Mark { id: u64 },
     /// Drop all queued bot audio now and tell the caller's side to stop playing.
     StopAudio,
     /// Caller speech or a key stops prompt `prompt` (sent before its `Say`): queued audio is
@@ -213,7 +217,8 @@ pub enum BotEvent {
     Audio(Vec<i16>),
     /// A DTMF key from the caller.
     Dtmf(char),
-    /// A prompt from `BotCommand::Say` finished playing, or was cut off.
+    /// A prompt from `BotCommand::Say` (or a `BotCommand::Mark`) finished playing, or was cut
+    /// off.
     PromptDone { prompt: u64, interrupted: bool },
     /// The call has ended; the bot should stop.
     Ended,

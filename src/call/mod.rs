@@ -43,6 +43,10 @@ const HOLD_PROMPT: u64 = u64::MAX;
 /// between utterances toward whole-utterance callers.
 const SILENCE_RMS: f64 = 100.0;
 
+/// Marks (`BotCommand::Mark`) waiting for their audio to play; past this a new mark is
+/// reported at once.
+const MAX_PENDING_MARKS: usize = 256;
+
 /// Room in the call's mailbox: media senders use `try_send` and drop audio beyond this.
 pub const MAILBOX_CAPACITY: usize = 256;
 
@@ -101,6 +105,11 @@ pub struct CallActor {
     dropped_caller_frames: u64,
     /// The prompt barge-in is armed for.
     barge_in: Option<BargeIn>,
+    /// Bot marks waiting for the audio before them to play, with their timers.
+    marks: Vec<(u64, SpawnHandle)>,
+    /// Bot marks behind the utterance being gathered for a whole-utterance caller; they wait
+    /// for it to be sent (a mark never closes an utterance early).
+    gathering_marks: Vec<u64>,
     /// When the caller leg last sent audio (or attached).
     last_media: Instant,
     /// Since when the caller leg's mailbox has refused audio, if it does now.
@@ -139,6 +148,8 @@ impl CallActor {
             deferred_hangup: None,
             dropped_caller_frames: 0,
             barge_in: None,
+            marks: Vec::new(),
+            gathering_marks: Vec::new(),
             last_media: Instant::now(),
             leg_stalled_since: None,
             dropped_leg_commands: 0,
@@ -274,6 +285,11 @@ impl CallActor {
         if let Some(h) = self.gap_timer.take() {
             ctx.cancel_future(h);
         }
+        for (id, timer) in self.marks.drain(..) {
+            ctx.cancel_future(timer);
+            cut.push(id);
+        }
+        cut.append(&mut self.gathering_marks);
         if let Some(r) = self.from_bot.as_mut() {
             r.reset();
         }
@@ -527,6 +543,9 @@ impl CallActor {
         if let Some(utterance) = playout.take_gathered() {
             self.play_whole(None, None, utterance.into(), ctx);
         }
+        for id in std::mem::take(&mut self.gathering_marks) {
+            self.mark(id, ctx);
+        }
     }
 
     /// How long the audio already sent or queued toward the caller still plays.
@@ -545,6 +564,25 @@ impl CallActor {
                     + self.paced_until.saturating_duration_since(Instant::now())
             }
         }
+    }
+
+    /// A bot's mark: reported done once the audio sent or queued before it has played. Behind
+    /// an utterance still being gathered it waits for that utterance to be sent first.
+    fn mark(&mut self, id: u64, ctx: &mut Context<Self>) {
+        let pending = self.marks.len() + self.gathering_marks.len();
+        if self.gap_timer.is_some() && pending < MAX_PENDING_MARKS {
+            self.gathering_marks.push(id);
+            return;
+        }
+        let wait = self.audio_left();
+        if wait.is_zero() || pending >= MAX_PENDING_MARKS {
+            return self.prompt_done(id, false);
+        }
+        let timer = ctx.run_later(wait, move |act, _| {
+            act.marks.retain(|(m, _)| *m != id);
+            act.prompt_done(id, false);
+        });
+        self.marks.push((id, timer));
     }
 
     /// A bot's hangup: whatever the bot already said is heard first, so a hangup right after
@@ -787,7 +825,7 @@ impl Handler<BotCommand> for CallActor {
 
     fn handle(&mut self, msg: BotCommand, ctx: &mut Context<Self>) {
         if self.is_over() {
-            if let BotCommand::Say { prompt, .. } = msg {
+            if let BotCommand::Say { prompt, .. } | BotCommand::Mark { id: prompt } = msg {
                 self.prompt_done(prompt, true);
             }
             return;
@@ -863,6 +901,7 @@ impl Handler<BotCommand> for CallActor {
                     self.pump(ctx);
                 }
             }
+            BotCommand::Mark { id } => self.mark(id, ctx),
             BotCommand::StopAudio => {
                 if let Some(h) = self.hold.take() {
                     ctx.cancel_future(h);

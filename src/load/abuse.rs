@@ -897,7 +897,7 @@ pub async fn run_fresh(
         tool_peak_mb: None,
     };
     for &flood in &opts.floods {
-        let switch = super::SpawnedSwitch::start(exe, max_calls, false)
+        let switch = super::SpawnedSwitch::start(exe, max_calls, false, None)
             .await
             .map_err(LoadError::Setup)?;
         let mut o = opts.clone();

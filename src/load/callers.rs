@@ -208,6 +208,111 @@ async fn ringover_caller(i: usize, ctx: Arc<CallCtx>, silence: Arc<Vec<u8>>, bur
     let _ = tokio::time::timeout(HANGUP_GRACE, reader).await;
 }
 
+/// Pre-built Twilio `media` messages of 20 ms, encoded once for every caller.
+struct TwilioFrames {
+    silence: String,
+    burst: String,
+}
+
+impl TwilioFrames {
+    fn new() -> Self {
+        let frame = |samples: &[i16]| {
+            let mut ulaw = Vec::with_capacity(samples.len());
+            pcm::encode_ulaw_into(samples, &mut ulaw);
+            serde_json::json!({ "event": "media", "streamSid": "MZload",
+                "media": { "track": "inbound", "chunk": "1", "timestamp": "0",
+                           "payload": base64::engine::general_purpose::STANDARD.encode(ulaw) } })
+            .to_string()
+        };
+        TwilioFrames {
+            silence: frame(&vec![0; samples_for_ms(8000, 20)]),
+            burst: frame(&tone(8000, 20)),
+        }
+    }
+}
+
+/// A Twilio Media Streams caller: `connected`, `start`, then 20 ms `media` messages with a
+/// 200 ms tone each second; the echo comes back as one utterance (`media` and a `mark`, which
+/// the caller echoes as Twilio does).
+async fn twilio_caller(i: usize, ctx: Arc<CallCtx>, frames: Arc<TwilioFrames>) {
+    let c = &ctx.counters;
+    let url = format!("ws://{}/twilio/stream", ctx.opts.http);
+    let ws = match tokio_tungstenite::connect_async(url).await {
+        Ok((ws, _)) => ws,
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status().as_u16() == 503 => {
+            return Counters::add(&c.refused, 1)
+        }
+        Err(_) => return Counters::add(&c.failed, 1),
+    };
+    let (mut sink, mut stream) = ws.split();
+    let connected =
+        serde_json::json!({"event": "connected", "protocol": "Call", "version": "1.0.0"});
+    let start = serde_json::json!({ "event": "start", "sequenceNumber": "1", "streamSid": "MZload",
+        "start": { "streamSid": "MZload", "callSid": format!("load-{i}"), "accountSid": "AC0",
+            "tracks": ["inbound"],
+            "customParameters": { "from": format!("+1555{i:07}"), "to": "+15550000" },
+            "mediaFormat": { "encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1 } } });
+    for m in [connected, start] {
+        if sink.send(Message::Text(m.to_string())).await.is_err() {
+            return Counters::add(&c.failed, 1);
+        }
+    }
+    Counters::add(&c.admitted, 1);
+    let pending = Arc::new(AtomicU64::new(0));
+    let reader_pending = pending.clone();
+    let reader_ctx = ctx.clone();
+    // Marks are echoed through the same sink as the media.
+    let (marks_tx, mut marks) = mpsc::channel::<String>(16);
+    let reader = tokio::spawn(async move {
+        let c = &reader_ctx.counters;
+        while let Some(Ok(msg)) = stream.next().await {
+            match msg {
+                Message::Text(text) if text.starts_with("{\"event\":\"media\"") => {
+                    Counters::add(&c.frames_received, 1);
+                    let sent = reader_pending.swap(0, Ordering::Relaxed);
+                    if sent != 0 {
+                        let now = micros_since(reader_ctx.epoch);
+                        c.latency(Duration::from_micros(now.saturating_sub(sent)));
+                    }
+                }
+                Message::Text(text) if text.contains("\"mark\"") => {
+                    let _ = marks_tx.try_send(text);
+                }
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+    });
+    let mut ticker = tokio::time::interval(Duration::from_millis(20));
+    let burst_every = BURST_EVERY_MS / 20;
+    let mut k: u64 = 0;
+    while !ctx.stop.load(Ordering::Relaxed) {
+        ticker.tick().await;
+        let phase = k % burst_every;
+        if phase == 0 && pending.swap(micros_since(ctx.epoch), Ordering::Relaxed) != 0 {
+            Counters::add(&c.bursts_lost, 1);
+        }
+        let frame = if phase < 10 {
+            &frames.burst
+        } else {
+            &frames.silence
+        };
+        if sink.send(Message::Text(frame.clone())).await.is_err() {
+            Counters::add(&c.failed, 1);
+            break;
+        }
+        while let Ok(mark) = marks.try_recv() {
+            let _ = sink.send(Message::Text(mark)).await;
+        }
+        Counters::add(&c.frames_sent, 1);
+        k += 1;
+    }
+    let stop = serde_json::json!({"event": "stop", "streamSid": "MZload", "stop": {}});
+    let _ = sink.send(Message::Text(stop.to_string())).await;
+    let _ = sink.close().await;
+    let _ = tokio::time::timeout(HANGUP_GRACE, reader).await;
+}
+
 fn channel_for(channels: &[Channel], i: usize) -> Channel {
     channels[(i / CALLS_PER_CHANNEL) % channels.len()].clone()
 }
@@ -350,13 +455,14 @@ pub async fn stream(
         epoch: Instant::now(),
     });
     let ws_frames = Arc::new(WsFrames::new());
+    let twilio_frames = Arc::new(TwilioFrames::new());
     let silence = Arc::new(pcm::encode_s16le(&vec![0; samples_for_ms(8000, 100)]));
     let burst = Arc::new(pcm::encode_s16le(&tone(8000, 100)));
     let silence_20 = Arc::new(pcm::encode_s16le(&vec![0; samples_for_ms(8000, 20)]));
     let burst_20 = Arc::new(pcm::encode_s16le(&tone(8000, 20)));
     let channels = match opts.protocol {
         Protocol::Smartivr => smartivr_channels(opts).await?,
-        Protocol::Ws | Protocol::Ringover => Vec::new(),
+        Protocol::Ws | Protocol::Ringover | Protocol::Twilio => Vec::new(),
     };
     let ramp_start = Instant::now();
     let mut tasks = Vec::with_capacity(opts.calls);
@@ -366,6 +472,7 @@ pub async fn stream(
         let ctx = ctx.clone();
         tasks.push(match opts.protocol {
             Protocol::Ws => tokio::spawn(ws_caller(i, ctx, ws_frames.clone())),
+            Protocol::Twilio => tokio::spawn(twilio_caller(i, ctx, twilio_frames.clone())),
             Protocol::Ringover => tokio::spawn(ringover_caller(
                 i,
                 ctx,
@@ -446,7 +553,7 @@ async fn many_calls(
 ) -> Result<f64, LoadError> {
     let channels = match opts.protocol {
         Protocol::Smartivr => smartivr_channels(opts).await?,
-        Protocol::Ws | Protocol::Ringover => Vec::new(),
+        Protocol::Ws | Protocol::Ringover | Protocol::Twilio => Vec::new(),
     };
     let limit = Arc::new(Semaphore::new(opts.concurrency.max(1)));
     let started = Instant::now();

@@ -32,6 +32,18 @@ pub enum Protocol {
     Ws,
     /// Ringover media streams: 20 ms binary L16 frames at 8 kHz, whole-utterance replies.
     Ringover,
+    /// Twilio Media Streams: 20 ms mu-law `media` messages, whole-utterance replies with marks.
+    Twilio,
+}
+
+/// Which bot a spawned switch routes every call to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Bot {
+    /// The embedded flow engine echoing the caller (or greeting, in setup and churn runs).
+    Flow,
+    /// A `twilio_stream` bot: the switch's own Twilio Media Streams echo bot, run by the load
+    /// generator (so its cost is not the switch's).
+    Twilio,
 }
 
 /// What to measure.

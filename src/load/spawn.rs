@@ -30,19 +30,25 @@ fn free_port() -> std::io::Result<SocketAddr> {
 }
 
 /// The configuration a spawned switch runs: every call to a flow that echoes the caller, or
-/// (for set-up and churn runs) a flow that greets and hangs up.
+/// (for set-up and churn runs) a flow that greets and hangs up, or, with `twilio_bot`, to a
+/// `twilio_stream` bot at that address (an echo bot).
 pub fn config_text(
     http: SocketAddr,
     grpc: SocketAddr,
     token: &str,
     max_calls: usize,
     greet_only: bool,
+    twilio_bot: Option<SocketAddr>,
     data_dir: &std::path::Path,
 ) -> String {
     let actions = if greet_only {
         r#"[{ type = "talk", text = "Hi." }, { type = "hangup" }]"#
     } else {
         r#"[{ type = "answer" }, { type = "echo", duration = 86400000 }]"#
+    };
+    let bot = match twilio_bot {
+        Some(addr) => format!("kind = \"twilio_stream\"\nurl = \"ws://{addr}/\""),
+        None => format!("kind = \"flow\"\nactions = {actions}"),
     };
     format!(
         r#"
@@ -62,8 +68,7 @@ instance_file = "{data}/instance_id"
 [recordings]
 dir = "{data}/recordings"
 [bots.echo]
-kind = "flow"
-actions = {actions}
+{bot}
 [[routes]]
 bot = "echo"
 "#,
@@ -72,11 +77,13 @@ bot = "echo"
 }
 
 impl SpawnedSwitch {
-    /// Starts `exe serve` and waits until its health answers.
+    /// Starts `exe serve` and waits until its health answers; with `twilio_bot`, every call
+    /// goes to the `twilio_stream` bot at that address.
     pub async fn start(
         exe: &std::path::Path,
         max_calls: usize,
         greet_only: bool,
+        twilio_bot: Option<SocketAddr>,
     ) -> Result<SpawnedSwitch, String> {
         let http = free_port().map_err(|e| e.to_string())?;
         let grpc = free_port().map_err(|e| e.to_string())?;
@@ -86,7 +93,7 @@ impl SpawnedSwitch {
         let path = run.join("switchboard.toml");
         std::fs::write(
             &path,
-            config_text(http, grpc, &token, max_calls, greet_only, &run),
+            config_text(http, grpc, &token, max_calls, greet_only, twilio_bot, &run),
         )
         .map_err(|e| e.to_string())?;
         let config = tempfile_path::TempPath(path);

@@ -59,6 +59,35 @@ pub fn ulaw_to_linear(byte: u8) -> i16 {
     }
 }
 
+/// Encodes one sample as a G.711 mu-law byte (the standard segment search, with the 0x84
+/// bias and clipping at 32635).
+pub fn linear_to_ulaw(sample: i16) -> u8 {
+    const BIAS: i32 = 0x84;
+    const CLIP: i32 = 32635;
+    let mut s = sample as i32;
+    let sign = if s < 0 {
+        s = -s;
+        0x80
+    } else {
+        0
+    };
+    let s = s.min(CLIP) + BIAS;
+    // The segment is the position of the highest set bit above bit 7.
+    let exponent = (31 - (s as u32).leading_zeros()).saturating_sub(7).min(7) as i32;
+    let mantissa = (s >> (exponent + 3)) & 0x0f;
+    !((sign | (exponent << 4) | mantissa) as u8)
+}
+
+/// Decodes mu-law bytes into `out` (appending).
+pub fn decode_ulaw_into(bytes: &[u8], out: &mut Vec<i16>) {
+    out.extend(bytes.iter().map(|&b| ulaw_to_linear(b)));
+}
+
+/// Encodes samples as mu-law bytes, appending to `out`.
+pub fn encode_ulaw_into(samples: &[i16], out: &mut Vec<u8>) {
+    out.extend(samples.iter().map(|&s| linear_to_ulaw(s)));
+}
+
 /// Decodes one G.711 A-law byte.
 pub fn alaw_to_linear(byte: u8) -> i16 {
     let a = byte ^ 0x55;
@@ -108,5 +137,23 @@ mod tests {
         assert_eq!(ulaw_to_linear(0x80), 32124);
         assert_eq!(alaw_to_linear(0xd5), 8);
         assert_eq!(alaw_to_linear(0x55), -8);
+        assert_eq!(linear_to_ulaw(0), 0xff);
+        assert_eq!(linear_to_ulaw(32124), 0x80);
+        assert_eq!(linear_to_ulaw(-32124), 0x00);
+    }
+
+    #[test]
+    fn ulaw_round_trip_is_close() {
+        for s in (-32000..32000).step_by(97) {
+            let back = ulaw_to_linear(linear_to_ulaw(s as i16)) as i32;
+            // mu-law keeps about 3% of the magnitude, and at least the smallest step.
+            assert!((back - s).abs() <= (s.abs() / 16).max(8), "{s} -> {back}");
+        }
+        for byte in 0..=255u8 {
+            // 0x7f and 0xff both mean zero.
+            if byte != 0x7f {
+                assert_eq!(linear_to_ulaw(ulaw_to_linear(byte)), byte, "{byte:#x}");
+            }
+        }
     }
 }

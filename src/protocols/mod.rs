@@ -6,6 +6,7 @@ pub mod live_call_grpc;
 pub mod live_call_ws;
 pub mod ringover;
 pub mod smartivr;
+pub mod twilio;
 pub mod upgrade;
 pub mod ws;
 

@@ -15,6 +15,9 @@ const GRPCIO: &str = "grpcio==1.68.1";
 const GRPCIO_TOOLS: &str = "grpcio-tools==1.68.1";
 /// Playwright's Python package (its driver only: the browser is `/usr/bin/chromium`).
 const PLAYWRIGHT: &str = "playwright==1.65.2";
+/// Pipecat with its WebSocket transports, and the ASGI server its examples run on.
+const PIPECAT: &str = "pipecat-ai[websocket]==1.14.0";
+const UVICORN: &str = "uvicorn==0.54.0";
 
 /// A venv under the cargo target tmp dir named `name`, with `requirements` installed and
 /// `prepare` run once in its folder (given its python). A file lock keeps test binaries that
@@ -66,6 +69,11 @@ pub fn browser_env() -> PathBuf {
     venv("browser-peers", &[PLAYWRIGHT], |_, _| {}).0
 }
 
+/// The Pipecat venv's python (Pipecat as published, unmodified).
+pub fn pipecat_env() -> PathBuf {
+    venv("pipecat-peers", &[PIPECAT, UVICORN], |_, _| {}).0
+}
+
 /// A peer script under `tests/peers/`.
 pub fn peer_script(script: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -88,6 +96,8 @@ fn run(command: &mut Command) {
 pub struct PythonPeer {
     child: Child,
     pub port: u16,
+    /// The lines it prints after `PORT n`.
+    pub lines: std::sync::mpsc::Receiver<String>,
 }
 
 impl PythonPeer {
@@ -95,20 +105,34 @@ impl PythonPeer {
     /// `patience`) for the `PORT n` line it prints once listening.
     pub fn start(script: &str, patience: Duration) -> PythonPeer {
         let (python, stubs) = python_env();
+        Self::start_with(&python, script, &[stubs.as_os_str()], patience)
+    }
+
+    /// Runs `tests/peers/{script}` with `python` and `args`, and waits (up to `patience`) for
+    /// the `PORT n` line it prints once listening.
+    pub fn start_with(
+        python: &Path,
+        script: &str,
+        args: &[&std::ffi::OsStr],
+        patience: Duration,
+    ) -> PythonPeer {
         let script = peer_script(script);
         let mut child = Command::new(python)
             .arg(&script)
-            .arg(&stubs)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start the python peer");
         let stdout = child.stdout.take().expect("peer stdout");
         let (tx, rx) = std::sync::mpsc::channel();
+        let (lines_tx, lines) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(port) = line.strip_prefix("PORT ") {
                     let _ = tx.send(port.trim().parse::<u16>().ok());
+                } else {
+                    let _ = lines_tx.send(line);
                 }
             }
         });
@@ -119,7 +143,21 @@ impl PythonPeer {
                 panic!("{} did not start listening: {other:?}", script.display())
             }
         };
-        PythonPeer { child, port }
+        PythonPeer { child, port, lines }
+    }
+
+    /// Waits (up to `patience`) for a printed line starting with `prefix`; the lines before it
+    /// are skipped.
+    pub fn expect_line(&self, prefix: &str, patience: Duration) -> String {
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.starts_with(prefix) => return line,
+                Ok(_) => continue,
+                Err(e) => panic!("the peer printed no `{prefix}` line: {e}"),
+            }
+        }
     }
 }
 
