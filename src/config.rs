@@ -52,6 +52,8 @@ pub struct Config {
     #[serde(default)]
     pub media: MediaConfig,
     #[serde(default)]
+    pub rooms: RoomsConfig,
+    #[serde(default)]
     pub tts: TtsConfig,
     #[serde(default)]
     pub auth: AuthConfig,
@@ -201,6 +203,32 @@ pub enum TtsAudio {
 pub struct SmartIvrConfig {
     /// How bot audio is packed into RESULT_TTS responses.
     pub tts_audio: TtsAudio,
+}
+
+/// Conference rooms (`/api/v1/calls/rooms`, the flow's `conference_join`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoomsConfig {
+    /// The rate rooms mix at; a participant whose call runs at another rate is resampled once,
+    /// at its call.
+    pub sample_rate: u32,
+    /// A temporary room left empty this long closes (persistent rooms stay).
+    pub empty_timeout_ms: u64,
+    /// Rooms open at once; creating one more answers 503.
+    pub max_rooms: usize,
+    /// The largest `max_participants` a room may ask for (and the default when it asks none).
+    pub max_participants: u32,
+}
+
+impl Default for RoomsConfig {
+    fn default() -> Self {
+        RoomsConfig {
+            sample_rate: 16_000,
+            empty_timeout_ms: 300_000,
+            max_rooms: 1000,
+            max_participants: 50,
+        }
+    }
 }
 
 /// Media timing shared by every call.
@@ -863,6 +891,17 @@ impl Config {
                 crate::media::MIN_RATE,
                 crate::media::MAX_RATE
             ));
+        }
+        if !(crate::media::MIN_RATE..=crate::media::MAX_RATE).contains(&self.rooms.sample_rate) {
+            return invalid(format!(
+                "rooms.sample_rate {} is outside {}..={}",
+                self.rooms.sample_rate,
+                crate::media::MIN_RATE,
+                crate::media::MAX_RATE
+            ));
+        }
+        if self.rooms.max_participants == 0 {
+            return invalid("rooms.max_participants must be at least 1".into());
         }
         if self.media.write_timeout_ms == 0 {
             return invalid("media.write_timeout_ms must be at least 1".into());

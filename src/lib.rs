@@ -5,6 +5,8 @@
 //! - `config`: the TOML schema, validated at start-up.
 //! - `registry`: creates calls, finds them by id, learns when they end.
 //! - `call`: the call actor, its pure VoIPBIN state (`call::state`), its messages and playout.
+//! - `room`: conference rooms: one actor per room mixing its participants on a 20 ms clock
+//!   (`room::mixer`), found through the registry (`room::directory`).
 //! - `bots`: what answers a call; `bots::flow` is the embedded VoIPBIN-style flow engine.
 //! - `protocols`: one module per caller protocol (SmartIVR gRPC, Ringover WebSocket), turning
 //!   frames into call messages and back; `protocols::access`, the access rule every ingress
@@ -38,6 +40,7 @@ pub mod pb;
 pub mod protocols;
 pub mod recording;
 pub mod registry;
+pub mod room;
 pub mod services;
 pub mod speech;
 pub mod store;

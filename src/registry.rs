@@ -15,6 +15,8 @@ use uuid::Uuid;
 use crate::call::messages::{Chain, ChainError, Hangup};
 use crate::call::state::{Address, CallRecord, Direction, EndCause, Status};
 use crate::call::CallActor;
+use crate::room::directory::RoomBook;
+pub use crate::room::directory::RoomClosed;
 use crate::services::Services;
 use crate::telemetry;
 
@@ -38,6 +40,8 @@ pub struct NewCall {
     pub arbiter: Option<ArbiterHandle>,
     /// What the caller's side said about the call when it connected, kept whole.
     pub metadata: Option<serde_json::Value>,
+    /// Run this configured bot instead of the one the routes pick (a bot joining a room).
+    pub bot: Option<String>,
 }
 
 impl NewCall {
@@ -54,6 +58,7 @@ impl NewCall {
             master_call_id: None,
             arbiter: None,
             metadata: None,
+            bot: None,
         }
     }
 }
@@ -177,7 +182,7 @@ pub struct HangupAll {
 
 /// The registry actor.
 pub struct Registry {
-    services: Arc<Services>,
+    pub(crate) services: Arc<Services>,
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: usize,
     live: HashMap<Uuid, Addr<CallActor>>,
@@ -185,6 +190,8 @@ pub struct Registry {
     /// Ended calls, oldest first, to forget beyond `keep_ended_calls`.
     ended: VecDeque<Uuid>,
     draining: bool,
+    /// The open conference rooms (`room::directory`).
+    pub(crate) rooms: RoomBook,
 }
 
 impl AdmitError {
@@ -210,6 +217,7 @@ impl Registry {
             known: HashMap::new(),
             ended: VecDeque::new(),
             draining: false,
+            rooms: RoomBook::default(),
         }
     }
 
@@ -224,8 +232,17 @@ impl Registry {
         Ok(())
     }
 
+    /// The next call arbiter in turn.
+    pub(crate) fn next_arbiter(&mut self) -> ArbiterHandle {
+        self.next_arbiter = self.next_arbiter.wrapping_add(1);
+        self.arbiters[self.next_arbiter % self.arbiters.len()].clone()
+    }
+
     fn admit(&self, call: &NewCall) -> Result<String, AdmitError> {
         self.check_capacity()?;
+        if let Some(bot) = &call.bot {
+            return Ok(bot.clone());
+        }
         self.services
             .config
             .route(call.ingress, &call.hotline, &call.workspace)
@@ -261,10 +278,7 @@ impl Registry {
 
         let arbiter = match call.arbiter {
             Some(arbiter) => arbiter,
-            None => {
-                self.next_arbiter = self.next_arbiter.wrapping_add(1);
-                self.arbiters[self.next_arbiter % self.arbiters.len()].clone()
-            }
+            None => self.next_arbiter(),
         };
         let registry = ctx.address();
         let services = self.services.clone();

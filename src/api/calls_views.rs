@@ -65,7 +65,11 @@ impl From<&CallRecord> for CallsCallView {
         };
         CallsCallView {
             call_id: r.id,
-            kind: "voice",
+            kind: if r.room_id.is_some() {
+                "conference"
+            } else {
+                "voice"
+            },
             status: status_word(r.status),
             participants: vec![
                 ParticipantView {

@@ -1,7 +1,9 @@
 //! Live call events as Server-Sent Events: `GET /events` (every call the caller may see) and
 //! `GET /calls/{id}/events` (one call, closed after its `call_hangup`). Event names are
 //! VoIPBIN's (`call_created`, `call_ringing`, …, `call_updated`, `call_hangup`); the data is
-//! the call in the REST shape.
+//! the call in the REST shape. `/events` also carries room events (`room_created`,
+//! `room_participant_joined`, `room_participant_left`, `room_updated`, `room_closed`) with the
+//! room in the Calls API shape.
 
 use std::time::Duration;
 
@@ -11,9 +13,12 @@ use tokio::sync::broadcast::{error::RecvError, Receiver};
 use uuid::Uuid;
 
 use super::auth::Caller;
+use super::rooms_api::RoomView;
 use super::views::CallView;
 use super::{find_record, parse_id, ApiError, ApiState};
 use crate::call::state::{CallRecord, Status};
+use crate::room::RoomRecord;
+use crate::store::journal::RoomEvent;
 use crate::store::CallEvent;
 
 /// A comment line is sent after this much quiet so proxies keep the stream open.
@@ -25,13 +30,42 @@ fn frame(event: &str, record: &CallRecord) -> Bytes {
     Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
 }
 
+/// One room SSE frame: the room as `GET /api/v1/calls/rooms/{id}` shows it.
+fn room_frame(event: &str, record: &RoomRecord) -> Bytes {
+    let data = serde_json::to_string(&RoomView::from(record)).unwrap_or_else(|_| "{}".into());
+    Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
+}
+
 /// What one subscriber is following.
 struct Feed {
     rx: Receiver<CallEvent>,
+    /// Room events too (`/events` only).
+    rooms: Option<Receiver<RoomEvent>>,
     caller: Caller,
     call: Option<Uuid>,
     first: Option<Bytes>,
     done: bool,
+}
+
+/// What woke a feed.
+enum Next {
+    Call(Result<CallEvent, RecvError>),
+    Room(Result<RoomEvent, RecvError>),
+    Quiet,
+}
+
+/// The next room event, or never when the feed follows no rooms.
+async fn next_room(rooms: &mut Option<Receiver<RoomEvent>>) -> Result<RoomEvent, RecvError> {
+    match rooms {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn skipped(missed: u64) -> Bytes {
+    Bytes::from(format!(
+        ": {missed} events skipped (subscriber too slow)\n\n"
+    ))
 }
 
 impl Feed {
@@ -43,14 +77,31 @@ impl Feed {
             return None;
         }
         loop {
-            match tokio::time::timeout(KEEP_ALIVE, self.rx.recv()).await {
-                Err(_) => return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), self)),
-                Ok(Err(RecvError::Closed)) => return None,
-                Ok(Err(RecvError::Lagged(missed))) => {
-                    let note = format!(": {missed} events skipped (subscriber too slow)\n\n");
-                    return Some((Ok(Bytes::from(note)), self));
+            // Both receivers are cancel-safe: an event not taken now is taken next time.
+            let next = tokio::select! {
+                call = self.rx.recv() => Next::Call(call),
+                room = next_room(&mut self.rooms) => Next::Room(room),
+                _ = tokio::time::sleep(KEEP_ALIVE) => Next::Quiet,
+            };
+            match next {
+                Next::Quiet => return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), self)),
+                Next::Call(Err(RecvError::Closed)) => return None,
+                Next::Call(Err(RecvError::Lagged(missed)))
+                | Next::Room(Err(RecvError::Lagged(missed))) => {
+                    return Some((Ok(skipped(missed)), self))
                 }
-                Ok(Ok(ev)) => {
+                Next::Room(Err(RecvError::Closed)) => self.rooms = None,
+                Next::Room(Ok(ev)) => {
+                    let visible = self
+                        .caller
+                        .workspace
+                        .as_deref()
+                        .is_none_or(|w| w == ev.record.workspace);
+                    if visible {
+                        return Some((Ok(room_frame(ev.event, &ev.record)), self));
+                    }
+                }
+                Next::Call(Ok(ev)) => {
                     if !self.caller.sees(&ev.record) || self.call.is_some_and(|c| c != ev.record.id)
                     {
                         continue;
@@ -72,8 +123,9 @@ fn sse(feed: Feed) -> HttpResponse {
         .streaming(futures_util::stream::unfold(feed, Feed::next))
 }
 
-/// Every call event the caller may see, as Server-Sent Events (`event: call_created`, …,
-/// `data:` the call as `GET /calls/{id}` shows it).
+/// Every call and room event the caller may see, as Server-Sent Events (`event: call_created`,
+/// …, `data:` the call as `GET /calls/{id}` shows it; `event: room_participant_joined`, …,
+/// `data:` the room as `GET /api/v1/calls/rooms/{id}` shows it).
 #[utoipa::path(
     get,
     path = "/events",
@@ -88,6 +140,7 @@ fn sse(feed: Feed) -> HttpResponse {
 async fn all_events(state: web::Data<ApiState>, caller: Caller) -> HttpResponse {
     sse(Feed {
         rx: state.store.journal.subscribe(),
+        rooms: Some(state.store.journal.subscribe_rooms()),
         caller,
         call: None,
         first: Some(Bytes::from_static(b": subscribed\n\n")),
@@ -122,6 +175,7 @@ async fn call_events(
     let ended = record.status == Status::Hangup;
     Ok(sse(Feed {
         rx,
+        rooms: None,
         caller,
         call: Some(id),
         // A call that has ended gets its final record and the stream closes.

@@ -12,6 +12,7 @@ pub mod events;
 pub mod metrics;
 pub mod openapi;
 pub mod phone;
+pub mod rooms_api;
 pub mod views;
 
 use std::sync::Arc;

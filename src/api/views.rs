@@ -10,7 +10,7 @@ use crate::call::state::{Address, CallRecord};
 /// VoIPBIN's timestamp format, for example `2022-05-01 15:10:38.785510`.
 pub const TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.6f";
 
-fn time(t: &DateTime<Utc>) -> String {
+pub fn time(t: &DateTime<Utc>) -> String {
     t.format(TIME_FORMAT).to_string()
 }
 
@@ -49,6 +49,8 @@ pub struct CallView {
     /// The caller side's connection metadata (Ringover), null when there was none.
     #[schema(value_type = Object, nullable)]
     pub metadata: serde_json::Value,
+    /// The conference room the call is in now (nil when none).
+    pub room_id: Uuid,
     pub tm_create: String,
     pub tm_update: String,
     pub tm_progressing: Option<String>,
@@ -60,7 +62,11 @@ impl From<&CallRecord> for CallView {
     fn from(r: &CallRecord) -> Self {
         CallView {
             id: r.id,
-            kind: "flow",
+            kind: if r.room_id.is_some() {
+                "conference"
+            } else {
+                "flow"
+            },
             reference: r.reference.clone(),
             ingress: r.ingress.clone(),
             bot: r.bot.clone(),
@@ -83,6 +89,7 @@ impl From<&CallRecord> for CallView {
             hangup_reason: r.hangup_reason.map(|h| h.as_str()).unwrap_or(""),
             hangup_detail: r.hangup_detail.clone(),
             metadata: r.metadata.clone().unwrap_or(serde_json::Value::Null),
+            room_id: r.room_id.unwrap_or(Uuid::nil()),
             tm_create: time(&r.tm_create),
             tm_update: time(&r.tm_update),
             tm_progressing: opt_time(&r.tm_progressing),

@@ -228,7 +228,7 @@ impl Handler<BotEvent> for LiveCallBot {
                 }
             }
             // The live_call protocol carries no keys; prompts are the service's business.
-            BotEvent::Dtmf(_) | BotEvent::PromptDone { .. } => {}
+            BotEvent::Dtmf(_) | BotEvent::PromptDone { .. } | BotEvent::RoomLeft { .. } => {}
             BotEvent::Ended => {
                 if let Some(tx) = self.tx.take() {
                     let _ = tx.try_send(ClientRequest {

@@ -291,6 +291,8 @@ impl Handler<BotEvent> for SmartIvrBot {
                     self.playing = None;
                 }
             }
+            // Network bots never put their caller in a room.
+            BotEvent::RoomLeft { .. } => {}
             BotEvent::Ended => {
                 self.done = true;
                 self.tx = None;

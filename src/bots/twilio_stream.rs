@@ -541,6 +541,8 @@ impl Handler<BotEvent> for TwilioStreamBot {
                     self.send(mark);
                 }
             }
+            // Network bots never put their caller in a room.
+            BotEvent::RoomLeft { .. } => {}
             BotEvent::Ended => {
                 let stop = self
                     .writer

@@ -56,8 +56,6 @@ pub enum CallerEvent {
     Audio(Vec<i16>),
     /// One DTMF key (0-9, *, #, A-D).
     Dtmf(char),
-    /// The caller's side reports whether it is playing bot audio now.
-    Playing(bool),
     /// The caller's side is gone. `local` is true when the switch itself ended it (a protocol
     /// error, a write timeout), false when the peer hung up or went away.
     Gone {
@@ -112,8 +110,10 @@ pub enum BotCommand {
     RecordingStart { options: RecordingOptions },
     /// Stop the recording in progress.
     RecordingStop,
-    /// Text the bot recognized from the caller's speech, for the transcript (`text_asr`).
-    CallerText { text: String },
+    /// Put the caller in the conference room `room` (a room id, or a name in the call's
+    /// workspace, created on first use). The bot hears `BotEvent::RoomLeft` when the caller
+    /// leaves it, or at once when it cannot join (`error`).
+    JoinRoom { room: String },
 }
 
 /// Hang the call up from outside (REST, a master call, shutdown).
@@ -220,6 +220,51 @@ pub enum BotEvent {
     /// A prompt from `BotCommand::Say` (or a `BotCommand::Mark`) finished playing, or was cut
     /// off.
     PromptDone { prompt: u64, interrupted: bool },
+    /// The caller left the conference room the bot put it in (`BotCommand::JoinRoom`), or
+    /// could not join it (`error`).
+    RoomLeft { error: Option<String> },
     /// The call has ended; the bot should stop.
     Ended,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Between a call and the conference room it is in (`crate::room`).
+
+/// Put the call in a room: from now on its caller's audio goes to `input` (at `rate`) instead
+/// of to its bot, and what the caller hears is the room's mix (`RoomAudio`). The call's bot
+/// waits (its audio is not played) until the call leaves the room. Refused when the call is
+/// ending or already in another room.
+#[derive(Message)]
+#[rtype(result = "Result<CallRecord, String>")]
+pub struct EnterRoom {
+    pub room: Uuid,
+    pub input: Recipient<RoomInput>,
+    pub rate: u32,
+}
+
+/// One 20 ms frame of a room's mix for this call (everyone but itself), at the room's rate.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RoomAudio {
+    pub room: Uuid,
+    pub samples: Arc<[i16]>,
+    pub rate: u32,
+}
+
+/// The call is out of its room (the API removed it, or the room closed). Its bot hears
+/// `BotEvent::RoomLeft` and goes on.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LeftRoom {
+    pub room: Uuid,
+}
+
+/// What a participant sends its room. The participant is named by its call id.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub enum RoomInput {
+    /// The participant's audio at the room's rate.
+    Audio { call: Uuid, samples: Vec<i16> },
+    /// The participant's call is over (or left on its own): remove it at once.
+    Gone { call: Uuid },
 }

@@ -8,6 +8,7 @@
 pub mod messages;
 pub mod playout;
 mod recorder;
+mod room_link;
 pub mod state;
 
 use std::sync::Arc;
@@ -96,7 +97,6 @@ pub struct CallActor {
     /// When streamed bot audio last arrived (the utterance gap counts from here).
     last_bot_audio: Instant,
     pending_end: Option<PendingEnd>,
-    caller_playing: bool,
     /// When the whole utterance last sent to the caller will have finished playing.
     whole_until: Option<Instant>,
     /// A bot hangup waiting for queued audio to play out.
@@ -123,6 +123,8 @@ pub struct CallActor {
     /// Bot audio from the leg's output rate to the recording's rate (one streaming resampler
     /// per recording, not one per frame).
     recorder_bot_rate: Option<crate::media::RateAdapter>,
+    /// The conference room the caller is in (`room_link.rs`); its mix replaces the bot's audio.
+    room: Option<room_link::RoomLink>,
 }
 
 impl CallActor {
@@ -143,7 +145,6 @@ impl CallActor {
             gap_timer: None,
             last_bot_audio: Instant::now(),
             pending_end: None,
-            caller_playing: false,
             whole_until: None,
             deferred_hangup: None,
             dropped_caller_frames: 0,
@@ -156,6 +157,7 @@ impl CallActor {
             hold: None,
             recorder: None,
             recorder_bot_rate: None,
+            room: None,
         }
     }
 
@@ -218,6 +220,7 @@ impl CallActor {
         if let Some(bot) = &self.bot {
             bot.events.do_send(BotEvent::Ended);
         }
+        self.leave_room_on_hangup();
         for child in &self.record.chained_call_ids {
             self.registry.do_send(HangupCall {
                 id: *child,
@@ -229,6 +232,9 @@ impl CallActor {
             if p.dropped_samples > 0 {
                 tracing::info!(call = %self.record.id, dropped = p.dropped_samples, "bot audio dropped for a slow caller");
             }
+        }
+        if self.dropped_caller_frames > 0 {
+            tracing::info!(call = %self.record.id, dropped = self.dropped_caller_frames, "caller frames dropped for a slow bot");
         }
         if self.dropped_leg_commands > 0 {
             tracing::info!(call = %self.record.id, dropped = self.dropped_leg_commands, "audio commands refused by a full leg mailbox");
@@ -775,6 +781,9 @@ impl Handler<CallerEvent> for CallActor {
                 self.last_media = Instant::now();
                 self.listen_for_barge_in(&samples, ctx);
                 self.record_caller(&samples);
+                if self.room.is_some() {
+                    return self.audio_to_room(samples);
+                }
                 let Some(bot) = &self.bot else { return };
                 let samples = match self.to_bot.as_mut() {
                     Some(r) => {
@@ -791,11 +800,15 @@ impl Handler<CallerEvent> for CallActor {
             CallerEvent::Dtmf(digit) => {
                 self.barge("key", ctx);
                 self.record_key(digit);
+                if self.room.is_some() {
+                    // Keys in a room are recorded but reach no bot: the bot waits for the
+                    // caller to leave the room.
+                    return;
+                }
                 if let Some(bot) = &self.bot {
                     bot.events.do_send(BotEvent::Dtmf(digit));
                 }
             }
-            CallerEvent::Playing(playing) => self.caller_playing = playing,
             CallerEvent::Gone {
                 cause,
                 local,
@@ -825,6 +838,13 @@ impl Handler<BotCommand> for CallActor {
 
     fn handle(&mut self, msg: BotCommand, ctx: &mut Context<Self>) {
         if self.is_over() {
+            if let BotCommand::Say { prompt, .. } | BotCommand::Mark { id: prompt } = msg {
+                self.prompt_done(prompt, true);
+            }
+            return;
+        }
+        if self.room.is_some() && room_link::held_in_room(&msg) {
+            // The bot waits while its caller is in a room: its audio is not played.
             if let BotCommand::Say { prompt, .. } | BotCommand::Mark { id: prompt } = msg {
                 self.prompt_done(prompt, true);
             }
@@ -949,7 +969,7 @@ impl Handler<BotCommand> for CallActor {
             BotCommand::RecordingStop => {
                 self.stop_recording(true);
             }
-            BotCommand::CallerText { text } => self.transcribe("text_asr", &text),
+            BotCommand::JoinRoom { room } => self.join_room(room, ctx),
             BotCommand::Failed { detail } => {
                 tracing::warn!(call = %self.record.id, %detail, "bot failed");
                 self.end_call(

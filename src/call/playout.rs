@@ -165,6 +165,11 @@ impl Playout {
         }
     }
 
+    /// Samples gathered so far.
+    pub fn gathered_len(&self) -> usize {
+        self.gathered.len()
+    }
+
     /// Takes the gathered utterance, if any.
     pub fn take_gathered(&mut self) -> Option<Vec<i16>> {
         (!self.gathered.is_empty()).then(|| std::mem::take(&mut self.gathered))

@@ -222,6 +222,9 @@ pub struct CallRecord {
     /// metadata frame), kept whole.
     #[serde(default)]
     pub metadata: Option<serde_json::Value>,
+    /// The conference room the call is in now (its VoIPBIN `type` is then `conference`).
+    #[serde(default)]
+    pub room_id: Option<Uuid>,
     pub tm_create: DateTime<Utc>,
     pub tm_update: DateTime<Utc>,
     pub tm_ringing: Option<DateTime<Utc>>,
@@ -255,6 +258,7 @@ impl CallRecord {
             hangup_reason: None,
             hangup_detail: String::new(),
             metadata: None,
+            room_id: None,
             tm_create: now,
             tm_update: now,
             tm_ringing: (status == Status::Ringing).then_some(now),

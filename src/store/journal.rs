@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::queries::{RecordingRow, TranscriptRow};
 use super::writer::{Health, Write};
 use crate::call::state::CallRecord;
+use crate::room::RoomRecord;
 
 /// Live events kept for slow subscribers; a subscriber further behind skips ahead.
 const EVENT_BACKLOG: usize = 1024;
@@ -24,11 +25,21 @@ pub struct CallEvent {
     pub record: Arc<CallRecord>,
 }
 
+/// One change of one room, as live subscribers see it.
+#[derive(Debug, Clone)]
+pub struct RoomEvent {
+    /// `room_created`, `room_participant_joined`, `room_participant_left`, `room_updated`,
+    /// `room_closed`.
+    pub event: &'static str,
+    pub record: Arc<RoomRecord>,
+}
+
 /// A cheap handle to the store's writer and the live event feed.
 #[derive(Clone)]
 pub struct Journal {
     writes: Option<mpsc::Sender<Write>>,
     events: broadcast::Sender<CallEvent>,
+    rooms: broadcast::Sender<RoomEvent>,
     seq: Arc<AtomicU64>,
     pub health: Arc<Health>,
 }
@@ -39,6 +50,7 @@ impl Journal {
         Journal {
             writes: Some(writes),
             events: broadcast::channel(EVENT_BACKLOG).0,
+            rooms: broadcast::channel(EVENT_BACKLOG).0,
             seq: Arc::new(AtomicU64::new(0)),
             health,
         }
@@ -49,6 +61,7 @@ impl Journal {
         Journal {
             writes: None,
             events: broadcast::channel(EVENT_BACKLOG).0,
+            rooms: broadcast::channel(EVENT_BACKLOG).0,
             seq: Arc::new(AtomicU64::new(0)),
             health: Arc::new(Health::default()),
         }
@@ -76,6 +89,21 @@ impl Journal {
             seq: self.seq.fetch_add(1, Ordering::Relaxed),
             at: Utc::now(),
         });
+    }
+
+    /// A room changed: write its row and tell live subscribers.
+    pub fn room_changed(&self, record: &RoomRecord, event: &'static str) {
+        let record = Arc::new(record.clone());
+        let _ = self.rooms.send(RoomEvent {
+            event,
+            record: record.clone(),
+        });
+        self.queue(Write::Room(record));
+    }
+
+    /// Live room events from now on.
+    pub fn subscribe_rooms(&self) -> broadcast::Receiver<RoomEvent> {
+        self.rooms.subscribe()
     }
 
     /// A line of a call's transcript (`text_bot` or `text_asr`).

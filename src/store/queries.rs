@@ -186,6 +186,31 @@ pub(super) async fn write_batch(
                 .execute(&mut *tx)
                 .await?;
             }
+            Write::Room(room) => {
+                let json =
+                    serde_json::to_string(&**room).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+                sqlx::query(
+                    "INSERT INTO rooms (id, workspace, status, created_us, updated_us, record) \
+                     VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
+                     updated_us = excluded.updated_us, record = excluded.record",
+                )
+                .bind(room.id.to_string())
+                .bind(room.workspace.clone())
+                .bind(
+                    if room.status == crate::room::RoomStatus::Closed {
+                        "closed"
+                    } else {
+                        "active"
+                    }
+                    .to_owned(),
+                )
+                .bind(micros(&room.tm_create))
+                .bind(micros(&room.tm_update))
+                .bind(json)
+                .execute(&mut *tx)
+                .await?;
+            }
             Write::Sync(_) => {}
         }
     }
@@ -230,6 +255,23 @@ impl Store {
                 .fetch_optional(&pool)
                 .await?;
             row.as_ref().map(record_of).transpose()
+        })
+        .await
+    }
+
+    /// One room by id.
+    pub async fn get_room(&self, id: Uuid) -> Result<Option<crate::room::RoomRecord>, StoreError> {
+        self.run(move |pool| async move {
+            let row = sqlx::query("SELECT record FROM rooms WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&pool)
+                .await?;
+            row.as_ref()
+                .map(|row| {
+                    let json = text(row, "record")?;
+                    serde_json::from_str(&json).map_err(|e| StoreError::Malformed(e.to_string()))
+                })
+                .transpose()
         })
         .await
     }

@@ -8,11 +8,18 @@ use sqlx::{AnyPool, SqlSafeStr};
 use super::StoreError;
 
 /// Every migration, oldest first: (version, description, SQL).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "calls, events, recordings, transcripts",
-    include_str!("../../migrations/0001_calls.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "calls, events, recordings, transcripts",
+        include_str!("../../migrations/0001_calls.sql"),
+    ),
+    (
+        2,
+        "conference rooms",
+        include_str!("../../migrations/0002_rooms.sql"),
+    ),
+];
 
 /// Applies the migrations the database has not seen yet.
 pub async fn migrate(pool: &AnyPool) -> Result<(), StoreError> {

@@ -41,6 +41,8 @@ pub enum Write {
     },
     Transcript(TranscriptRow),
     Recording(RecordingRow),
+    /// A room's row.
+    Room(Arc<crate::room::RoomRecord>),
     /// Answered once every write queued before it is in the database.
     Sync(oneshot::Sender<()>),
 }

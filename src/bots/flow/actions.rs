@@ -159,6 +159,14 @@ pub enum Action {
         id: Option<String>,
         destinations: Vec<Destination>,
     },
+    /// Put the caller in the conference room `conference_id` (a room id, or a name in the
+    /// call's workspace, created on first use) and go on when the caller leaves it. A room
+    /// that cannot be joined leaves `${conference_error}` and the flow goes on at once.
+    ConferenceJoin {
+        #[serde(default)]
+        id: Option<String>,
+        conference_id: String,
+    },
     /// Play the caller's own audio back for `duration` ms.
     Echo {
         #[serde(default)]
@@ -215,6 +223,7 @@ impl Action {
             | Action::Goto { id, .. }
             | Action::Connect { id, .. }
             | Action::Echo { id, .. }
+            | Action::ConferenceJoin { id, .. }
             | Action::Sleep { id, .. }
             | Action::RecordingStart { id, .. }
             | Action::RecordingStop { id }
@@ -310,6 +319,9 @@ pub fn validate(actions: &[Action]) -> Result<(), String> {
                 if let Some(bad) = key.chars().find(|c| !is_dtmf(*c)) {
                     return Err(format!("[{i}].key `{bad}` is not a DTMF key"));
                 }
+            }
+            Action::ConferenceJoin { conference_id, .. } if conference_id.trim().is_empty() => {
+                return Err(format!("[{i}].conference_id is empty"));
             }
             Action::Play { stream_urls, .. } if stream_urls.is_empty() => {
                 return Err(format!("[{i}].stream_urls is empty"));

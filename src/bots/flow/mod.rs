@@ -69,6 +69,8 @@ enum Wait {
     Echo,
     /// A webhook is being asked for the rest of the flow.
     Fetch,
+    /// The caller is in a conference room.
+    Room,
     /// Nothing more will run (hung up, transferred, failed or ended).
     Done,
 }
@@ -342,6 +344,13 @@ impl FlowBot {
                     }
                     return;
                 }
+                Action::ConferenceJoin { conference_id, .. } => {
+                    self.call.do_send(BotCommand::Answer);
+                    self.wait = Wait::Room;
+                    let room = substitute(conference_id, &self.variables);
+                    self.call.do_send(BotCommand::JoinRoom { room });
+                    return;
+                }
                 Action::Echo { duration, .. } => {
                     self.call.do_send(BotCommand::Answer);
                     self.wait = Wait::Echo;
@@ -551,6 +560,20 @@ impl Handler<BotEvent> for FlowBot {
             }
             BotEvent::PromptDone { prompt, .. } => {
                 if self.wait == Wait::Prompt(prompt) {
+                    self.advance(ctx);
+                }
+            }
+            BotEvent::RoomLeft { error } => {
+                if self.wait == Wait::Room {
+                    match error {
+                        Some(e) => {
+                            tracing::warn!(call = %self.call_id, error = %e, "conference_join failed; the flow goes on");
+                            self.variables.insert("conference_error".into(), e);
+                        }
+                        None => {
+                            self.variables.remove("conference_error");
+                        }
+                    }
                     self.advance(ctx);
                 }
             }

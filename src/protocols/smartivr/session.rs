@@ -27,7 +27,6 @@ pub struct SmartIvrSession {
     tts_audio: TtsAudio,
     /// A gateway that does not take a response within this time is hung up.
     write_timeout: Duration,
-    playing: bool,
     /// Scratch space for the events of one frame.
     events: Vec<CallerEvent>,
     /// DTMF keys past a human rate are dropped.
@@ -54,7 +53,6 @@ impl SmartIvrSession {
             conversation_id,
             tts_audio,
             write_timeout,
-            playing: false,
             events: Vec::with_capacity(2),
             keys: KeyRate::new(),
             gone: false,
@@ -90,10 +88,6 @@ impl SmartIvrSession {
         if let Err(e) = convert::inbound(&msg, &self.conversation_id, &mut self.events) {
             self.protocol_error(e, ctx);
             return;
-        }
-        if msg.is_playing != self.playing {
-            self.playing = msg.is_playing;
-            self.call.do_send(CallerEvent::Playing(msg.is_playing));
         }
         for event in self.events.drain(..) {
             match event {

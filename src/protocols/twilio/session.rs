@@ -301,9 +301,6 @@ impl TwilioSession {
                 // The peer has played everything up to the last prompt's mark.
                 if self.playing.as_deref() == Some(name.as_str()) {
                     self.playing = None;
-                    if let Some(call) = self.call() {
-                        call.do_send(CallerEvent::Playing(false));
-                    }
                 }
             }
             Inbound::Stop => {
@@ -340,9 +337,6 @@ impl TwilioSession {
         let name = format!("prompt-{}", self.prompts);
         ctx.text(self.writer.mark(&name));
         self.playing = Some(name);
-        if let Some(call) = self.call() {
-            call.do_send(CallerEvent::Playing(true));
-        }
     }
 
     /// Hangs up a peer that has taken nothing for `write_timeout` while bytes waited.

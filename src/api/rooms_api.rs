@@ -1,0 +1,499 @@
+//! Conference rooms in the Calls API: `/api/v1/calls/rooms` (create), `/{room_id}` (get),
+//! `/join`, `/leave`, `/participants`, and `/participants/{call_id}/mute|unmute`.
+//! Rooms of another workspace than the API key's are not found, as calls are not.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::auth::Caller;
+use super::calls_api::NO_DIALOUT;
+use super::{find_record, parse_id, ApiError, ApiState};
+use crate::limits::{self, MAX_NAME_BYTES, MAX_WORKSPACE_BYTES};
+use crate::room::directory::{CreateRoom, FindRoom, ReopenRoom, RoomSpec};
+use crate::room::{
+    GetRoom, Join, JoinBot, Leave, Mute, Participant, Room, RoomError, RoomKind, RoomRecord,
+    RoomSettings, RoomStatus,
+};
+
+/// `POST /rooms` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRoomBody {
+    name: String,
+    /// `persistent` (stays open when empty) or `temporary` (the default).
+    #[serde(default, rename = "type")]
+    #[schema(value_type = Option<String>)]
+    kind: Option<RoomKind>,
+    /// At most `[rooms] max_participants` (its value when absent).
+    #[serde(default)]
+    max_participants: Option<u32>,
+    #[serde(default)]
+    settings: RoomSettings,
+    /// The room's workspace (an API key bound to a workspace always uses its own).
+    #[serde(default)]
+    workspace: Option<String>,
+}
+
+/// `POST /join` body: exactly one of the three.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JoinBody {
+    /// Move this live call into the room.
+    #[serde(default)]
+    call_id: Option<String>,
+    /// Add this configured bot to the room, as a call of its own.
+    #[serde(default)]
+    bot: Option<String>,
+    /// Dial a new leg into the room.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    destination: Option<serde_json::Value>,
+}
+
+/// `POST /leave` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeaveBody {
+    call_id: String,
+}
+
+/// A participant as the Calls API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RoomParticipantView {
+    pub user_id: String,
+    pub call_id: Uuid,
+    /// `host`, `participant` or `bot`.
+    pub role: &'static str,
+    pub audio: bool,
+    pub video: bool,
+    pub muted: bool,
+    pub joined_at: String,
+}
+
+impl From<&Participant> for RoomParticipantView {
+    fn from(p: &Participant) -> Self {
+        RoomParticipantView {
+            user_id: p.user_id.clone(),
+            call_id: p.call_id,
+            role: match p.role {
+                crate::room::Role::Host => "host",
+                crate::room::Role::Participant => "participant",
+                crate::room::Role::Bot => "bot",
+            },
+            audio: !p.muted,
+            video: false,
+            muted: p.muted,
+            joined_at: super::views::time(&p.joined_at),
+        }
+    }
+}
+
+/// A room as the Calls API shows it (seed data model, plus status and workspace).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RoomView {
+    pub room_id: Uuid,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub max_participants: u32,
+    pub settings: RoomSettings,
+    pub current_participants: usize,
+    /// `active` or `closed`.
+    pub status: &'static str,
+    pub workspace: String,
+    pub created_at: String,
+    pub closed_at: Option<String>,
+}
+
+impl From<&RoomRecord> for RoomView {
+    fn from(r: &RoomRecord) -> Self {
+        RoomView {
+            room_id: r.id,
+            name: r.name.clone(),
+            kind: match r.kind {
+                RoomKind::Persistent => "persistent",
+                RoomKind::Temporary => "temporary",
+            },
+            max_participants: r.max_participants,
+            settings: r.settings.clone(),
+            current_participants: r.participants.len(),
+            status: match r.status {
+                RoomStatus::Active => "active",
+                RoomStatus::Closed => "closed",
+            },
+            workspace: r.workspace.clone(),
+            created_at: super::views::time(&r.tm_create),
+            closed_at: r.tm_close.as_ref().map(super::views::time),
+        }
+    }
+}
+
+/// The room's participants.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ParticipantsView {
+    pub room_id: Uuid,
+    pub participants: Vec<RoomParticipantView>,
+}
+
+impl From<RoomError> for ApiError {
+    fn from(e: RoomError) -> Self {
+        match e {
+            RoomError::NotFound(_) | RoomError::NotIn { .. } => ApiError::NotFound(e.to_string()),
+            RoomError::Full(..) | RoomError::Closed(_) | RoomError::Refused(_) => {
+                ApiError::Conflict(e.to_string())
+            }
+            RoomError::TooMany(_) => ApiError::Unavailable,
+        }
+    }
+}
+
+fn parse_room_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw)
+        .map_err(|_| ApiError::BadRequest(format!("`{raw}` is not a room id (a UUID)")))
+}
+
+/// The live room `caller` may see, or its stored record.
+enum Found {
+    Live(actix::Addr<Room>, RoomRecord),
+    Stored(RoomRecord),
+}
+
+async fn find_room(state: &ApiState, caller: &Caller, id: Uuid) -> Result<Found, ApiError> {
+    let not_found = || ApiError::NotFound(format!("room {id} not found"));
+    let visible = |r: &RoomRecord| caller.workspace.as_deref().is_none_or(|w| w == r.workspace);
+    let live = state
+        .registry
+        .send(FindRoom { id })
+        .await
+        .map_err(|_| ApiError::Unavailable)?;
+    if let Some(addr) = live {
+        let record = addr.send(GetRoom).await.map_err(|_| not_found())?;
+        return if visible(&record) {
+            Ok(Found::Live(addr, record))
+        } else {
+            Err(not_found())
+        };
+    }
+    match state.store.get_room(id).await? {
+        Some(record) if visible(&record) => Ok(Found::Stored(record)),
+        _ => Err(not_found()),
+    }
+}
+
+/// The live room, reopening a stored persistent room (after a restart) when needed.
+async fn live_room(
+    state: &ApiState,
+    caller: &Caller,
+    id: Uuid,
+) -> Result<actix::Addr<Room>, ApiError> {
+    match find_room(state, caller, id).await? {
+        Found::Live(addr, _) => Ok(addr),
+        Found::Stored(record) if record.kind == RoomKind::Persistent => Ok(state
+            .registry
+            .send(ReopenRoom { record })
+            .await
+            .map_err(|_| ApiError::Unavailable)??),
+        Found::Stored(_) => Err(RoomError::Closed(id).into()),
+    }
+}
+
+/// Opens a conference room.
+#[utoipa::path(
+    post,
+    path = "/api/v1/calls/rooms",
+    tag = "rooms",
+    request_body(content = CreateRoomBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The new room", body = RoomView),
+        (status = 400, description = "Bad input", body = super::views::ErrorView),
+        (status = 401, description = "Missing or wrong API key", body = super::views::ErrorView),
+        (status = 409, description = "max_participants over the limit", body = super::views::ErrorView),
+        (status = 503, description = "Too many rooms open", body = super::views::ErrorView)
+    ),
+    security(("api_key" = []))
+)]
+async fn create_room(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    body: web::Json<CreateRoomBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    limits::check_len("name", &body.name, MAX_NAME_BYTES)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if body.name.trim().is_empty() {
+        return Err(ApiError::BadRequest("name must not be empty".into()));
+    }
+    if body.max_participants == Some(0) {
+        return Err(ApiError::BadRequest(
+            "max_participants must be at least 1".into(),
+        ));
+    }
+    let workspace = match (&caller.workspace, body.workspace) {
+        (Some(own), _) => own.clone(),
+        (None, Some(w)) => {
+            limits::check_len("workspace", &w, MAX_WORKSPACE_BYTES)
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            w
+        }
+        (None, None) => String::new(),
+    };
+    let spec = RoomSpec {
+        workspace,
+        name: body.name,
+        kind: body.kind.unwrap_or(RoomKind::Temporary),
+        max_participants: body.max_participants.unwrap_or(0),
+        settings: body.settings,
+    };
+    let record = state
+        .registry
+        .send(CreateRoom { spec })
+        .await
+        .map_err(|_| ApiError::Unavailable)??;
+    Ok(HttpResponse::Created().json(RoomView::from(&record)))
+}
+
+/// A room: live, or as the store last saw it.
+#[utoipa::path(
+    get,
+    path = "/api/v1/calls/rooms/{room_id}",
+    tag = "rooms",
+    params(("room_id" = String, Path, description = "The room id (a UUID)")),
+    responses(
+        (status = 200, description = "The room", body = RoomView),
+        (status = 400, description = "Bad input", body = super::views::ErrorView),
+        (status = 404, description = "Unknown room, or another workspace's", body = super::views::ErrorView)
+    ),
+    security(("api_key" = []))
+)]
+async fn get_room(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_room_id(&path)?;
+    let record = match find_room(&state, &caller, id).await? {
+        Found::Live(_, record) => record,
+        Found::Stored(mut record) => {
+            // Nobody is in a room no actor holds.
+            record.participants.clear();
+            record
+        }
+    };
+    Ok(HttpResponse::Ok().json(RoomView::from(&record)))
+}
+
+/// Puts a live call (`call_id`) or a bot (`bot`) in the room.
+#[utoipa::path(
+    post,
+    path = "/api/v1/calls/rooms/{room_id}/join",
+    tag = "rooms",
+    params(("room_id" = String, Path, description = "The room id (a UUID)")),
+    request_body(content = JoinBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The new participant", body = RoomParticipantView),
+        (status = 400, description = "Bad input", body = super::views::ErrorView),
+        (status = 404, description = "Unknown room or call", body = super::views::ErrorView),
+        (status = 409, description = "Room full or closed, or the call cannot join", body = super::views::ErrorView),
+        (status = 502, description = "A destination this switch cannot dial", body = super::views::ErrorView)
+    ),
+    security(("api_key" = []))
+)]
+async fn join_room(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Json<JoinBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_room_id(&path)?;
+    let body = body.into_inner();
+    let given = [
+        body.call_id.is_some(),
+        body.bot.is_some(),
+        body.destination.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() != 1 {
+        return Err(ApiError::BadRequest(
+            "give exactly one of `call_id`, `bot` or `destination`".into(),
+        ));
+    }
+    if body.destination.is_some() {
+        return Ok(super::error_json(
+            StatusCode::BAD_GATEWAY,
+            format!("cannot dial a destination into room {id}: {NO_DIALOUT}"),
+        ));
+    }
+    let room = live_room(&state, &caller, id).await?;
+    let joined = if let Some(bot) = body.bot {
+        limits::check_len("bot", &bot, MAX_NAME_BYTES)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        room.send(JoinBot { bot }).await
+    } else {
+        let raw = body.call_id.unwrap_or_default();
+        let call = parse_id(&raw)?;
+        let record = find_record(&state, &caller, call).await?;
+        let addr = state
+            .registry
+            .send(crate::registry::FindCall { id: call })
+            .await
+            .map_err(|_| ApiError::Unavailable)?
+            .ok_or_else(|| ApiError::Conflict(format!("call {call} has ended")))?;
+        room.send(Join {
+            call,
+            addr,
+            user: record.source.target.clone(),
+        })
+        .await
+    };
+    let participant = joined.map_err(|_| RoomError::Closed(id))??;
+    Ok(HttpResponse::Ok().json(RoomParticipantView::from(&participant)))
+}
+
+/// Takes a call out of the room: a caller goes back to its bot, a bot's call hangs up.
+#[utoipa::path(
+    post,
+    path = "/api/v1/calls/rooms/{room_id}/leave",
+    tag = "rooms",
+    params(("room_id" = String, Path, description = "The room id (a UUID)")),
+    request_body(content = LeaveBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The participant that left", body = RoomParticipantView),
+        (status = 400, description = "Bad input", body = super::views::ErrorView),
+        (status = 404, description = "Unknown room, or the call is not in it", body = super::views::ErrorView)
+    ),
+    security(("api_key" = []))
+)]
+async fn leave_room(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Json<LeaveBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_room_id(&path)?;
+    let call = parse_id(&body.call_id)?;
+    let room = match find_room(&state, &caller, id).await? {
+        Found::Live(addr, _) => addr,
+        Found::Stored(_) => return Err(RoomError::NotIn { room: id, call }.into()),
+    };
+    let left = room
+        .send(Leave { call })
+        .await
+        .map_err(|_| RoomError::Closed(id))??;
+    Ok(HttpResponse::Ok().json(RoomParticipantView::from(&left)))
+}
+
+/// Who is in the room now.
+#[utoipa::path(
+    get,
+    path = "/api/v1/calls/rooms/{room_id}/participants",
+    tag = "rooms",
+    params(("room_id" = String, Path, description = "The room id (a UUID)")),
+    responses(
+        (status = 200, description = "The participants", body = ParticipantsView),
+        (status = 404, description = "Unknown room, or another workspace's", body = super::views::ErrorView)
+    ),
+    security(("api_key" = []))
+)]
+async fn participants(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_room_id(&path)?;
+    let list = match find_room(&state, &caller, id).await? {
+        Found::Live(_, record) => record
+            .participants
+            .iter()
+            .map(RoomParticipantView::from)
+            .collect(),
+        Found::Stored(_) => Vec::new(),
+    };
+    Ok(HttpResponse::Ok().json(ParticipantsView {
+        room_id: id,
+        participants: list,
+    }))
+}
+
+async fn set_muted(
+    state: &ApiState,
+    caller: &Caller,
+    path: &(String, String),
+    muted: bool,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_room_id(&path.0)?;
+    let call = parse_id(&path.1)?;
+    let room = match find_room(state, caller, id).await? {
+        Found::Live(addr, _) => addr,
+        Found::Stored(_) => return Err(RoomError::NotIn { room: id, call }.into()),
+    };
+    let p = room
+        .send(Mute { call, muted })
+        .await
+        .map_err(|_| RoomError::Closed(id))??;
+    Ok(HttpResponse::Ok().json(RoomParticipantView::from(&p)))
+}
+
+/// Mutes a participant: the others stop hearing it.
+#[utoipa::path(
+    post,
+    path = "/api/v1/calls/rooms/{room_id}/participants/{call_id}/mute",
+    tag = "rooms",
+    params(
+        ("room_id" = String, Path, description = "The room id (a UUID)"),
+        ("call_id" = String, Path, description = "The participant's call id")
+    ),
+    responses(
+        (status = 200, description = "The participant", body = RoomParticipantView),
+        (status = 404, description = "Unknown room, or the call is not in it", body = super::views::ErrorView)
+    ),
+    security(("api_key" = []))
+)]
+async fn mute(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    set_muted(&state, &caller, &path, true).await
+}
+
+/// Unmutes a participant.
+#[utoipa::path(
+    post,
+    path = "/api/v1/calls/rooms/{room_id}/participants/{call_id}/unmute",
+    tag = "rooms",
+    params(
+        ("room_id" = String, Path, description = "The room id (a UUID)"),
+        ("call_id" = String, Path, description = "The participant's call id")
+    ),
+    responses(
+        (status = 200, description = "The participant", body = RoomParticipantView),
+        (status = 404, description = "Unknown room, or the call is not in it", body = super::views::ErrorView)
+    ),
+    security(("api_key" = []))
+)]
+async fn unmute(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    set_muted(&state, &caller, &path, false).await
+}
+
+/// Registers the room routes (inside the `/api/v1/calls` scope, before `/{call_id}`).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/rooms").route(web::post().to(create_room)))
+        .service(web::resource("/rooms/{room_id}").route(web::get().to(get_room)))
+        .service(web::resource("/rooms/{room_id}/join").route(web::post().to(join_room)))
+        .service(web::resource("/rooms/{room_id}/leave").route(web::post().to(leave_room)))
+        .service(web::resource("/rooms/{room_id}/participants").route(web::get().to(participants)))
+        .service(
+            web::resource("/rooms/{room_id}/participants/{call_id}/mute")
+                .route(web::post().to(mute)),
+        )
+        .service(
+            web::resource("/rooms/{room_id}/participants/{call_id}/unmute")
+                .route(web::post().to(unmute)),
+        );
+}

@@ -1,0 +1,553 @@
+//! Conference rooms: one actor per room owns its participants and mixes their audio on a
+//! 20 ms clock (`mixer`).
+//!
+//! Every participant is a call. A caller's call joins by swapping its bot for the room
+//! (`EnterRoom`: its caller's audio comes here, the room's mix goes back as `RoomAudio`), so
+//! every caller protocol can sit in a room and hears the mix through its own playout. A bot
+//! joins as a call of its own (ingress `room`) whose caller leg is a `RoomLeg`: the bot's
+//! paced audio comes here like a caller's, and the mix reaches the bot as caller audio. The
+//! room mixes at one rate (`[rooms] sample_rate`); calls resample at their edge only when
+//! their leg's rate differs.
+
+pub mod directory;
+mod leg;
+pub mod mixer;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::call::messages::{
+    AttachLeg, CallerEvent, Delivery, EnterRoom, Hangup, LeftRoom, LegFormat, RoomAudio, RoomInput,
+};
+use crate::call::state::{Address, Direction, EndCause};
+use crate::call::CallActor;
+use crate::media::{samples_for_ms, FRAME_MS};
+use crate::registry::{CreateCall, NewCall, Registry, RoomClosed};
+use crate::services::Services;
+use mixer::Mixer;
+
+/// Room in a room's mailbox: participants' audio beyond it is dropped (`try_send`).
+const ROOM_MAILBOX: usize = 1024;
+
+/// `persistent` rooms stay open when empty; `temporary` ones close after `empty_timeout_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoomKind {
+    Persistent,
+    Temporary,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoomStatus {
+    Active,
+    Closed,
+}
+
+/// The Calls API's room settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoomSettings {
+    pub allow_recording: bool,
+    pub auto_transcribe: bool,
+    pub waiting_room: bool,
+    pub require_password: bool,
+}
+
+/// What a participant is in the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The first caller in the room.
+    Host,
+    Participant,
+    /// A bot added with `{"bot": NAME}`.
+    Bot,
+}
+
+/// One participant: a call in the room.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Participant {
+    pub call_id: Uuid,
+    /// Who it is: the caller's number or name, or the bot's name.
+    pub user_id: String,
+    pub role: Role,
+    pub muted: bool,
+    pub joined_at: DateTime<Utc>,
+}
+
+/// A room as the API shows it and the store keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoomRecord {
+    pub id: Uuid,
+    pub workspace: String,
+    pub name: String,
+    pub kind: RoomKind,
+    pub max_participants: u32,
+    pub settings: RoomSettings,
+    pub status: RoomStatus,
+    /// The participants in the room now.
+    pub participants: Vec<Participant>,
+    pub tm_create: DateTime<Utc>,
+    pub tm_update: DateTime<Utc>,
+    pub tm_close: Option<DateTime<Utc>>,
+}
+
+/// Why a room refused a request.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum RoomError {
+    #[error("room {0} not found")]
+    NotFound(Uuid),
+    #[error("room {0} is full ({1} participants)")]
+    Full(Uuid, u32),
+    #[error("room {0} is closed")]
+    Closed(Uuid),
+    #[error("call {call} is not in room {room}")]
+    NotIn { room: Uuid, call: Uuid },
+    #[error("{0}")]
+    Refused(String),
+    #[error("the switch has {0} rooms open, its limit")]
+    TooMany(usize),
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages received by a room.
+
+/// Put a live call in the room.
+#[derive(Message)]
+#[rtype(result = "Result<Participant, RoomError>")]
+pub struct Join {
+    pub call: Uuid,
+    pub addr: Addr<CallActor>,
+    pub user: String,
+}
+
+/// Add bot `bot` to the room, as a call of its own.
+#[derive(Message)]
+#[rtype(result = "Result<Participant, RoomError>")]
+pub struct JoinBot {
+    pub bot: String,
+}
+
+/// Take a participant out (a caller goes back to its bot; a bot's call hangs up).
+#[derive(Message)]
+#[rtype(result = "Result<Participant, RoomError>")]
+pub struct Leave {
+    pub call: Uuid,
+}
+
+/// Mute or unmute a participant.
+#[derive(Message)]
+#[rtype(result = "Result<Participant, RoomError>")]
+pub struct Mute {
+    pub call: Uuid,
+    pub muted: bool,
+}
+
+/// The room's current record.
+#[derive(Message)]
+#[rtype(result = "RoomRecord")]
+pub struct GetRoom;
+
+/// Close the room now: every participant leaves.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseRoom;
+
+// ---------------------------------------------------------------------------------------------
+
+struct Member {
+    addr: Addr<CallActor>,
+    bot: bool,
+}
+
+/// One room.
+pub struct Room {
+    record: RoomRecord,
+    services: Arc<Services>,
+    registry: Addr<Registry>,
+    rate: u32,
+    mixer: Mixer,
+    members: HashMap<Uuid, Member>,
+    /// Joins under way (counted against `max_participants`).
+    joining: usize,
+    clock: Option<SpawnHandle>,
+    empty_timer: Option<SpawnHandle>,
+    /// Mix frames a participant's full mailbox refused.
+    dropped_frames: u64,
+}
+
+impl Room {
+    pub fn new(record: RoomRecord, services: Arc<Services>, registry: Addr<Registry>) -> Self {
+        let rate = services.config.rooms.sample_rate;
+        Room {
+            mixer: Mixer::new(samples_for_ms(rate, FRAME_MS)),
+            rate,
+            record,
+            services,
+            registry,
+            members: HashMap::new(),
+            joining: 0,
+            clock: None,
+            empty_timer: None,
+            dropped_frames: 0,
+        }
+    }
+
+    fn publish(&mut self, event: &'static str) {
+        self.record.tm_update = Utc::now();
+        self.services.journal.room_changed(&self.record, event);
+    }
+
+    /// Checks the room can take one more participant.
+    fn admit(&self) -> Result<(), RoomError> {
+        if self.record.status == RoomStatus::Closed {
+            return Err(RoomError::Closed(self.record.id));
+        }
+        let max = self.record.max_participants;
+        if self.members.len() + self.joining >= max as usize {
+            return Err(RoomError::Full(self.record.id, max));
+        }
+        Ok(())
+    }
+
+    fn add(
+        &mut self,
+        call: Uuid,
+        member: Member,
+        user: String,
+        ctx: &mut Context<Self>,
+    ) -> Participant {
+        let role = if member.bot {
+            Role::Bot
+        } else if self
+            .record
+            .participants
+            .iter()
+            .any(|p| p.role == Role::Host)
+        {
+            Role::Participant
+        } else {
+            Role::Host
+        };
+        let participant = Participant {
+            call_id: call,
+            user_id: user,
+            role,
+            muted: false,
+            joined_at: Utc::now(),
+        };
+        self.mixer.add(call);
+        self.members.insert(call, member);
+        self.record.participants.push(participant.clone());
+        if let Some(t) = self.empty_timer.take() {
+            ctx.cancel_future(t);
+        }
+        if self.clock.is_none() {
+            let period = Duration::from_millis(FRAME_MS as u64);
+            self.clock = Some(ctx.run_interval(period, |act, _| act.tick()));
+        }
+        tracing::info!(room = %self.record.id, call = %call, participants = self.members.len(), "participant joined");
+        self.publish("room_participant_joined");
+        participant
+    }
+
+    /// Removes a participant; `tell` says whether its call must be told (it did not leave
+    /// on its own).
+    fn remove(&mut self, call: Uuid, tell: bool, ctx: &mut Context<Self>) -> Option<Participant> {
+        let member = self.members.remove(&call)?;
+        self.mixer.remove(call);
+        let at = self
+            .record
+            .participants
+            .iter()
+            .position(|p| p.call_id == call)?;
+        let participant = self.record.participants.remove(at);
+        if tell {
+            if member.bot {
+                member.addr.do_send(Hangup {
+                    cause: EndCause::Normal,
+                    detail: format!("removed from room {}", self.record.id),
+                });
+            } else {
+                member.addr.do_send(LeftRoom {
+                    room: self.record.id,
+                });
+            }
+        }
+        tracing::info!(room = %self.record.id, call = %call, participants = self.members.len(), "participant left");
+        self.publish("room_participant_left");
+        if self.members.is_empty() {
+            if let Some(c) = self.clock.take() {
+                ctx.cancel_future(c);
+            }
+            self.arm_empty_timer(ctx);
+        }
+        Some(participant)
+    }
+
+    fn arm_empty_timer(&mut self, ctx: &mut Context<Self>) {
+        if self.record.kind != RoomKind::Temporary || self.record.status == RoomStatus::Closed {
+            return;
+        }
+        let wait = Duration::from_millis(self.services.config.rooms.empty_timeout_ms);
+        self.empty_timer = Some(ctx.run_later(wait, |act, ctx| {
+            act.empty_timer = None;
+            if act.members.is_empty() && act.joining == 0 {
+                act.close(ctx);
+            }
+        }));
+    }
+
+    fn close(&mut self, ctx: &mut Context<Self>) {
+        if self.record.status == RoomStatus::Closed {
+            return;
+        }
+        let calls: Vec<Uuid> = self.members.keys().copied().collect();
+        for call in calls {
+            self.remove(call, true, ctx);
+        }
+        self.record.status = RoomStatus::Closed;
+        self.record.tm_close = Some(Utc::now());
+        tracing::info!(room = %self.record.id, "room closed");
+        self.publish("room_closed");
+        self.registry.do_send(RoomClosed {
+            id: self.record.id,
+            workspace: self.record.workspace.clone(),
+            name: self.record.name.clone(),
+        });
+        ctx.stop();
+    }
+
+    /// One 20 ms tick: mix, and send each participant its frame.
+    fn tick(&mut self) {
+        let tick = self.mixer.tick();
+        let room = self.record.id;
+        for (call, frame) in tick.frames {
+            let Some(member) = self.members.get(&call) else {
+                continue;
+            };
+            let sent = if member.bot {
+                member
+                    .addr
+                    .try_send(CallerEvent::Audio(frame.to_vec()))
+                    .is_ok()
+            } else {
+                member
+                    .addr
+                    .try_send(RoomAudio {
+                        room,
+                        samples: frame,
+                        rate: self.rate,
+                    })
+                    .is_ok()
+            };
+            if !sent {
+                self.dropped_frames += 1;
+            }
+        }
+    }
+
+    fn participant(&self, call: Uuid) -> Result<&Participant, RoomError> {
+        self.record
+            .participants
+            .iter()
+            .find(|p| p.call_id == call)
+            .ok_or(RoomError::NotIn {
+                room: self.record.id,
+                call,
+            })
+    }
+}
+
+impl Actor for Room {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(ROOM_MAILBOX);
+        self.arm_empty_timer(ctx);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        if self.dropped_frames > 0 {
+            tracing::info!(room = %self.record.id, dropped = self.dropped_frames, "mix frames participants could not take");
+        }
+    }
+}
+
+impl Handler<Join> for Room {
+    type Result = ResponseActFuture<Self, Result<Participant, RoomError>>;
+
+    fn handle(&mut self, msg: Join, ctx: &mut Context<Self>) -> Self::Result {
+        if let Ok(p) = self.participant(msg.call) {
+            return Box::pin(fut::ready(Ok(p.clone())));
+        }
+        if let Err(e) = self.admit() {
+            return Box::pin(fut::ready(Err(e)));
+        }
+        self.joining += 1;
+        let enter = msg.addr.send(EnterRoom {
+            room: self.record.id,
+            input: ctx.address().recipient(),
+            rate: self.rate,
+        });
+        Box::pin(enter.into_actor(self).map(move |reply, act, ctx| {
+            act.joining -= 1;
+            let record = match reply {
+                Ok(Ok(record)) => record,
+                Ok(Err(e)) => return Err(RoomError::Refused(e)),
+                Err(_) => return Err(RoomError::Refused(format!("call {} has ended", msg.call))),
+            };
+            if act.record.status == RoomStatus::Closed {
+                msg.addr.do_send(LeftRoom {
+                    room: act.record.id,
+                });
+                return Err(RoomError::Closed(act.record.id));
+            }
+            let user = if msg.user.is_empty() {
+                record.source.target.clone()
+            } else {
+                msg.user
+            };
+            let member = Member {
+                addr: msg.addr,
+                bot: false,
+            };
+            Ok(act.add(msg.call, member, user, ctx))
+        }))
+    }
+}
+
+impl Handler<JoinBot> for Room {
+    type Result = ResponseActFuture<Self, Result<Participant, RoomError>>;
+
+    fn handle(&mut self, msg: JoinBot, ctx: &mut Context<Self>) -> Self::Result {
+        if let Err(e) = self.admit() {
+            return Box::pin(fut::ready(Err(e)));
+        }
+        if !self.services.config.bots.contains_key(&msg.bot) {
+            return Box::pin(fut::ready(Err(RoomError::Refused(format!(
+                "bot `{}` is not configured",
+                msg.bot
+            )))));
+        }
+        self.joining += 1;
+        let mut call = NewCall::incoming("room", format!("room-{}", self.record.id));
+        call.direction = Direction::Outgoing;
+        call.bot = Some(msg.bot.clone());
+        call.workspace = self.record.workspace.clone();
+        call.source = Address {
+            kind: "conference".into(),
+            target: self.record.id.to_string(),
+            target_name: self.record.name.clone(),
+            ..Address::default()
+        };
+        call.destination = Address {
+            kind: "agent".into(),
+            target: msg.bot.clone(),
+            ..Address::default()
+        };
+        let create = self.registry.send(CreateCall { call });
+        let input: Recipient<RoomInput> = ctx.address().recipient();
+        Box::pin(create.into_actor(self).map(move |reply, act, ctx| {
+            act.joining -= 1;
+            let handle = match reply {
+                Ok(Ok(handle)) => handle,
+                Ok(Err(e)) => return Err(RoomError::Refused(e.to_string())),
+                Err(_) => return Err(RoomError::Refused("the switch is shutting down".into())),
+            };
+            let call_events = handle.addr.clone().recipient();
+            let id = handle.id;
+            let leg = leg::RoomLeg::start_in_arbiter(&handle.arbiter, move |_| {
+                leg::RoomLeg::new(input, id, call_events)
+            });
+            handle.addr.do_send(AttachLeg {
+                leg: leg.recipient(),
+                format: LegFormat {
+                    in_rate: act.rate,
+                    out_rate: act.rate,
+                    delivery: Delivery::Paced,
+                    plays_urls: false,
+                    plays_hold_music: false,
+                },
+            });
+            let member = Member {
+                addr: handle.addr,
+                bot: true,
+            };
+            Ok(act.add(id, member, msg.bot, ctx))
+        }))
+    }
+}
+
+impl Handler<Leave> for Room {
+    type Result = Result<Participant, RoomError>;
+
+    fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) -> Self::Result {
+        self.participant(msg.call)?;
+        self.remove(msg.call, true, ctx).ok_or(RoomError::NotIn {
+            room: self.record.id,
+            call: msg.call,
+        })
+    }
+}
+
+impl Handler<Mute> for Room {
+    type Result = Result<Participant, RoomError>;
+
+    fn handle(&mut self, msg: Mute, _ctx: &mut Context<Self>) -> Self::Result {
+        self.participant(msg.call)?;
+        self.mixer.set_muted(msg.call, msg.muted);
+        let participant = self
+            .record
+            .participants
+            .iter_mut()
+            .find(|p| p.call_id == msg.call)
+            .map(|p| {
+                p.muted = msg.muted;
+                p.clone()
+            })
+            .ok_or(RoomError::NotIn {
+                room: self.record.id,
+                call: msg.call,
+            })?;
+        self.publish("room_updated");
+        Ok(participant)
+    }
+}
+
+impl Handler<GetRoom> for Room {
+    type Result = MessageResult<GetRoom>;
+
+    fn handle(&mut self, _msg: GetRoom, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.record.clone())
+    }
+}
+
+impl Handler<CloseRoom> for Room {
+    type Result = ();
+
+    fn handle(&mut self, _msg: CloseRoom, ctx: &mut Context<Self>) {
+        self.close(ctx);
+    }
+}
+
+impl Handler<RoomInput> for Room {
+    type Result = ();
+
+    fn handle(&mut self, msg: RoomInput, ctx: &mut Context<Self>) {
+        match msg {
+            RoomInput::Audio { call, samples } => self.mixer.push(call, &samples),
+            RoomInput::Gone { call } => {
+                self.remove(call, false, ctx);
+            }
+        }
+    }
+}

@@ -1,0 +1,562 @@
+//! Conference rooms against the real switch: live-call WebSocket callers and a Ringover stream
+//! in one room hear each other (each a tone of its own, told apart by frequency) and never
+//! themselves; mute, the participant limit, leave and hang-up, bots in rooms, the flow's
+//! `conference_join`, workspace isolation and rooms kept across a restart.
+
+mod support;
+
+use std::time::Duration;
+
+use base64::Engine;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use support::*;
+use tokio_tungstenite::tungstenite::Message;
+
+const CONFIG: &str = r#"
+[auth]
+live_call_tokens = ["t"]
+
+[bots.lobby]
+kind = "flow"
+actions = [
+  { type = "answer" },
+  { type = "sleep", duration = 600000 },
+]
+
+[bots.confer]
+kind = "flow"
+actions = [
+  { type = "conference_join", conference_id = "standup" },
+  { type = "talk", text = "You left the room." },
+  { type = "sleep", duration = 600000 },
+]
+
+[bots.beeper]
+kind = "flow"
+actions = [
+  { type = "play", stream_urls = ["tone:1300:60000"] },
+]
+
+[[routes]]
+bot = "confer"
+match = { hotline = "confer" }
+[[routes]]
+bot = "lobby"
+"#;
+
+/// What a caller in a room collected.
+struct Heard {
+    samples: Vec<i16>,
+    rate: u32,
+}
+
+fn b64(samples: &[i16]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(switchboard::media::pcm::encode_s16le(samples))
+}
+
+fn play_audio(samples: &[i16]) -> String {
+    json!({ "play_audio": { "sample_rate": 16000, "sample_width": 2, "num_channels": 1,
+        "duration": 0.02, "audio_content": b64(samples) } })
+    .to_string()
+}
+
+/// 20 ms of a `freq` tone at `rate`, frame `i` of a continuous tone.
+fn tone_frame_at(freq: f64, rate: u32, i: usize) -> Vec<i16> {
+    let n = (rate / 50) as usize;
+    (0..n)
+        .map(|k| {
+            let t = (i * n + k) as f64 / rate as f64;
+            (6000.0 * (2.0 * std::f64::consts::PI * freq * t).sin()) as i16
+        })
+        .collect()
+}
+
+/// Whether the caller heard every tone of `others` and not its own `own`.
+fn hears_others_not_self(heard: &Heard, own: f64, others: &[f64]) -> Result<(), String> {
+    let own_power = tone_power(&heard.samples, heard.rate, own);
+    for &f in others {
+        let p = tone_power(&heard.samples, heard.rate, f);
+        if p < 1.0e5 || p < 10.0 * own_power {
+            return Err(format!(
+                "tone {f} Hz: power {p:.0} (own {own} Hz: {own_power:.0}) in {} samples",
+                heard.samples.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The first room event on an SSE stream: its name and room id.
+async fn first_room_event(mut r: reqwest::Response) -> (String, String) {
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let chunk = tokio::time::timeout_at(deadline, r.chunk())
+            .await
+            .expect("a room event in time")
+            .expect("stream readable")
+            .expect("stream open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        let mut event = None;
+        for line in text.lines() {
+            if let Some(name) = line.strip_prefix("event: ") {
+                event = Some(name.to_owned());
+            } else if let Some(data) = line.strip_prefix("data: ") {
+                if let Some(name) = event.take().filter(|n| n.starts_with("room_")) {
+                    let v: Value = serde_json::from_str(data).expect("JSON data");
+                    return (name, v["room_id"].as_str().expect("room id").to_owned());
+                }
+            }
+        }
+    }
+}
+
+async fn create_room(app: &TestApp, body: Value) -> String {
+    let (status, room) = app.post_body("/api/v1/calls/rooms", &body).await;
+    assert_eq!(status, 201, "{room}");
+    room["room_id"].as_str().expect("room id").to_owned()
+}
+
+async fn join(app: &TestApp, room: &str, body: Value) -> (u16, Value) {
+    app.post_body(&format!("/api/v1/calls/rooms/{room}/join"), &body)
+        .await
+}
+
+/// A WebSocket caller that sends its tone in real time and collects what it hears (8 kHz),
+/// until `stop` says so.
+async fn ws_talker(
+    mut c: WsCaller,
+    freq: f64,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> (WsCaller, Vec<i16>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let mut heard = Vec::new();
+    let mut i = 0;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let frame = tone_frame_at(freq, 16000, i);
+                i += 1;
+                c.ws.send(Message::Text(play_audio(&frame))).await.expect("send");
+            }
+            msg = c.ws.next() => match msg {
+                Some(Ok(Message::Text(t))) => {
+                    let v: Value = serde_json::from_str(&t).expect("JSON");
+                    if let Some(b) = v["audio_output"]["audio_content"].as_str() {
+                        let bytes = base64::engine::general_purpose::STANDARD.decode(b).expect("base64");
+                        heard.extend(switchboard::media::pcm::decode_s16le(&bytes).expect("pcm"));
+                    }
+                }
+                Some(Ok(_)) => {}
+                _ => break,
+            },
+            _ = stop.changed() => break,
+        }
+    }
+    (c, heard)
+}
+
+/// A Ringover media server sending its 8 kHz tone and collecting `streamAudio` utterances.
+async fn ringover_talker(
+    mut c: RingoverClient,
+    freq: f64,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> (RingoverClient, Vec<i16>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let mut heard = Vec::new();
+    let mut i = 0;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let frame = tone_frame_at(freq, 8000, i);
+                i += 1;
+                c.ws.send(Message::Binary(switchboard::media::pcm::encode_s16le(&frame))).await.expect("send");
+            }
+            msg = c.ws.next() => match msg {
+                Some(Ok(Message::Text(t))) => {
+                    let v: Value = serde_json::from_str(&t).expect("JSON");
+                    if v["type"] == "streamAudio" {
+                        heard.extend(stream_audio_samples(&v));
+                    }
+                }
+                Some(Ok(_)) => {}
+                _ => break,
+            },
+            _ = stop.changed() => break,
+        }
+    }
+    (c, heard)
+}
+
+async fn ws_caller(app: &TestApp, reference: &str, hotline: &str) -> (WsCaller, String) {
+    let mut c = WsCaller::connect(
+        app,
+        &format!("/live-call/websocket/{reference}/+8490000{reference}?token=t"),
+    )
+    .await
+    .expect("upgrade");
+    c.send_json(initial_info(reference, hotline)).await;
+    let call = app
+        .wait_for_call(reference, |c| c["status"] == "progressing")
+        .await;
+    (c, call["id"].as_str().expect("id").to_owned())
+}
+
+/// Waits until `check` holds for the room's participants.
+async fn wait_participants(
+    app: &TestApp,
+    room: &str,
+    check: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, v) = app
+            .get_json(&format!("/api/v1/calls/rooms/{room}/participants"))
+            .await;
+        assert_eq!(status, 200, "{v}");
+        let list = v["participants"].as_array().cloned().unwrap_or_default();
+        if check(&list) {
+            return list;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "participants never matched: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_web_callers_and_a_ringover_stream_hear_each_other_but_not_themselves() {
+    let app = spawn_app(&format!("{CONFIG}\n[media]\nutterance_gap_ms = 100\n"));
+    let room = create_room(&app, json!({ "name": "standup", "max_participants": 4 })).await;
+    let freqs = [500.0, 700.0, 900.0, 1100.0];
+    let mut ws = Vec::new();
+    for (i, reference) in ["ra", "rb", "rc"].iter().enumerate() {
+        let (c, id) = ws_caller(&app, reference, "lobby").await;
+        let (status, p) = join(&app, &room, json!({ "call_id": id })).await;
+        assert_eq!(status, 200, "{p}");
+        assert_eq!(p["role"], if i == 0 { "host" } else { "participant" });
+        ws.push(c);
+    }
+    let ro = RingoverClient::dial(&app, json!({ "call_id": "rro" })).await;
+    let ro_call = app
+        .wait_for_call("rro", |c| c["status"] == "progressing")
+        .await;
+    let (status, p) = join(&app, &room, json!({ "call_id": ro_call["id"] })).await;
+    assert_eq!(status, 200, "{p}");
+
+    // A fifth is refused: the room is full.
+    let (_extra, extra_id) = ws_caller(&app, "rx", "lobby").await;
+    let (status, body) = join(&app, &room, json!({ "call_id": extra_id })).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("full"),
+        "{body}"
+    );
+
+    let call = app.call_by_reference("ra").await;
+    assert_eq!(call["type"], "conference");
+    assert_eq!(call["room_id"], room.as_str());
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    for (c, f) in ws.into_iter().zip(freqs) {
+        tasks.push(tokio::spawn(ws_talker(c, f, stop_rx.clone())));
+    }
+    let ro_task = tokio::spawn(ringover_talker(ro, freqs[3], stop_rx.clone()));
+    // Three seconds of talking (real-time audio cannot be hurried).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop_tx.send(true).expect("stop");
+    for (i, task) in tasks.into_iter().enumerate() {
+        let (_c, heard) = task.await.expect("talker");
+        // Skip the first half second (jitter buffers filling).
+        let heard = Heard {
+            samples: heard.get(4000..).unwrap_or_default().to_vec(),
+            rate: 8000,
+        };
+        let others: Vec<f64> = freqs.iter().copied().filter(|f| *f != freqs[i]).collect();
+        hears_others_not_self(&heard, freqs[i], &others)
+            .unwrap_or_else(|e| panic!("web caller {i}: {e}"));
+    }
+    let (_ro, heard) = ro_task.await.expect("ringover talker");
+    let heard = Heard {
+        samples: heard,
+        rate: 8000,
+    };
+    hears_others_not_self(&heard, freqs[3], &freqs[..3])
+        .unwrap_or_else(|e| panic!("ringover: {e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mute_silences_one_and_leave_and_hangup_remove_at_once() {
+    let app = spawn_app(CONFIG);
+    let room = create_room(&app, json!({ "name": "mute-test" })).await;
+    let (a, a_id) = ws_caller(&app, "ma", "lobby").await;
+    let (b, b_id) = ws_caller(&app, "mb", "lobby").await;
+    let (c, c_id) = ws_caller(&app, "mc", "lobby").await;
+    for id in [&a_id, &b_id, &c_id] {
+        let (status, p) = join(&app, &room, json!({ "call_id": id })).await;
+        assert_eq!(status, 200, "{p}");
+    }
+    let (status, p) = app
+        .post_json(&format!(
+            "/api/v1/calls/rooms/{room}/participants/{b_id}/mute"
+        ))
+        .await;
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(p["muted"], true);
+    assert_eq!(p["audio"], false);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let ta = tokio::spawn(ws_talker(a, 600.0, stop_rx.clone()));
+    let tb = tokio::spawn(ws_talker(b, 1000.0, stop_rx.clone()));
+    let tc = tokio::spawn(ws_talker(c, 1400.0, stop_rx.clone()));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop_tx.send(true).expect("stop");
+    let (a, heard_a) = ta.await.expect("a");
+    let (_b, _) = tb.await.expect("b");
+    let (c, _) = tc.await.expect("c");
+    let heard_a = &heard_a[heard_a.len().min(4000)..];
+    // A hears C but not muted B.
+    assert!(tone_power(heard_a, 8000, 1400.0) > 1.0e5);
+    assert!(
+        tone_power(heard_a, 8000, 1000.0) < tone_power(heard_a, 8000, 1400.0) / 100.0,
+        "muted B is still heard"
+    );
+
+    // Leave: C is out at once and back with its bot.
+    let (status, p) = app
+        .post_body(
+            &format!("/api/v1/calls/rooms/{room}/leave"),
+            &json!({ "call_id": c_id }),
+        )
+        .await;
+    assert_eq!(status, 200, "{p}");
+    let list = wait_participants(&app, &room, |l| l.len() == 2).await;
+    assert!(list.iter().all(|p| p["call_id"] != c_id.as_str()));
+    let call = app.call_by_reference("mc").await;
+    assert_eq!(call["type"], "flow");
+    assert_eq!(call["status"], "progressing");
+    drop(c);
+
+    // Hang-up: A's call ends and it is gone from the room.
+    let mut a = a;
+    a.send_json(json!({ "disconnect": {} })).await;
+    app.wait_hangup("ma").await;
+    let list = wait_participants(&app, &room, |l| l.len() == 1).await;
+    assert_eq!(list[0]["call_id"], b_id.as_str());
+
+    // Leaving a room one is not in is a 404.
+    let (status, body) = app
+        .post_body(
+            &format!("/api/v1/calls/rooms/{room}/leave"),
+            &json!({ "call_id": a_id }),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_in_the_room_is_heard_and_its_call_is_recorded() {
+    let dir = temp_data_dir();
+    let tone = dir.join("tone.wav");
+    let samples: Vec<i16> = (0..16000 * 20)
+        .map(|i| (6000.0 * (2.0 * std::f64::consts::PI * 1300.0 * i as f64 / 16000.0).sin()) as i16)
+        .collect();
+    std::fs::write(&tone, switchboard::media::wav::encode(&samples, 16000, 1)).expect("wav");
+    let config = CONFIG.replace("tone:1300:60000", &tone.display().to_string());
+    let app = spawn_app(&config);
+    let room = create_room(&app, json!({ "name": "with-bot" })).await;
+    let (a, a_id) = ws_caller(&app, "ba", "lobby").await;
+    let (status, _) = join(&app, &room, json!({ "call_id": a_id })).await;
+    assert_eq!(status, 200);
+    let (status, bot) = join(&app, &room, json!({ "bot": "beeper" })).await;
+    assert_eq!(status, 200, "{bot}");
+    assert_eq!(bot["role"], "bot");
+    assert_eq!(bot["user_id"], "beeper");
+    let bot_call = bot["call_id"].as_str().expect("bot call id").to_owned();
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let ta = tokio::spawn(ws_talker(a, 600.0, stop_rx));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop_tx.send(true).expect("stop");
+    let (_a, heard) = ta.await.expect("a");
+    let heard = &heard[heard.len().min(4000)..];
+    assert!(
+        has_tone(heard, 8000, 1300.0, &[600.0]),
+        "the bot's tone is not heard ({} samples)",
+        heard.len()
+    );
+
+    let (status, record) = app.get_json(&format!("/api/v1/calls/{bot_call}")).await;
+    assert_eq!(status, 200, "{record}");
+    assert_eq!(record["call"]["ingress"], "room");
+    assert_eq!(record["call"]["bot"], "beeper");
+    assert_eq!(record["type"], "conference");
+
+    // Removing the bot hangs its call up.
+    let (status, _) = app
+        .post_body(
+            &format!("/api/v1/calls/rooms/{room}/leave"),
+            &json!({ "call_id": bot_call }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, v) = app.get_json(&format!("/calls/{bot_call}")).await;
+        if v["status"] == "hangup" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "bot call never hung up: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conference_join_puts_the_caller_in_a_named_room_and_the_flow_goes_on_when_it_leaves() {
+    let app = spawn_app(CONFIG);
+    let (mut c, id) = {
+        let mut c = WsCaller::connect(&app, "/live-call/websocket/cj/+84900000009?token=t")
+            .await
+            .expect("upgrade");
+        c.send_json(initial_info("cj", "confer")).await;
+        let call = app
+            .wait_for_call("cj", |c| c["room_id"] != Uuid::nil().to_string())
+            .await;
+        (c, call["id"].as_str().expect("id").to_owned())
+    };
+    let call = app.call_by_reference("cj").await;
+    assert_eq!(call["type"], "conference");
+    let room = call["room_id"].as_str().expect("room").to_owned();
+    let (status, v) = app.get_json(&format!("/api/v1/calls/rooms/{room}")).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["name"], "standup");
+    assert_eq!(v["type"], "temporary");
+    assert_eq!(v["current_participants"], 1);
+    assert_eq!(v["workspace"], "ws-1");
+
+    let (status, _) = app
+        .post_body(
+            &format!("/api/v1/calls/rooms/{room}/leave"),
+            &json!({ "call_id": id }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // The flow goes on: "You left the room." is spoken to the caller.
+    let mut audio = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while switchboard::media::pcm::rms(&audio) < 300.0 || audio.len() < 4000 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no speech after leaving"
+        );
+        match c.next().await {
+            WsEvent::Json(v) => {
+                if let Some(b) = v["audio_output"]["audio_content"].as_str() {
+                    let bytes = base64::engine::general_purpose::STANDARD.decode(b).unwrap();
+                    audio.extend(switchboard::media::pcm::decode_s16le(&bytes).unwrap());
+                }
+            }
+            WsEvent::Close(code) => {
+                panic!("closed {code:?}: {}", app.call_by_reference("cj").await)
+            }
+        }
+    }
+    let call = app.call_by_reference("cj").await;
+    assert_eq!(call["type"], "flow");
+    let action = &call["action"];
+    assert_eq!(action["type"], "talk", "{call}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_are_isolated_by_workspace_and_bad_requests_are_clear() {
+    let config = CONFIG.replace(
+        "live_call_tokens = [\"t\"]",
+        "live_call_tokens = [\"t\"]\napi_keys = [{ key = \"k1\", workspace = \"ws-1\" }, { key = \"k2\", workspace = \"ws-2\" }]",
+    );
+    let mut app1 = spawn_app(&config);
+    let events = |key: &'static str| app1.http.get(app1.url("/events")).bearer_auth(key).send();
+    let events1 = events("k1").await.expect("events");
+    let events2 = events("k2").await.expect("events");
+    app1.key = Some("k1".into());
+    let room = create_room(&app1, json!({ "name": "private", "type": "persistent" })).await;
+    app1.key = Some("k2".into());
+    let other = create_room(&app1, json!({ "name": "theirs" })).await;
+    // Each key's event stream shows its own workspace's room first.
+    assert_eq!(
+        first_room_event(events1).await,
+        ("room_created".to_owned(), room.clone())
+    );
+    assert_eq!(
+        first_room_event(events2).await,
+        ("room_created".to_owned(), other)
+    );
+    app1.key = Some("k1".into());
+    let (status, v) = app1.get_json(&format!("/api/v1/calls/rooms/{room}")).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["workspace"], "ws-1");
+    assert_eq!(v["type"], "persistent");
+
+    app1.key = Some("k2".into());
+    let (status, v) = app1.get_json(&format!("/api/v1/calls/rooms/{room}")).await;
+    assert_eq!(status, 404, "{v}");
+    let (status, v) = join(&app1, &room, json!({ "bot": "beeper" })).await;
+    assert_eq!(status, 404, "{v}");
+
+    app1.key = Some("k1".into());
+    let (status, v) = join(&app1, &room, json!({})).await;
+    assert_eq!(status, 400, "{v}");
+    let (status, v) = join(&app1, &room, json!({ "call_id": "nope" })).await;
+    assert_eq!(status, 400, "{v}");
+    let (status, v) = join(
+        &app1,
+        &room,
+        json!({ "destination": { "type": "tel", "target": "+15550100" } }),
+    )
+    .await;
+    assert_eq!(status, 502, "{v}");
+    let (status, v) = join(&app1, &room, json!({ "bot": "no-such-bot" })).await;
+    assert_eq!(status, 409, "{v}");
+    let (status, v) = app1.get_json("/api/v1/calls/rooms/not-a-uuid").await;
+    assert_eq!(status, 400, "{v}");
+    let (status, v) = app1
+        .post_body(
+            "/api/v1/calls/rooms",
+            &json!({ "name": "x", "max_participants": 100000 }),
+        )
+        .await;
+    assert_eq!(status, 409, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_room_survives_a_restart_in_the_store() {
+    let dir = temp_data_dir();
+    let store = store_toml(&dir, &sqlite_url(&dir));
+    let config = format!("{store}{CONFIG}");
+    let room = {
+        let app = spawn_app(&config);
+        let room = create_room(&app, json!({ "name": "weekly", "type": "persistent" })).await;
+        assert!(app.handle.store.sync(PATIENCE).await);
+        drop(app);
+        room
+    };
+    let app = spawn_app(&config);
+    let (status, v) = app.get_json(&format!("/api/v1/calls/rooms/{room}")).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["name"], "weekly");
+    assert_eq!(v["current_participants"], 0);
+    // Joining reopens it.
+    let (_c, id) = ws_caller(&app, "pr", "lobby").await;
+    let (status, p) = join(&app, &room, json!({ "call_id": id })).await;
+    assert_eq!(status, 200, "{p}");
+    let (_, v) = app.get_json(&format!("/api/v1/calls/rooms/{room}")).await;
+    assert_eq!(v["current_participants"], 1);
+}
+
+use uuid::Uuid;
