@@ -42,6 +42,8 @@ pub struct NewCall {
     pub metadata: Option<serde_json::Value>,
     /// Run this configured bot instead of the one the routes pick (a bot joining a room).
     pub bot: Option<String>,
+    /// The conference room the call is created in (a bot joining a room).
+    pub room_id: Option<Uuid>,
 }
 
 impl NewCall {
@@ -59,6 +61,7 @@ impl NewCall {
             arbiter: None,
             metadata: None,
             bot: None,
+            room_id: None,
         }
     }
 }
@@ -275,6 +278,7 @@ impl Registry {
         record.hotline = call.hotline;
         record.master_call_id = call.master_call_id;
         record.metadata = call.metadata;
+        record.room_id = call.room_id;
 
         let arbiter = match call.arbiter {
             Some(arbiter) => arbiter,

@@ -613,7 +613,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/api/v1/calls")
             .service(web::resource("/initiate").route(web::post().to(initiate)))
             .service(web::resource("/history").route(web::get().to(history)))
-            .configure(super::rooms_api::configure)
             .service(web::resource("/{call_id}").route(web::get().to(get_call)))
             .service(web::resource("/{call_id}/end").route(web::post().to(end_call)))
             .service(web::resource("/{call_id}/record/start").route(web::post().to(record_start)))

@@ -374,6 +374,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .into()
     }))
+    .configure(rooms_api::configure)
     .configure(calls_api::configure)
     .configure(events::configure)
     .configure(openapi::configure)

@@ -481,19 +481,22 @@ async fn unmute(
     set_muted(&state, &caller, &path, false).await
 }
 
-/// Registers the room routes (inside the `/api/v1/calls` scope, before `/{call_id}`).
+/// Registers the room routes. Registered before the Calls API's own scope, whose
+/// `/{call_id}` would otherwise take `/rooms`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/rooms").route(web::post().to(create_room)))
-        .service(web::resource("/rooms/{room_id}").route(web::get().to(get_room)))
-        .service(web::resource("/rooms/{room_id}/join").route(web::post().to(join_room)))
-        .service(web::resource("/rooms/{room_id}/leave").route(web::post().to(leave_room)))
-        .service(web::resource("/rooms/{room_id}/participants").route(web::get().to(participants)))
-        .service(
-            web::resource("/rooms/{room_id}/participants/{call_id}/mute")
-                .route(web::post().to(mute)),
-        )
-        .service(
-            web::resource("/rooms/{room_id}/participants/{call_id}/unmute")
-                .route(web::post().to(unmute)),
-        );
+    cfg.service(
+        web::scope("/api/v1/calls/rooms")
+            .service(web::resource("").route(web::post().to(create_room)))
+            .service(web::resource("/{room_id}").route(web::get().to(get_room)))
+            .service(web::resource("/{room_id}/join").route(web::post().to(join_room)))
+            .service(web::resource("/{room_id}/leave").route(web::post().to(leave_room)))
+            .service(web::resource("/{room_id}/participants").route(web::get().to(participants)))
+            .service(
+                web::resource("/{room_id}/participants/{call_id}/mute").route(web::post().to(mute)),
+            )
+            .service(
+                web::resource("/{room_id}/participants/{call_id}/unmute")
+                    .route(web::post().to(unmute)),
+            ),
+    );
 }

@@ -261,7 +261,7 @@ mod tests {
         );
         m.push(a, &[7; 2]);
         assert_eq!(frame_of(&m.tick(), b), vec![7; 2]);
-        m.push(a, &vec![1; 2 * MAX_QUEUED_FRAMES * 4]);
+        m.push(a, &[1; 2 * MAX_QUEUED_FRAMES * 4]);
         assert_eq!(m.inputs[0].queue.len(), 2 * MAX_QUEUED_FRAMES);
         assert!(m.remove(a).is_some_and(|d| d > 0));
         assert_eq!(m.len(), 1);

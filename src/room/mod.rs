@@ -442,6 +442,7 @@ impl Handler<JoinBot> for Room {
         let mut call = NewCall::incoming("room", format!("room-{}", self.record.id));
         call.direction = Direction::Outgoing;
         call.bot = Some(msg.bot.clone());
+        call.room_id = Some(self.record.id);
         call.workspace = self.record.workspace.clone();
         call.source = Address {
             kind: "conference".into(),
