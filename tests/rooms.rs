@@ -560,3 +560,141 @@ async fn a_persistent_room_survives_a_restart_in_the_store() {
 }
 
 use uuid::Uuid;
+
+const BRIDGE_CONFIG: &str = r#"
+[auth]
+live_call_tokens = ["t"]
+
+[bots.front]
+kind = "flow"
+actions = [
+  { type = "connect", destinations = [{ type = "agent", target = "beeper" }] },
+  { type = "talk", text = "Welcome back." },
+  { type = "sleep", duration = 600000 },
+]
+
+[bots.beeper]
+kind = "flow"
+actions = [
+  { type = "play", stream_urls = ["TONE"] },
+  { type = "hangup" },
+]
+
+[[routes]]
+bot = "front"
+"#;
+
+/// A WAV of `seconds` of a 1300 Hz tone at 16 kHz under `dir`.
+fn tone_file(dir: &std::path::Path, seconds: usize) -> String {
+    let path = dir.join(format!("tone-{seconds}.wav"));
+    let samples: Vec<i16> = (0..16000 * seconds)
+        .map(|i| (6000.0 * (2.0 * std::f64::consts::PI * 1300.0 * i as f64 / 16000.0).sin()) as i16)
+        .collect();
+    std::fs::write(&path, switchboard::media::wav::encode(&samples, 16000, 1)).expect("wav");
+    path.display().to_string()
+}
+
+/// Collects a WebSocket caller's audio until `enough` says so.
+async fn listen_until(c: &mut WsCaller, enough: impl Fn(&[i16]) -> bool) -> Vec<i16> {
+    let mut audio = Vec::new();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !enough(&audio) {
+        assert!(tokio::time::Instant::now() < deadline, "never heard enough");
+        match c.next().await {
+            WsEvent::Json(v) => {
+                if let Some(b) = v["audio_output"]["audio_content"].as_str() {
+                    let bytes = base64::engine::general_purpose::STANDARD.decode(b).unwrap();
+                    audio.extend(switchboard::media::pcm::decode_s16le(&bytes).unwrap());
+                }
+            }
+            WsEvent::Close(code) => panic!("closed {code:?}"),
+        }
+    }
+    audio
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_to_a_bot_bridges_a_chained_call_and_the_flow_goes_on_when_it_ends() {
+    let dir = temp_data_dir();
+    let app = spawn_app(&BRIDGE_CONFIG.replace("TONE", &tone_file(&dir, 1)));
+    let mut c = WsCaller::connect(&app, "/live-call/websocket/br1/+84900000011?token=t")
+        .await
+        .expect("upgrade");
+    c.send_json(initial_info("br1", "front")).await;
+    // The bot's tone comes through the bridge…
+    let heard = listen_until(&mut c, |a| {
+        tone_power(a, 8000, 1300.0) > 1.0e5 && a.len() > 4000
+    })
+    .await;
+    assert!(has_tone(&heard, 8000, 1300.0, &[600.0]));
+    let master = app.call_by_reference("br1").await;
+    let chained = master["chained_call_ids"]
+        .as_array()
+        .expect("chained ids")
+        .clone();
+    assert_eq!(chained.len(), 1, "{master}");
+    let child_id = chained[0].as_str().unwrap().to_owned();
+    let (_, child) = app.get_json(&format!("/calls/{child_id}")).await;
+    assert_eq!(child["master_call_id"], master["id"]);
+    assert_eq!(child["bot"], "beeper");
+    assert_eq!(child["direction"], "outgoing");
+    // …and when the bot hangs up, the caller's flow goes on ("Welcome back.").
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (_, child) = app.get_json(&format!("/calls/{child_id}")).await;
+        if child["status"] == "hangup" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "bot call never ended: {child}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    app.wait_for_call("br1", |c| {
+        c["action"]["type"] == "talk" && c["type"] == "flow"
+    })
+    .await;
+    let speech = listen_until(&mut c, |a| {
+        a.len() > 4000 && switchboard::media::pcm::rms(a) > 300.0
+    })
+    .await;
+    assert!(tone_power(&speech, 8000, 1300.0) < tone_power(&heard, 8000, 1300.0));
+    c.send_json(json!({ "disconnect": {} })).await;
+    app.wait_hangup("br1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hanging_up_the_master_hangs_up_the_bridged_bot_call() {
+    let dir = temp_data_dir();
+    let app = spawn_app(&BRIDGE_CONFIG.replace("TONE", &tone_file(&dir, 30)));
+    let mut c = WsCaller::connect(&app, "/live-call/websocket/br2/+84900000012?token=t")
+        .await
+        .expect("upgrade");
+    c.send_json(initial_info("br2", "front")).await;
+    listen_until(&mut c, |a| {
+        tone_power(a, 8000, 1300.0) > 1.0e5 && a.len() > 4000
+    })
+    .await;
+    let master = app.call_by_reference("br2").await;
+    let child_id = master["chained_call_ids"][0]
+        .as_str()
+        .expect("a chained call")
+        .to_owned();
+    c.send_json(json!({ "disconnect": {} })).await;
+    let master = app.wait_hangup("br2").await;
+    assert_eq!(master["hangup_by"], "remote");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (_, child) = app.get_json(&format!("/calls/{child_id}")).await;
+        if child["status"] == "hangup" {
+            assert_eq!(child["hangup_reason"], "normal", "{child}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "chained call never ended: {child}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

@@ -116,6 +116,7 @@ impl From<&RoomRecord> for RoomView {
             kind: match r.kind {
                 RoomKind::Persistent => "persistent",
                 RoomKind::Temporary => "temporary",
+                RoomKind::Bridge => "bridge",
             },
             max_participants: r.max_participants,
             settings: r.settings.clone(),
@@ -226,6 +227,11 @@ async fn create_room(
     if body.name.trim().is_empty() {
         return Err(ApiError::BadRequest("name must not be empty".into()));
     }
+    if body.kind == Some(RoomKind::Bridge) {
+        return Err(ApiError::BadRequest(
+            "type must be `persistent` or `temporary` (bridges are made by `connect`)".into(),
+        ));
+    }
     if body.max_participants == Some(0) {
         return Err(ApiError::BadRequest(
             "max_participants must be at least 1".into(),
@@ -329,7 +335,7 @@ async fn join_room(
     let joined = if let Some(bot) = body.bot {
         limits::check_len("bot", &bot, MAX_NAME_BYTES)
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        room.send(JoinBot { bot }).await
+        room.send(JoinBot { bot, master: None }).await
     } else {
         let raw = body.call_id.unwrap_or_default();
         let call = parse_id(&raw)?;

@@ -114,6 +114,10 @@ pub enum BotCommand {
     /// workspace, created on first use). The bot hears `BotEvent::RoomLeft` when the caller
     /// leaves it, or at once when it cannot join (`error`).
     JoinRoom { room: String },
+    /// Connect the caller to bot `bot` through a chained call (this call its master) and a
+    /// two-party room; the bot hears `BotEvent::RoomLeft` when the bridge ends (either side
+    /// leaves or hangs up), or at once when it cannot be made (`error`).
+    Bridge { bot: String },
 }
 
 /// Hang the call up from outside (REST, a master call, shutdown).

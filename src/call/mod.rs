@@ -970,6 +970,10 @@ impl Handler<BotCommand> for CallActor {
                 self.stop_recording(true);
             }
             BotCommand::JoinRoom { room } => self.join_room(room, ctx),
+            BotCommand::Bridge { bot } => {
+                self.answer();
+                self.bridge(bot, ctx)
+            }
             BotCommand::Failed { detail } => {
                 tracing::warn!(call = %self.record.id, %detail, "bot failed");
                 self.end_call(

@@ -18,7 +18,7 @@ use crate::media::{samples_for_ms, StreamResampler};
 /// The longest utterance of room audio sent to a whole-utterance caller (SmartIVR,
 /// Ringover's `streamAudio`): what such a caller hears of a room lags by up to this much.
 const ROOM_UTTERANCE_MS: u32 = 1000;
-use crate::room::directory::RoomForCall;
+use crate::room::directory::{OpenBridge, RoomForCall};
 
 /// The room a call is in.
 pub(super) struct RoomLink {
@@ -84,6 +84,28 @@ impl CallActor {
             call: self.record.id,
             addr: ctx.address(),
             user: self.record.source.target.clone(),
+        });
+        ctx.spawn(ask.into_actor(self).map(|reply, act, _ctx| {
+            let error = match reply {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => e,
+                Err(_) => "the switch is shutting down".to_owned(),
+            };
+            act.room_left(Some(error));
+        }));
+    }
+
+    /// The flow `connect`s the caller to a bot: a chained call in a two-party room.
+    pub(super) fn bridge(&mut self, bot: String, ctx: &mut Context<Self>) {
+        if self.room.is_some() {
+            return self.room_left(Some("the caller is already in a room".into()));
+        }
+        let ask = self.registry.send(OpenBridge {
+            master: self.record.id,
+            addr: ctx.address(),
+            workspace: self.record.workspace.clone(),
+            user: self.record.source.target.clone(),
+            bot,
         });
         ctx.spawn(ask.into_actor(self).map(|reply, act, _ctx| {
             let error = match reply {

@@ -8,7 +8,9 @@ use actix::prelude::*;
 use chrono::Utc;
 use uuid::Uuid;
 
-use super::{Join, Room, RoomError, RoomKind, RoomRecord, RoomSettings, RoomStatus};
+use super::{
+    CloseRoom, Join, JoinBot, Room, RoomError, RoomKind, RoomRecord, RoomSettings, RoomStatus,
+};
 use crate::call::CallActor;
 use crate::registry::Registry;
 
@@ -61,6 +63,18 @@ pub struct RoomForCall {
     pub call: Uuid,
     pub addr: Addr<CallActor>,
     pub user: String,
+}
+
+/// Bridge a live call to a bot: a two-party room holding the call and the bot's new call,
+/// chained to it. Answers once both are in, or why not (then neither is).
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct OpenBridge {
+    pub master: Uuid,
+    pub addr: Addr<CallActor>,
+    pub workspace: String,
+    pub user: String,
+    pub bot: String,
 }
 
 /// A room closed (sent by the room as it stops).
@@ -212,6 +226,58 @@ impl Handler<RoomForCall> for Registry {
                 Err(_) => Err("the room closed".into()),
             }
         })
+    }
+}
+
+impl Handler<OpenBridge> for Registry {
+    type Result = ResponseFuture<Result<(), String>>;
+
+    fn handle(&mut self, msg: OpenBridge, ctx: &mut Context<Self>) -> Self::Result {
+        let opened = self.open_room(
+            RoomSpec {
+                workspace: msg.workspace.clone(),
+                name: String::new(),
+                kind: RoomKind::Bridge,
+                max_participants: 2,
+                settings: RoomSettings::default(),
+            },
+            ctx,
+        );
+        Box::pin(async move {
+            let (_, room) = opened.map_err(|e| e.to_string())?;
+            // The bot's call first: if it cannot start, the caller was never moved.
+            let bot = room
+                .send(JoinBot {
+                    bot: msg.bot,
+                    master: Some(msg.master),
+                })
+                .await;
+            if let Err(e) = flatten(bot) {
+                room.do_send(CloseRoom);
+                return Err(e);
+            }
+            let joined = room
+                .send(Join {
+                    call: msg.master,
+                    addr: msg.addr,
+                    user: msg.user,
+                })
+                .await;
+            if let Err(e) = flatten(joined) {
+                // Closing hangs the bot's call up.
+                room.do_send(CloseRoom);
+                return Err(e);
+            }
+            Ok(())
+        })
+    }
+}
+
+fn flatten<T>(r: Result<Result<T, RoomError>, MailboxError>) -> Result<T, String> {
+    match r {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("the room closed".into()),
     }
 }
 

@@ -36,12 +36,14 @@ use mixer::Mixer;
 /// Room in a room's mailbox: participants' audio beyond it is dropped (`try_send`).
 const ROOM_MAILBOX: usize = 1024;
 
-/// `persistent` rooms stay open when empty; `temporary` ones close after `empty_timeout_ms`.
+/// `persistent` rooms stay open when empty; `temporary` ones close after `empty_timeout_ms`;
+/// a `bridge` (a flow's `connect` to a bot) closes as soon as one of its two sides leaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RoomKind {
     Persistent,
     Temporary,
+    Bridge,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,11 +131,12 @@ pub struct Join {
     pub user: String,
 }
 
-/// Add bot `bot` to the room, as a call of its own.
+/// Add bot `bot` to the room, as a call of its own (chained to `master` when given).
 #[derive(Message)]
 #[rtype(result = "Result<Participant, RoomError>")]
 pub struct JoinBot {
     pub bot: String,
+    pub master: Option<Uuid>,
 }
 
 /// Take a participant out (a caller goes back to its bot; a bot's call hangs up).
@@ -284,7 +287,10 @@ impl Room {
         }
         tracing::info!(room = %self.record.id, call = %call, participants = self.members.len(), "participant left");
         self.publish("room_participant_left");
-        if self.members.is_empty() {
+        if self.record.kind == RoomKind::Bridge {
+            // One side gone ends the bridge: the other goes back to its bot.
+            self.close(ctx);
+        } else if self.members.is_empty() {
             if let Some(c) = self.clock.take() {
                 ctx.cancel_future(c);
             }
@@ -310,11 +316,12 @@ impl Room {
         if self.record.status == RoomStatus::Closed {
             return;
         }
+        // Closed before anyone leaves, so that a bridge's `remove` does not close it again.
+        self.record.status = RoomStatus::Closed;
         let calls: Vec<Uuid> = self.members.keys().copied().collect();
         for call in calls {
             self.remove(call, true, ctx);
         }
-        self.record.status = RoomStatus::Closed;
         self.record.tm_close = Some(Utc::now());
         tracing::info!(room = %self.record.id, "room closed");
         self.publish("room_closed");
@@ -443,6 +450,7 @@ impl Handler<JoinBot> for Room {
         call.direction = Direction::Outgoing;
         call.bot = Some(msg.bot.clone());
         call.room_id = Some(self.record.id);
+        call.master_call_id = msg.master;
         call.workspace = self.record.workspace.clone();
         call.source = Address {
             kind: "conference".into(),

@@ -335,7 +335,19 @@ impl FlowBot {
                     }
                 }
                 Action::Connect { destinations, .. } => {
-                    // The caller is handed over: the flow has nothing more to do.
+                    // A configured bot is reached through the switch itself: a chained call
+                    // bridged to this one; the flow goes on when the bridge ends.
+                    let bot = destinations.iter().find(|d| {
+                        d.kind == "agent" && self.services.config.bots.contains_key(&d.target)
+                    });
+                    if let Some(bot) = bot {
+                        self.wait = Wait::Room;
+                        self.call.do_send(BotCommand::Bridge {
+                            bot: bot.target.clone(),
+                        });
+                        return;
+                    }
+                    // Anything else is handed over to the caller's side: the flow is done.
                     self.wait = Wait::Done;
                     if let Some(first) = destinations.first() {
                         self.call.do_send(BotCommand::Transfer {
@@ -567,7 +579,7 @@ impl Handler<BotEvent> for FlowBot {
                 if self.wait == Wait::Room {
                     match error {
                         Some(e) => {
-                            tracing::warn!(call = %self.call_id, error = %e, "conference_join failed; the flow goes on");
+                            tracing::warn!(call = %self.call_id, error = %e, "conference_join or connect failed; the flow goes on");
                             self.variables.insert("conference_error".into(), e);
                         }
                         None => {
