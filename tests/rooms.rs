@@ -698,3 +698,44 @@ async fn hanging_up_the_master_hangs_up_the_bridged_bot_call() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_smartivr_caller_in_a_room_hears_the_mix_as_result_tts_utterances() {
+    use switchboard::pb::smartivr::SmartIvrResponseType as T;
+    let app = spawn_app(CONFIG);
+    let room = create_room(&app, json!({ "name": "ivr-room" })).await;
+    let mut gw = Gateway::dial(&app, "ivr-in-room").await;
+    let call = app
+        .wait_for_call("ivr-in-room", |c| c["status"] == "progressing")
+        .await;
+    let (status, p) = join(&app, &room, json!({ "call_id": call["id"] })).await;
+    assert_eq!(status, 200, "{p}");
+    let (web, web_id) = ws_caller(&app, "ivr-peer", "lobby").await;
+    let (status, p) = join(&app, &room, json!({ "call_id": web_id })).await;
+    assert_eq!(status, 200, "{p}");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let talker = tokio::spawn(ws_talker(web, 700.0, stop_rx));
+    // The web caller's tone reaches the gateway as whole utterances (RESULT_TTS WAVs).
+    let mut heard = Vec::new();
+    let mut utterances = 0;
+    while heard.len() < 16000 {
+        let r = gw.next().await.expect("stream open").expect("a response");
+        if r.r#type == T::ResultTts as i32 {
+            let wav = switchboard::media::wav::parse(&r.audio_content).expect("a WAV");
+            assert_eq!(wav.rate, 8000);
+            utterances += 1;
+            heard.extend(wav.samples);
+        }
+    }
+    stop_tx.send(true).expect("stop");
+    talker.await.expect("talker");
+    assert!(
+        utterances >= 2,
+        "the mix comes as utterances of at most a second"
+    );
+    assert!(
+        has_tone(&heard, 8000, 700.0, &[1300.0]),
+        "the web caller is heard"
+    );
+}
