@@ -86,6 +86,9 @@ enum Command {
         /// echo bot inside the load generator and routes calls to it as a `twilio_stream` bot.
         #[arg(long, value_enum, default_value = "flow")]
         bot: switchboard::load::Bot,
+        /// With --bot room: callers per conference room.
+        #[arg(long, default_value_t = 5)]
+        room_size: usize,
         /// The switch's HTTP listener (ignored with --spawn).
         #[arg(long, default_value = "127.0.0.1:8080")]
         http: std::net::SocketAddr,
@@ -241,6 +244,7 @@ fn main() -> ExitCode {
             hold_seconds,
             spawn,
             bot,
+            room_size,
             http,
             grpc,
             token,
@@ -254,7 +258,9 @@ fn main() -> ExitCode {
             ringover_token,
             api_key,
         } => run_async(async move {
-            use switchboard::load::{self, AbuseOptions, LoadOptions, Mode, SpawnedSwitch};
+            use switchboard::load::{
+                self, AbuseOptions, LoadOptions, Mode, SpawnBot, SpawnedSwitch,
+            };
             let exe = std::env::current_exe().map_err(|e| e.to_string())?;
             if abuse {
                 let mut opts = AbuseOptions::new(http, grpc, token);
@@ -278,7 +284,10 @@ fn main() -> ExitCode {
             }
             // The Twilio echo bot runs here, on the load generator's runtime, so the switch's
             // figures are the switch's alone.
-            let twilio_bot = match (spawn, bot) {
+            if bot == load::Bot::Room && protocol != load::Protocol::Ws {
+                return Err("--bot room needs --protocol ws".into());
+            }
+            let spawn_bot = match (spawn, bot) {
                 (true, load::Bot::Twilio) => {
                     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                         .await
@@ -288,12 +297,14 @@ fn main() -> ExitCode {
                         listener,
                         std::future::pending(),
                     ));
-                    Some(addr)
+                    SpawnBot::Twilio(addr)
                 }
-                _ => None,
+                (_, load::Bot::Room) => SpawnBot::Room,
+                _ if mode != Mode::Stream => SpawnBot::Greet,
+                _ => SpawnBot::Echo,
             };
             let spawned = if spawn {
-                Some(SpawnedSwitch::start(&exe, max_calls, mode != Mode::Stream, twilio_bot).await?)
+                Some(SpawnedSwitch::start_with(&exe, max_calls, spawn_bot).await?)
             } else {
                 None
             };
@@ -308,6 +319,11 @@ fn main() -> ExitCode {
                 hold: std::time::Duration::from_secs_f64(hold_seconds),
                 pid: spawned.as_ref().map(|s| s.pid()).or(pid),
                 concurrency,
+                room_size: if bot == load::Bot::Room {
+                    room_size.max(1)
+                } else {
+                    0
+                },
             };
             let report = load::run(opts).await.map_err(|e| e.to_string())?;
             print!("{report}");

@@ -19,6 +19,7 @@ fn options(app: &TestApp, protocol: Protocol, mode: Mode, calls: usize) -> LoadO
         hold: Duration::from_secs(2),
         pid: Some(std::process::id()),
         concurrency: 4,
+        room_size: 0,
     }
 }
 
@@ -107,6 +108,38 @@ async fn callers_hear_their_echo_through_the_twilio_echo_bot() {
     assert!(
         report.latency_count > 0,
         "echoed bursts were timed: {report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_callers_in_rooms_hear_each_other() {
+    let app = spawn_app(
+        r#"
+[auth]
+live_call_tokens = ["load"]
+[bots.rooms]
+kind = "flow"
+actions = [{ type = "conference_join", conference_id = "${hotline}" }, { type = "hangup" }]
+[[routes]]
+bot = "rooms"
+"#,
+    );
+    let mut opts = options(&app, Protocol::Ws, Mode::Stream, 4);
+    opts.room_size = 2;
+    let report = load::run(opts).await.expect("run");
+    assert_eq!(report.admitted, 4, "{report}");
+    assert_eq!(report.failed, 0, "{report}");
+    let (status, call) = app.get_json("/calls?reference=load-0&page_size=1").await;
+    assert_eq!(status, 200);
+    let first = &call["result"][0];
+    // Each hears the other's bursts through its room (never its own).
+    assert!(
+        report.latency_count > 0,
+        "bursts were heard: {report}\n{first}"
+    );
+    assert_ne!(
+        first["room_id"], "00000000-0000-0000-0000-000000000000",
+        "{first}"
     );
 }
 

@@ -168,7 +168,8 @@ impl Handler<EnterRoom> for CallActor {
             ctx.cancel_future(h);
         }
         // Whatever the bot had queued stops: the caller now hears the room.
-        self.stop_audio(true, ctx);
+        let playing = !self.audio_left().is_zero();
+        self.stop_audio(playing, ctx);
         self.room = Some(RoomLink {
             room: msg.room,
             input: msg.input,

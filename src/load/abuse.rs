@@ -897,7 +897,7 @@ pub async fn run_fresh(
         tool_peak_mb: None,
     };
     for &flood in &opts.floods {
-        let switch = super::SpawnedSwitch::start(exe, max_calls, false, None)
+        let switch = super::SpawnedSwitch::start_with(exe, max_calls, super::SpawnBot::Echo)
             .await
             .map_err(LoadError::Setup)?;
         let mut o = opts.clone();

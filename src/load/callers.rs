@@ -88,9 +88,13 @@ async fn ws_caller(i: usize, ctx: Arc<CallCtx>, frames: Arc<WsFrames>) {
         Err(_) => return Counters::add(&c.failed, 1),
     };
     let (mut sink, mut stream) = ws.split();
+    let hotline = match ctx.opts.room_size {
+        0 => "load".to_owned(),
+        size => format!("room-{}", i / size),
+    };
     let info = serde_json::json!({ "initial_info": {
         "workspace_id": "load", "call_id": format!("load-{i}"), "customer_phone_number": format!("+1555{i:07}"),
-        "type_call": "inbound", "hotline": "load" } });
+        "type_call": "inbound", "hotline": hotline } });
     if sink.send(Message::Text(info.to_string())).await.is_err() {
         return Counters::add(&c.failed, 1);
     }
@@ -110,7 +114,8 @@ async fn ws_caller(i: usize, ctx: Arc<CallCtx>, frames: Arc<WsFrames>) {
                     let now = micros_since(reader_ctx.epoch);
                     c.latency(Duration::from_micros(now.saturating_sub(sent)));
                 }
-            } else {
+            } else if !text.contains("kill_audio") {
+                // The call's end (or an error); `kill_audio` only stops what plays.
                 break;
             }
         }

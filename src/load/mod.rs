@@ -21,7 +21,7 @@ use thiserror::Error;
 use stats::Counters;
 
 pub use abuse::{AbuseOptions, AbuseReport, AbuseRow, Flood};
-pub use spawn::SpawnedSwitch;
+pub use spawn::{SpawnBot, SpawnedSwitch};
 
 /// Which caller protocol the simulated callers speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -44,6 +44,9 @@ pub enum Bot {
     /// A `twilio_stream` bot: the switch's own Twilio Media Streams echo bot, run by the load
     /// generator (so its cost is not the switch's).
     Twilio,
+    /// Conference rooms: every `--room-size` consecutive callers share a room (live-call
+    /// WebSocket callers only); each hears the others' mix.
+    Room,
 }
 
 /// What to measure.
@@ -77,6 +80,8 @@ pub struct LoadOptions {
     pub pid: Option<u32>,
     /// Concurrent calls in `setup` and `churn` modes.
     pub concurrency: usize,
+    /// Callers per conference room (0: no rooms): caller `i` uses hotline `room-{i / size}`.
+    pub room_size: usize,
 }
 
 /// Why a run could not go on.

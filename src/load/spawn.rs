@@ -29,26 +29,36 @@ fn free_port() -> std::io::Result<SocketAddr> {
     TcpListener::bind("127.0.0.1:0")?.local_addr()
 }
 
-/// The configuration a spawned switch runs: every call to a flow that echoes the caller, or
-/// (for set-up and churn runs) a flow that greets and hangs up, or, with `twilio_bot`, to a
-/// `twilio_stream` bot at that address (an echo bot).
+/// What every call of a spawned switch goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpawnBot {
+    /// A flow that echoes the caller.
+    Echo,
+    /// A flow that greets and hangs up (set-up and churn runs).
+    Greet,
+    /// A `twilio_stream` bot at this address (an echo bot).
+    Twilio(SocketAddr),
+    /// A flow that puts the caller in the conference room named by its hotline.
+    Room,
+}
+
+/// The configuration a spawned switch runs, every call routed to `bot`.
 pub fn config_text(
     http: SocketAddr,
     grpc: SocketAddr,
     token: &str,
     max_calls: usize,
-    greet_only: bool,
-    twilio_bot: Option<SocketAddr>,
+    bot: SpawnBot,
     data_dir: &std::path::Path,
 ) -> String {
-    let actions = if greet_only {
-        r#"[{ type = "talk", text = "Hi." }, { type = "hangup" }]"#
-    } else {
-        r#"[{ type = "answer" }, { type = "echo", duration = 86400000 }]"#
-    };
-    let bot = match twilio_bot {
-        Some(addr) => format!("kind = \"twilio_stream\"\nurl = \"ws://{addr}/\""),
-        None => format!("kind = \"flow\"\nactions = {actions}"),
+    let flow = |actions: &str| format!("kind = \"flow\"\nactions = {actions}");
+    let bot = match bot {
+        SpawnBot::Echo => flow(r#"[{ type = "answer" }, { type = "echo", duration = 86400000 }]"#),
+        SpawnBot::Greet => flow(r#"[{ type = "talk", text = "Hi." }, { type = "hangup" }]"#),
+        SpawnBot::Room => flow(
+            r#"[{ type = "conference_join", conference_id = "${hotline}" }, { type = "hangup" }]"#,
+        ),
+        SpawnBot::Twilio(addr) => format!("kind = \"twilio_stream\"\nurl = \"ws://{addr}/\""),
     };
     format!(
         r#"
@@ -85,17 +95,28 @@ impl SpawnedSwitch {
         greet_only: bool,
         twilio_bot: Option<SocketAddr>,
     ) -> Result<SpawnedSwitch, String> {
+        let bot = match (twilio_bot, greet_only) {
+            (Some(addr), _) => SpawnBot::Twilio(addr),
+            (None, true) => SpawnBot::Greet,
+            (None, false) => SpawnBot::Echo,
+        };
+        Self::start_with(exe, max_calls, bot).await
+    }
+
+    /// Starts `exe serve` with every call going to `bot`, and waits until its health answers.
+    pub async fn start_with(
+        exe: &std::path::Path,
+        max_calls: usize,
+        bot: SpawnBot,
+    ) -> Result<SpawnedSwitch, String> {
         let http = free_port().map_err(|e| e.to_string())?;
         let grpc = free_port().map_err(|e| e.to_string())?;
         let token = "load-token".to_string();
         let run = std::env::temp_dir().join(format!("switchboard-load-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&run).map_err(|e| e.to_string())?;
         let path = run.join("switchboard.toml");
-        std::fs::write(
-            &path,
-            config_text(http, grpc, &token, max_calls, greet_only, twilio_bot, &run),
-        )
-        .map_err(|e| e.to_string())?;
+        std::fs::write(&path, config_text(http, grpc, &token, max_calls, bot, &run))
+            .map_err(|e| e.to_string())?;
         let config = tempfile_path::TempPath(path);
         let child = Command::new(exe)
             .args(["serve", "--config"])

@@ -546,6 +546,17 @@ impl Handler<BotEvent> for FlowBot {
                 if self.wait == Wait::NotStarted {
                     self.leg = Some(leg);
                     self.call_id = call.id.to_string();
+                    // What the call is, for `${…}` in actions (`${hotline}`, …).
+                    for (name, value) in [
+                        ("call_id", self.call_id.clone()),
+                        ("reference", call.reference.clone()),
+                        ("hotline", call.hotline.clone()),
+                        ("workspace", call.workspace.clone()),
+                        ("source", call.source.target.clone()),
+                        ("destination", call.destination.target.clone()),
+                    ] {
+                        self.variables.entry(name.to_owned()).or_insert(value);
+                    }
                     self.run(ctx);
                 }
             }
