@@ -83,7 +83,9 @@ enum Command {
         #[arg(long)]
         spawn: bool,
         /// With --spawn: the bot every call goes to. `twilio` runs the Twilio Media Streams
-        /// echo bot inside the load generator and routes calls to it as a `twilio_stream` bot.
+        /// echo bot inside the load generator and routes calls to it as a `twilio_stream` bot;
+        /// `live-call` does the same with the `live_call` echo AI service; `room` puts every
+        /// `--room-size` callers in a conference room.
         #[arg(long, value_enum, default_value = "flow")]
         bot: switchboard::load::Bot,
         /// With --bot room: callers per conference room.
@@ -298,6 +300,17 @@ fn main() -> ExitCode {
                         std::future::pending(),
                     ));
                     SpawnBot::Twilio(addr)
+                }
+                (true, load::Bot::LiveCall) => {
+                    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+                    tokio::spawn(switchboard::bots::echo_service::serve(
+                        listener,
+                        std::future::pending(),
+                    ));
+                    SpawnBot::LiveCall(addr)
                 }
                 (_, load::Bot::Room) => SpawnBot::Room,
                 _ if mode != Mode::Stream => SpawnBot::Greet,

@@ -14,8 +14,13 @@ run --protocol smartivr --calls 2000 --ramp-seconds 20 --hold-seconds 20
 run --protocol ringover --calls 2000 --ramp-seconds 20 --hold-seconds 20
 run --protocol twilio --calls 2000 --ramp-seconds 20 --hold-seconds 20
 run --protocol smartivr --bot twilio --calls 1000 --ramp-seconds 20 --hold-seconds 20
+run --protocol ws --bot live-call --calls 100 --ramp-seconds 10 --hold-seconds 20
+run --protocol ws --bot room --room-size 5 --calls 500 --ramp-seconds 20 --hold-seconds 20
 run --protocol smartivr --mode setup --calls 5000 --concurrency 200
 run --protocol smartivr --mode churn --calls 20000 --concurrency 200
+echo
+echo "== cargo bench --bench mixer"
+cargo bench --quiet --bench mixer
 echo
 echo "== cargo bench --bench resample --features samplerate"
 if command -v cmake >/dev/null; then

@@ -47,6 +47,9 @@ pub enum Bot {
     /// Conference rooms: every `--room-size` consecutive callers share a room (live-call
     /// WebSocket callers only); each hears the others' mix.
     Room,
+    /// A `live_call` bot: the switch's own `live_call` echo AI service (gRPC), run by the
+    /// load generator (so its cost is not the switch's).
+    LiveCall,
 }
 
 /// What to measure.

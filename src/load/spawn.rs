@@ -40,6 +40,8 @@ pub enum SpawnBot {
     Twilio(SocketAddr),
     /// A flow that puts the caller in the conference room named by its hotline.
     Room,
+    /// A `live_call` bot at this address (an echo AI service).
+    LiveCall(SocketAddr),
 }
 
 /// The configuration a spawned switch runs, every call routed to `bot`.
@@ -59,6 +61,7 @@ pub fn config_text(
             r#"[{ type = "conference_join", conference_id = "${hotline}" }, { type = "hangup" }]"#,
         ),
         SpawnBot::Twilio(addr) => format!("kind = \"twilio_stream\"\nurl = \"ws://{addr}/\""),
+        SpawnBot::LiveCall(addr) => format!("kind = \"live_call\"\nurl = \"http://{addr}\""),
     };
     format!(
         r#"
