@@ -739,3 +739,91 @@ async fn a_smartivr_caller_in_a_room_hears_the_mix_as_result_tts_utterances() {
         "the web caller is heard"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_is_recorded_as_one_wav_of_its_mix() {
+    let app = spawn_app(CONFIG);
+    let room = create_room(&app, json!({ "name": "recorded" })).await;
+    let (a, a_id) = ws_caller(&app, "rec-a", "lobby").await;
+    let (b, b_id) = ws_caller(&app, "rec-b", "lobby").await;
+    for id in [&a_id, &b_id] {
+        let (status, p) = join(&app, &room, json!({ "call_id": id })).await;
+        assert_eq!(status, 200, "{p}");
+    }
+    let (status, started) = app
+        .post_json(&format!("/api/v1/calls/rooms/{room}/record/start"))
+        .await;
+    assert_eq!(status, 201, "{started}");
+    let recording = started["recording_id"].as_str().expect("id").to_owned();
+    let (_, v) = app.get_json(&format!("/api/v1/calls/rooms/{room}")).await;
+    assert_eq!(v["recording"], true, "{v}");
+    let (status, again) = app
+        .post_json(&format!("/api/v1/calls/rooms/{room}/record/start"))
+        .await;
+    assert_eq!(status, 409, "{again}");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let ta = tokio::spawn(ws_talker(a, 500.0, stop_rx.clone()));
+    let tb = tokio::spawn(ws_talker(b, 900.0, stop_rx));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, stopped) = app
+        .post_json(&format!("/api/v1/calls/rooms/{room}/record/stop"))
+        .await;
+    assert_eq!(status, 200, "{stopped}");
+    assert_eq!(stopped["recording_id"], recording.as_str());
+    stop_tx.send(true).expect("stop");
+    ta.await.expect("a");
+    tb.await.expect("b");
+
+    let path = format!("/api/v1/calls/rooms/{room}/recordings/{recording}");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let wav = loop {
+        let r = app.http.get(app.url(&path)).send().await.expect("GET");
+        if r.status() == 200 {
+            break r.bytes().await.expect("body");
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "recording never ready: {}",
+            r.status()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (rate, channels, samples) = wav_samples(&wav);
+    assert_eq!((rate, channels), (16000, 1));
+    assert!(samples.len() > 8000, "{} samples", samples.len());
+    let both = tone_power(&samples, 16000, 500.0).min(tone_power(&samples, 16000, 900.0));
+    assert!(both > 1.0e5, "both callers are in the recording");
+    let (status, list) = app
+        .get_json(&format!("/api/v1/calls/rooms/{room}/recordings"))
+        .await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(
+        list["recordings"][0]["recording_id"],
+        recording.as_str(),
+        "{list}"
+    );
+    assert_eq!(
+        list["recordings"][0]["download_url"],
+        path.as_str(),
+        "{list}"
+    );
+
+    // A room that does not allow recording says so.
+    let closed = create_room(
+        &app,
+        json!({ "name": "private", "settings": { "allow_recording": false } }),
+    )
+    .await;
+    let (status, v) = app
+        .post_json(&format!("/api/v1/calls/rooms/{closed}/record/start"))
+        .await;
+    assert_eq!(status, 409, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("allow_recording"),
+        "{v}"
+    );
+}

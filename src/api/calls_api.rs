@@ -388,6 +388,21 @@ async fn record_control(
         })
 }
 
+/// The options of a `record/start` body (empty: the defaults), checked against their limits.
+pub(super) fn recording_options(body: &[u8]) -> Result<RecordingOptions, ApiError> {
+    let options = if body.iter().all(u8::is_ascii_whitespace) {
+        RecordingOptions {
+            format: "wav".into(),
+            ..Default::default()
+        }
+    } else {
+        serde_json::from_slice::<RecordingOptions>(body)
+            .map_err(|e| ApiError::BadRequest(format!("bad JSON body: {e}")))?
+    };
+    check_recording_limits(&options).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    Ok(options)
+}
+
 /// Starts recording a live call; the body is optional.
 #[utoipa::path(
     post,
@@ -412,16 +427,7 @@ async fn record_start(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path)?;
-    let options = if body.iter().all(u8::is_ascii_whitespace) {
-        RecordingOptions {
-            format: "wav".into(),
-            ..Default::default()
-        }
-    } else {
-        serde_json::from_slice::<RecordingOptions>(&body)
-            .map_err(|e| ApiError::BadRequest(format!("bad JSON body: {e}")))?
-    };
-    check_recording_limits(&options).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let options = recording_options(&body)?;
     let recording_id = record_control(&state, &caller, id, Some(options)).await?;
     Ok(HttpResponse::Created().json(serde_json::json!({
         "call_id": id,
@@ -519,10 +525,19 @@ async fn download(
         ApiError::BadRequest(format!("`{recording}` is not a recording id (a UUID)"))
     })?;
     find_record(&state, &caller, id).await?;
+    recording_file(&state, id, rec_id).await
+}
+
+/// The WAV file of recording `rec_id` of `owner` (a call or a room the caller may see).
+pub(super) async fn recording_file(
+    state: &ApiState,
+    owner: Uuid,
+    rec_id: Uuid,
+) -> Result<HttpResponse, ApiError> {
     state.store.sync(READ_SYNC_TIMEOUT).await;
     let row = state
         .store
-        .recordings_of(id)
+        .recordings_of(owner)
         .await?
         .into_iter()
         .find(|r| r.id == rec_id)

@@ -10,9 +10,11 @@ use uuid::Uuid;
 
 use super::auth::Caller;
 use super::calls_api::NO_DIALOUT;
+use super::calls_views::RecordingView;
 use super::{find_record, parse_id, ApiError, ApiState};
 use crate::limits::{self, MAX_NAME_BYTES, MAX_WORKSPACE_BYTES};
 use crate::room::directory::{CreateRoom, FindRoom, ReopenRoom, RoomSpec};
+use crate::room::recording::RecordRoom;
 use crate::room::{
     GetRoom, Join, JoinBot, Leave, Mute, Participant, Room, RoomError, RoomKind, RoomRecord,
     RoomSettings, RoomStatus,
@@ -104,6 +106,9 @@ pub struct RoomView {
     /// `active` or `closed`.
     pub status: &'static str,
     pub workspace: String,
+    /// Whether the room is being recorded now, and every recording of it.
+    pub recording: bool,
+    pub recording_ids: Vec<Uuid>,
     pub created_at: String,
     pub closed_at: Option<String>,
 }
@@ -126,10 +131,28 @@ impl From<&RoomRecord> for RoomView {
                 RoomStatus::Closed => "closed",
             },
             workspace: r.workspace.clone(),
+            recording: r.recording_id.is_some(),
+            recording_ids: r.recording_ids.clone(),
             created_at: super::views::time(&r.tm_create),
             closed_at: r.tm_close.as_ref().map(super::views::time),
         }
     }
+}
+
+/// A room recording started or stopped.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RoomRecordingControl {
+    pub room_id: Uuid,
+    pub recording_id: Uuid,
+    /// `recording` or `stopped`.
+    pub status: &'static str,
+}
+
+/// A room's recordings (each one's `call_id` is the room's id).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RoomRecordingsView {
+    pub room_id: Uuid,
+    pub recordings: Vec<RecordingView>,
 }
 
 /// The room's participants.
@@ -147,6 +170,7 @@ impl From<RoomError> for ApiError {
                 ApiError::Conflict(e.to_string())
             }
             RoomError::TooMany(_) => ApiError::Unavailable,
+            RoomError::BadOptions(m) => ApiError::BadRequest(m),
         }
     }
 }
@@ -487,6 +511,148 @@ async fn unmute(
     set_muted(&state, &caller, &path, false).await
 }
 
+/// The live room for a recording request (recordings need its mix).
+async fn open_room(
+    state: &ApiState,
+    caller: &Caller,
+    id: Uuid,
+) -> Result<actix::Addr<Room>, ApiError> {
+    match find_room(state, caller, id).await? {
+        Found::Live(addr, _) => Ok(addr),
+        Found::Stored(_) => Err(ApiError::Conflict(format!("room {id} is not open"))),
+    }
+}
+
+/// Starts recording the room's mix (one mono WAV); the body is optional (`duration`).
+#[utoipa::path(
+    post,
+    path = "/api/v1/calls/rooms/{room_id}/record/start",
+    tag = "rooms",
+    params(("room_id" = String, Path, description = "The room id (a UUID)")),
+    request_body(content = Option<super::openapi::RecordingOptionsSchema>, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Recording", body = RoomRecordingControl),
+        (status = 400, description = "Bad input", body = super::views::ErrorView),
+        (status = 404, description = "Unknown room, or another workspace's", body = super::views::ErrorView),
+        (status = 409, description = "Not open, already recording, or recording not allowed", body = super::views::ErrorView)
+    ),
+    security(("api_key" = []))
+)]
+async fn record_start(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_room_id(&path)?;
+    let options = super::calls_api::recording_options(&body)?;
+    let room = open_room(&state, &caller, id).await?;
+    let recording_id = room
+        .send(RecordRoom {
+            start: Some(options),
+        })
+        .await
+        .map_err(|_| RoomError::Closed(id))??;
+    Ok(HttpResponse::Created().json(RoomRecordingControl {
+        room_id: id,
+        recording_id,
+        status: "recording",
+    }))
+}
+
+/// Stops recording the room.
+#[utoipa::path(
+    post,
+    path = "/api/v1/calls/rooms/{room_id}/record/stop",
+    tag = "rooms",
+    params(("room_id" = String, Path, description = "The room id (a UUID)")),
+    responses(
+        (status = 200, description = "Stopped", body = RoomRecordingControl),
+        (status = 404, description = "Unknown room, or another workspace's", body = super::views::ErrorView),
+        (status = 409, description = "Not open or not recording", body = super::views::ErrorView)
+    ),
+    security(("api_key" = []))
+)]
+async fn record_stop(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_room_id(&path)?;
+    let room = open_room(&state, &caller, id).await?;
+    let recording_id = room
+        .send(RecordRoom { start: None })
+        .await
+        .map_err(|_| RoomError::Closed(id))??;
+    Ok(HttpResponse::Ok().json(RoomRecordingControl {
+        room_id: id,
+        recording_id,
+        status: "stopped",
+    }))
+}
+
+/// The room's recordings.
+#[utoipa::path(
+    get,
+    path = "/api/v1/calls/rooms/{room_id}/recordings",
+    tag = "rooms",
+    params(("room_id" = String, Path, description = "The room id (a UUID)")),
+    responses(
+        (status = 200, description = "The recordings", body = RoomRecordingsView),
+        (status = 404, description = "Unknown room, or another workspace's", body = super::views::ErrorView)
+    ),
+    security(("api_key" = []))
+)]
+async fn recordings(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_room_id(&path)?;
+    find_room(&state, &caller, id).await?;
+    state.store.sync(super::READ_SYNC_TIMEOUT).await;
+    let rows = state.store.recordings_of(id).await?;
+    Ok(HttpResponse::Ok().json(RoomRecordingsView {
+        room_id: id,
+        recordings: rows
+            .iter()
+            .map(|row| RecordingView {
+                // Served under the room, not under a call.
+                download_url: format!("/api/v1/calls/rooms/{id}/recordings/{}", row.id),
+                ..RecordingView::from(row)
+            })
+            .collect(),
+    }))
+}
+
+/// A finished room recording as a WAV file.
+#[utoipa::path(
+    get,
+    path = "/api/v1/calls/rooms/{room_id}/recordings/{recording_id}",
+    tag = "rooms",
+    params(("room_id" = String, Path, description = "The room id (a UUID)"),
+        ("recording_id" = String, Path, description = "The recording id (a UUID)")),
+    responses(
+        (status = 200, description = "The WAV file", content_type = "audio/wav", body = Vec<u8>),
+        (status = 404, description = "Unknown room or recording", body = super::views::ErrorView),
+        (status = 409, description = "Still recording", body = super::views::ErrorView)
+    ),
+    security(("api_key" = []))
+)]
+async fn download(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (room, recording) = path.into_inner();
+    let id = parse_room_id(&room)?;
+    let rec_id = Uuid::parse_str(&recording).map_err(|_| {
+        ApiError::BadRequest(format!("`{recording}` is not a recording id (a UUID)"))
+    })?;
+    find_room(&state, &caller, id).await?;
+    super::calls_api::recording_file(&state, id, rec_id).await
+}
+
 /// Registers the room routes. Registered before the Calls API's own scope, whose
 /// `/{call_id}` would otherwise take `/rooms`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -503,6 +669,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(
                 web::resource("/{room_id}/participants/{call_id}/unmute")
                     .route(web::post().to(unmute)),
+            )
+            .service(web::resource("/{room_id}/record/start").route(web::post().to(record_start)))
+            .service(web::resource("/{room_id}/record/stop").route(web::post().to(record_stop)))
+            .service(web::resource("/{room_id}/recordings").route(web::get().to(recordings)))
+            .service(
+                web::resource("/{room_id}/recordings/{recording_id}")
+                    .route(web::get().to(download)),
             ),
     );
 }

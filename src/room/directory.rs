@@ -116,6 +116,8 @@ impl Registry {
             settings: spec.settings,
             status: RoomStatus::Active,
             participants: Vec::new(),
+            recording_id: None,
+            recording_ids: Vec::new(),
             tm_create: now,
             tm_update: now,
             tm_close: None,

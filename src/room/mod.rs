@@ -12,6 +12,7 @@
 pub mod directory;
 mod leg;
 pub mod mixer;
+pub mod recording;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -53,14 +54,26 @@ pub enum RoomStatus {
     Closed,
 }
 
-/// The Calls API's room settings.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+/// The Calls API's room settings. `allow_recording` (default true) is enforced; the others
+/// are kept and shown but not acted on yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RoomSettings {
     pub allow_recording: bool,
     pub auto_transcribe: bool,
     pub waiting_room: bool,
     pub require_password: bool,
+}
+
+impl Default for RoomSettings {
+    fn default() -> Self {
+        RoomSettings {
+            allow_recording: true,
+            auto_transcribe: false,
+            waiting_room: false,
+            require_password: false,
+        }
+    }
 }
 
 /// What a participant is in the room.
@@ -97,6 +110,11 @@ pub struct RoomRecord {
     pub status: RoomStatus,
     /// The participants in the room now.
     pub participants: Vec<Participant>,
+    /// The recording in progress, and every recording of the room.
+    #[serde(default)]
+    pub recording_id: Option<Uuid>,
+    #[serde(default)]
+    pub recording_ids: Vec<Uuid>,
     pub tm_create: DateTime<Utc>,
     pub tm_update: DateTime<Utc>,
     pub tm_close: Option<DateTime<Utc>>,
@@ -117,6 +135,8 @@ pub enum RoomError {
     Refused(String),
     #[error("the switch has {0} rooms open, its limit")]
     TooMany(usize),
+    #[error("{0}")]
+    BadOptions(String),
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -185,6 +205,8 @@ pub struct Room {
     empty_timer: Option<SpawnHandle>,
     /// Mix frames a participant's full mailbox refused.
     dropped_frames: u64,
+    /// The recording in progress (`recording.rs`).
+    recording: Option<recording::RoomRecording>,
 }
 
 impl Room {
@@ -201,6 +223,7 @@ impl Room {
             clock: None,
             empty_timer: None,
             dropped_frames: 0,
+            recording: None,
         }
     }
 
@@ -318,6 +341,7 @@ impl Room {
         }
         // Closed before anyone leaves, so that a bridge's `remove` does not close it again.
         self.record.status = RoomStatus::Closed;
+        self.stop_recording();
         let calls: Vec<Uuid> = self.members.keys().copied().collect();
         for call in calls {
             self.remove(call, true, ctx);
@@ -336,6 +360,9 @@ impl Room {
     /// One 20 ms tick: mix, and send each participant its frame.
     fn tick(&mut self) {
         let tick = self.mixer.tick();
+        if self.recording.is_some() {
+            self.record_mix(&tick.shared);
+        }
         let room = self.record.id;
         for (call, frame) in tick.frames {
             let Some(member) = self.members.get(&call) else {
