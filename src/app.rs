@@ -1,7 +1,8 @@
 //! Starts the switch: call arbiters, the registry, the HTTP and gRPC listeners; and stops it.
 //!
 //! Everything actix runs in one actix System on a thread of its own; call actors run on
-//! `server.arbiters` extra arbiters (one per core by default) so calls use every core. tonic
+//! `server.arbiters` extra arbiters (one per core by default) so calls use every core; the
+//! HTTP server runs as many workers, and WebSocket calls stay on their worker. tonic
 //! runs on its own multi-thread tokio runtime; it reaches actors through their addresses.
 
 use std::net::{SocketAddr, TcpListener};
@@ -27,8 +28,6 @@ use crate::registry::{Drain, GetStats, HangupAll, Registry};
 use crate::services::Services;
 use crate::store::{Store, StoreRuntime};
 
-/// HTTP worker threads; HTTP work is light next to the media path.
-const HTTP_WORKERS: usize = 2;
 /// Worker threads of the gRPC runtime.
 const GRPC_WORKERS: usize = 2;
 /// How long shutdown waits for hung-up calls to finish before stopping anyway.
@@ -209,7 +208,10 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
             .configure(|cfg| live_call_ws::configure(cfg, ws_state.clone()))
             .default_service(api::default_service())
     })
-    .workers(HTTP_WORKERS)
+    // One HTTP worker per call arbiter: a WebSocket call (live-call, Ringover, Twilio) runs on
+    // the worker that accepted its socket, beside its session, and actix spreads connections
+    // over the workers in turn, so WebSocket calls use every core as other calls do.
+    .workers(arbiter_count)
     .disable_signals()
     .shutdown_timeout(1);
     let http = match http_tls {
