@@ -395,14 +395,39 @@ mod tests {
             .is_none());
     }
 
+    /// Counts its wakes.
+    struct Wakes(AtomicUsize);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     #[test]
     fn outbound_wakes_the_reader_when_the_peer_catches_up() {
         let o = Outbound::new(100);
+        let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
+        let waker = std::task::Waker::from(wakes.clone());
+        let woken = || wakes.0.load(Ordering::Relaxed);
         o.queued(150);
         assert!(o.backed_up());
-        o.taken(60);
+        o.reader.register(&waker);
+        // Still behind: the reader sleeps on.
+        o.taken(30);
+        assert!(o.backed_up());
+        assert_eq!(woken(), 0);
+        // Back within the bound: the reader is woken.
+        o.taken(30);
         assert!(!o.backed_up());
+        assert_eq!(woken(), 1);
         assert_eq!(o.written(), 60);
         assert_eq!(o.unsent(), 90);
+        // Behind again, then caught up in one take: woken again.
+        o.queued(200);
+        o.reader.register(&waker);
+        o.taken(290);
+        assert_eq!(woken(), 2);
+        assert_eq!(o.unsent(), 0);
     }
 }
