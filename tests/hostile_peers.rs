@@ -113,18 +113,24 @@ async fn raw_ws(http: &str, path: &str) -> TcpStream {
     s
 }
 
-/// Writes `chunk` again and again until `FLOOD_BYTES` are sent or a write stalls (the switch
-/// stopped reading). Returns the bytes sent and whether it stalled.
-async fn flood<W: AsyncWriteExt + Unpin>(w: &mut W, chunk: &[u8]) -> (usize, bool) {
+/// Writes `chunk` again and again until `FLOOD_BYTES` are sent or the socket takes nothing for
+/// `STALL` (the switch stopped reading). Returns the bytes sent, whether it stalled, and the
+/// rest of the chunk a stall cut short: a client that writes on must send that first, or its
+/// next frame lands inside the cut one. (`write` is cancel-safe; `write_all` is not.)
+async fn flood<W: AsyncWriteExt + Unpin>(w: &mut W, chunk: &[u8]) -> (usize, bool, Vec<u8>) {
     let mut sent = 0;
     while sent < FLOOD_BYTES {
-        match tokio::time::timeout(STALL, w.write_all(chunk)).await {
-            Ok(Ok(())) => sent += chunk.len(),
-            Ok(Err(_)) => return (sent, false),
-            Err(_) => return (sent, true),
+        let mut off = 0;
+        while off < chunk.len() {
+            match tokio::time::timeout(STALL, w.write(&chunk[off..])).await {
+                Ok(Ok(n)) if n > 0 => off += n,
+                Ok(_) => return (sent + off, false, Vec::new()),
+                Err(_) => return (sent + off, true, chunk[off..].to_vec()),
+            }
         }
+        sent += chunk.len();
     }
-    (sent, false)
+    (sent, false, Vec::new())
 }
 
 /// Samples the switch's RSS every 20 ms until stopped; the peak in KiB.
@@ -251,7 +257,7 @@ async fn a_websocket_flood_while_reading_stays_bounded_and_rest_still_answers() 
         .expect("initial_info");
     let chunk = play_audio_frame().repeat(16);
     let peak = RssPeak::start(&switch);
-    let (sent, _) = flood(&mut w, &chunk).await;
+    let (sent, _, rest) = flood(&mut w, &chunk).await;
     // The REST API answers while the socket is still full of frames.
     let page = switch.get("/calls").await;
     assert!(page["result"].is_array());
@@ -261,6 +267,8 @@ async fn a_websocket_flood_while_reading_stays_bounded_and_rest_still_answers() 
         peak.finish(),
         sent,
     );
+    // A stall may have cut a frame short: its rest goes first, or the close would land in it.
+    w.write_all(&rest).await.expect("the rest of the cut frame");
     w.write_all(&frame(CLOSE, &1000u16.to_be_bytes()))
         .await
         .expect("close");
@@ -282,7 +290,7 @@ async fn a_ringover_key_flood_that_never_reads_stays_bounded() {
     let key = json!({"dtmf": "5", "note": "x".repeat(4096)}).to_string();
     let chunk = frame(TEXT, key.as_bytes()).repeat(16);
     let peak = RssPeak::start(&switch);
-    let (sent, _) = flood(&mut s, &chunk).await;
+    let (sent, _, _) = flood(&mut s, &chunk).await;
     let page = switch.get("/calls").await;
     assert!(page["result"].is_array());
     assert_bounded("Ringover key flood", before, peak.finish(), sent);
@@ -301,7 +309,7 @@ async fn a_ringover_ping_flood_that_never_reads_is_held_back_then_hung_up() {
         .expect("metadata");
     let chunk = frame(PING, &[7u8; 125]).repeat(64);
     let peak = RssPeak::start(&switch);
-    let (sent, stalled) = flood(&mut s, &chunk).await;
+    let (sent, stalled, _) = flood(&mut s, &chunk).await;
     assert_bounded("Ringover ping flood", before, peak.finish(), sent);
     assert!(
         stalled || sent >= FLOOD_BYTES,
@@ -331,7 +339,7 @@ async fn a_websocket_caller_that_never_reads_is_hung_up_with_why() {
         br#"{"play_audio":{"sample_rate":16000,"audio_content":"!!"}}"#,
     );
     let chunk = [play_audio_frame(), bad.repeat(64)].concat();
-    let (sent, stalled) = flood(&mut w, &chunk).await;
+    let (sent, stalled, _) = flood(&mut w, &chunk).await;
     assert!(
         stalled,
         "the switch stopped reading a client that reads nothing ({sent} bytes sent)"
