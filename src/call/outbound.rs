@@ -132,8 +132,8 @@ impl Outbound {
         matches!(&self.mode, Mode::Whole(w) if w.gathering)
     }
 
-    /// A whole prompt at the leg's rate (`None`: hold music, never reported): queued toward
-    /// paced callers, sent at once toward whole-utterance callers.
+    /// A whole prompt at the leg's rate (`None`: hold music or a gathered utterance, never
+    /// reported): queued toward paced callers, sent at once toward whole-utterance callers.
     pub fn play(&mut self, prompt: Option<u64>, audio: &Arc<[i16]>, now: Instant) -> Played {
         match &mut self.mode {
             Mode::Paced { .. } => {

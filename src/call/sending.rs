@@ -40,8 +40,9 @@ impl CallActor {
         self.play(Some(prompt), text, audio, ctx);
     }
 
-    /// Plays a whole prompt at the leg's rate (`None`: hold music, never reported): paced, or
-    /// sent as one utterance whose prompt is reported done after it has had time to play.
+    /// Plays a whole prompt at the leg's rate (`None`: hold music or a gathered utterance,
+    /// never reported): paced, or sent as one utterance whose prompt is reported done after it
+    /// has had time to play.
     pub(super) fn play(
         &mut self,
         prompt: Option<u64>,
