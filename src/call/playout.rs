@@ -1,6 +1,6 @@
 //! What the caller hears: queued bot audio, paced at real time or gathered into utterances.
 //!
-//! Pure state without actix: the call actor drives it from its timers. Toward callers that
+//! Pure state without actix, owned by `Outbound` (`outbound.rs`). Toward callers that
 //! play audio as it arrives (`Delivery::Paced`) it hands out one 20 ms frame per tick and says
 //! which prompts have finished playing. Toward callers that play whole files it gathers
 //! streamed chunks into one utterance.

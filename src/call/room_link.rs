@@ -2,7 +2,7 @@
 //! the caller hears, and its bot waits until the caller leaves.
 //!
 //! The room sees the call at the room's rate: caller audio is resampled here, once, only when
-//! the leg's rate differs, and the mix is played through the call's usual playout (paced
+//! the leg's rate differs, and the mix is played through the call's usual `Outbound` (paced
 //! toward streaming callers, gathered into utterances toward whole-utterance callers, as
 //! streamed bot audio is).
 
@@ -164,9 +164,7 @@ impl Handler<EnterRoom> for CallActor {
             Some(StreamResampler::new(in_rate, msg.rate).map_err(|e| e.to_string())?)
         };
         self.answer();
-        if let Some(h) = self.hold.take() {
-            ctx.cancel_future(h);
-        }
+        self.cancel_hold(ctx);
         // Whatever the bot had queued stops: the caller now hears the room.
         let playing = !self.audio_left().is_zero();
         self.stop_audio(playing, ctx);
@@ -201,11 +199,11 @@ impl Handler<RoomAudio> for CallActor {
         let cap = samples_for_ms(format.out_rate, ROOM_UTTERANCE_MS);
         if format.delivery == Delivery::Whole
             && self
-                .playout
+                .outbound
                 .as_ref()
-                .is_some_and(|p| p.gathered_len() >= cap)
+                .is_some_and(|o| o.gathered_len() >= cap)
         {
-            self.flush_gathered(ctx);
+            self.end_stream(ctx);
         }
     }
 }
