@@ -22,6 +22,11 @@ pub const MAX_RATE: u32 = 48000;
 /// The length of one real-time media frame, in milliseconds.
 pub const FRAME_MS: u32 = 20;
 
+/// Whether `c` is a DTMF key.
+pub fn is_dtmf(c: char) -> bool {
+    matches!(c, '0'..='9' | '*' | '#' | 'A'..='D')
+}
+
 /// How many samples a span of `ms` milliseconds holds at `rate`.
 pub fn samples_for_ms(rate: u32, ms: u32) -> usize {
     (rate as u64 * ms as u64 / 1000) as usize

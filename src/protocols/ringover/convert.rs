@@ -9,7 +9,7 @@ use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use thiserror::Error;
 
-use crate::bots::flow::actions::is_dtmf;
+use crate::media::is_dtmf;
 use crate::call::state::Address;
 use crate::limits::{
     self, LimitError, MAX_ADDRESS_BYTES, MAX_ID_BYTES, MAX_METADATA_BYTES, MAX_METADATA_DEPTH,

@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-use crate::bots::flow::actions::is_dtmf;
+use crate::media::is_dtmf;
 use crate::call::messages::CallerEvent;
 use crate::call::state::Address;
 use crate::config::TtsAudio;

@@ -11,7 +11,7 @@ use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use thiserror::Error;
 
-use crate::bots::flow::actions::is_dtmf;
+use crate::media::is_dtmf;
 use crate::limits::{
     self, LimitError, MAX_ADDRESS_BYTES, MAX_ID_BYTES, MAX_NAME_BYTES, MAX_WORKSPACE_BYTES,
 };
