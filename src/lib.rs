@@ -33,6 +33,7 @@ pub mod call;
 pub mod config;
 pub mod dial;
 pub mod grpc_ops;
+pub mod http_error;
 pub mod limits;
 pub mod load;
 pub mod media;
