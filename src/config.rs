@@ -943,9 +943,7 @@ impl Config {
                 }
             }
         }
-        if !STANDARD_RATES
-            .contains(&self.live_call.out_sample_rate)
-        {
+        if !STANDARD_RATES.contains(&self.live_call.out_sample_rate) {
             return invalid(format!(
                 "live_call.out_sample_rate {} is not one of 8000, 16000, 24000, 48000",
                 self.live_call.out_sample_rate
@@ -961,9 +959,7 @@ impl Config {
                     url, sample_rate, ..
                 } => {
                     check_url(name, url)?;
-                    if !STANDARD_RATES
-                        .contains(sample_rate)
-                    {
+                    if !STANDARD_RATES.contains(sample_rate) {
                         return invalid(format!(
                             "bots.{name}.sample_rate {sample_rate} is not one of 8000, 16000, 24000, 48000"
                         ));

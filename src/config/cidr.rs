@@ -125,7 +125,11 @@ mod tests {
             ("::/0", "10.0.0.1", false),
         ];
         for (net, addr, want) in cases {
-            assert_eq!(net.parse::<Cidr>().unwrap().contains(addr.parse().unwrap()), want, "{net} ∋ {addr}");
+            assert_eq!(
+                net.parse::<Cidr>().unwrap().contains(addr.parse().unwrap()),
+                want,
+                "{net} ∋ {addr}"
+            );
         }
     }
 
