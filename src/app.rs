@@ -348,7 +348,10 @@ struct AccessRules {
 fn access_rules(config: &Config) -> Result<AccessRules, AppError> {
     let rule = |ingress: Ingress| -> Result<AccessRule, AppError> {
         let access = config.access(ingress);
-        let rule = access.rule().map_err(|e| AppError::Start(e.to_string()))?;
+        let networks = access
+            .networks()
+            .map_err(|e| AppError::Start(e.to_string()))?;
+        let rule = AccessRule::new(access.tokens.clone(), networks);
         if rule.is_open() && access.on_loopback() {
             tracing::debug!(listen = %access.listen, "{} admits every local peer (no access rule on loopback)", access.name);
         } else if rule.is_open() && !access.allow_unauthenticated {

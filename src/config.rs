@@ -14,7 +14,11 @@ use serde::{Deserialize, Deserializer};
 use thiserror::Error;
 
 use crate::bots::flow::actions::Action;
-use crate::protocols::access::{AccessRule, Cidr};
+use crate::media::STANDARD_RATES;
+
+pub mod cidr;
+
+pub use cidr::Cidr;
 
 /// The configuration the binary falls back to when no file is given or found.
 pub const BUILTIN: &str = include_str!("../config.toml");
@@ -570,11 +574,6 @@ impl IngressAccess<'_> {
             .collect()
     }
 
-    /// The rule the ingress enforces.
-    pub fn rule(&self) -> Result<AccessRule, ConfigError> {
-        Ok(AccessRule::new(self.tokens.clone(), self.networks()?))
-    }
-
     /// Checks the settings on their own and against the listener: a non-loopback listener
     /// needs a rule unless the ingress is open on purpose. `Ok(Some(problem))` names what is
     /// missing, so every ingress can be reported at once.
@@ -944,9 +943,7 @@ impl Config {
                 }
             }
         }
-        if !crate::protocols::live_call_ws::convert::ACCEPTED_RATES
-            .contains(&self.live_call.out_sample_rate)
-        {
+        if !STANDARD_RATES.contains(&self.live_call.out_sample_rate) {
             return invalid(format!(
                 "live_call.out_sample_rate {} is not one of 8000, 16000, 24000, 48000",
                 self.live_call.out_sample_rate
@@ -962,9 +959,7 @@ impl Config {
                     url, sample_rate, ..
                 } => {
                     check_url(name, url)?;
-                    if !crate::protocols::live_call_ws::convert::ACCEPTED_RATES
-                        .contains(sample_rate)
-                    {
+                    if !STANDARD_RATES.contains(sample_rate) {
                         return invalid(format!(
                             "bots.{name}.sample_rate {sample_rate} is not one of 8000, 16000, 24000, 48000"
                         ));
@@ -1157,7 +1152,7 @@ mod tests {
             "#,
         )
         .unwrap();
-        assert!(c.access(Ingress::Grpc).rule().unwrap().is_open());
+        assert!(c.access(Ingress::Grpc).has_no_rule());
 
         let c = Config::from_toml(
             r#"
@@ -1184,7 +1179,7 @@ mod tests {
                 workspace: Some("a".into())
             }
         );
-        assert!(!c.access(Ingress::LiveCallWs).rule().unwrap().is_open());
+        assert!(!c.access(Ingress::LiveCallWs).has_no_rule());
     }
 
     #[test]

@@ -2,18 +2,22 @@
 //!
 //! Module map:
 //! - `app`: starts the listeners, the registry and the call arbiters; shutdown.
-//! - `config`: the TOML schema, validated at start-up.
+//! - `config`: the TOML schema, validated at start-up (`config::cidr`: source networks).
 //! - `registry`: creates calls, finds them by id, learns when they end.
 //! - `call`: the call actor, its pure VoIPBIN state (`call::state`), its messages and playout.
 //! - `room`: conference rooms: one actor per room mixing its participants on a 20 ms clock
 //!   (`room::mixer`), found through the registry (`room::directory`).
-//! - `bots`: what answers a call; `bots::flow` is the embedded VoIPBIN-style flow engine.
-//! - `protocols`: one module per caller protocol (SmartIVR gRPC, Ringover WebSocket), turning
-//!   frames into call messages and back; `protocols::access`, the access rule every ingress
-//!   checks (tokens, source networks).
+//! - `bots`: what answers a call: `bots::start` picks the kind; `bots::flow` is the embedded
+//!   VoIPBIN-style flow engine.
+//! - `protocols`: one folder per wire protocol (SmartIVR gRPC, live_call over gRPC and over
+//!   WebSocket, Ringover and Twilio WebSockets), turning frames into call messages and back:
+//!   the caller side (sessions) and, where the switch also dials a network bot, its client
+//!   (`client.rs`); `protocols::access`, the access rule every ingress checks (tokens, source
+//!   networks).
 //! - `limits`: size limits on ids, numbers, free text, metadata and keys peers send.
-//! - `media`: PCM, WAV, rate conversion, voice activity (barge-in) and hold music.
+//! - `media`: PCM, WAV, rate conversion, voice activity (barge-in), hold music, DTMF keys.
 //! - `speech`: text to speech.
+//! - `http_error`: the JSON error body every HTTP answer carries.
 //! - `api`: the REST API, the Calls API, live events, API keys, their view types, the OpenAPI
 //!   document (`/openapi.json`, Swagger UI at `/docs`) and the softphone page (`/phone`).
 //! - `store`: durable call records, events, recordings' metadata and transcripts (sqlx).
@@ -33,6 +37,7 @@ pub mod call;
 pub mod config;
 pub mod dial;
 pub mod grpc_ops;
+pub mod http_error;
 pub mod limits;
 pub mod load;
 pub mod media;

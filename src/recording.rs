@@ -54,11 +54,7 @@ impl RecordingOptions {
                 self.duration
             ));
         }
-        if let Some(bad) = self
-            .end_of_key
-            .chars()
-            .find(|c| !crate::bots::flow::actions::is_dtmf(*c))
-        {
+        if let Some(bad) = self.end_of_key.chars().find(|c| !crate::media::is_dtmf(*c)) {
             return Err(format!("end_of_key `{bad}` is not a DTMF key"));
         }
         Ok(())

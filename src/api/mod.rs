@@ -15,6 +15,8 @@ pub mod phone;
 pub mod rooms_api;
 pub mod views;
 
+pub use crate::http_error::error_json;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +34,7 @@ use crate::protocols::access::AccessRule;
 use crate::registry::{GetCall, GetStats, HangupCall, HangupError, Registry};
 use crate::store::{CallFilter, PageToken, Store};
 use auth::Caller;
-use views::{CallView, ErrorBody, ErrorView, PageView};
+use views::{CallView, ErrorView, PageView};
 
 /// How long a list waits for queued writes to reach the store, so it shows what just
 /// happened; past this it answers from what the store has.
@@ -104,16 +106,6 @@ impl ResponseError for ApiError {
         }
         response
     }
-}
-
-/// A JSON error response.
-pub fn error_json(status: StatusCode, message: String) -> HttpResponse {
-    HttpResponse::build(status).json(ErrorView {
-        error: ErrorBody {
-            code: status.as_u16(),
-            message,
-        },
-    })
 }
 
 /// Parses a call id from a path.

@@ -6,6 +6,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::call::state::{Address, CallRecord};
+pub use crate::http_error::{ErrorBody, ErrorView};
 
 /// VoIPBIN's timestamp format, for example `2022-05-01 15:10:38.785510`.
 pub const TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.6f";
@@ -104,17 +105,4 @@ impl From<&CallRecord> for CallView {
 pub struct PageView {
     pub next_page_token: String,
     pub result: Vec<CallView>,
-}
-
-/// A JSON error body: `{"error": {"code": 404, "message": "…"}}`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorView {
-    pub error: ErrorBody,
-}
-
-/// The error: its HTTP status and what went wrong.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
-    pub code: u16,
-    pub message: String,
 }

@@ -1,12 +1,10 @@
 //! Bots: what answers a call. Each kind is an actor per call that receives `BotEvent`s and
-//! sends `BotCommand`s to its call.
+//! sends `BotCommand`s to its call: the flow engine here, the network bots' clients beside the
+//! servers of their wire protocols (`protocols::{smartivr, live_call_grpc, twilio}::client`).
 
 pub mod echo_service;
 pub mod flow;
-pub mod live_call;
-pub mod smartivr;
 pub mod twilio_echo;
-pub mod twilio_stream;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +15,9 @@ use thiserror::Error;
 use crate::call::messages::BotEvent;
 use crate::call::CallActor;
 use crate::config::BotConfig;
+use crate::protocols::live_call_grpc::client::{LiveCallBot, LiveCallTarget};
+use crate::protocols::smartivr::client::{SmartIvrBot, SmartIvrTarget};
+use crate::protocols::twilio::client::{TwilioStreamBot, TwilioStreamTarget};
 use crate::services::Services;
 
 /// A started bot, as its call sees it.
@@ -31,53 +32,6 @@ pub struct BotHandle {
 pub enum BotError {
     #[error("bot `{0}` is not configured")]
     Unknown(String),
-}
-
-/// Connects to a network bot at `url` within `connect_timeout`: the HTTP/2 connection only.
-/// The call's stream is opened on it afterwards without waiting for the bot's response
-/// headers, which many servers (grpcio's, for one) send only with their first message: the
-/// switch writes the call's audio as soon as the request stream is open, as gateways do.
-/// HTTP/2 pings go every third of `bot_timeout`; a bot that leaves them unanswered that long
-/// breaks the connection, which fails the call.
-/// A failure is counted by `kind` (`live_call`, `smartivr`; `twilio_stream` counts its own) in
-/// `switchboard_bot_connect_failures_total`.
-pub(crate) async fn connect(
-    kind: &'static str,
-    url: &str,
-    bot_timeout: Duration,
-    connect_timeout: Duration,
-) -> Result<tonic::transport::Channel, String> {
-    let connected = connect_endpoint(url, bot_timeout, connect_timeout).await;
-    if connected.is_err() {
-        crate::telemetry::bot_connect_failed(kind);
-    }
-    connected
-}
-
-async fn connect_endpoint(
-    url: &str,
-    bot_timeout: Duration,
-    connect_timeout: Duration,
-) -> Result<tonic::transport::Channel, String> {
-    let endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())
-        .map_err(|e| format!("bad bot url {url}: {e}"))?
-        .connect_timeout(connect_timeout)
-        .http2_keep_alive_interval(bot_timeout / 3)
-        .keep_alive_timeout(bot_timeout)
-        .keep_alive_while_idle(true);
-    tokio::time::timeout(connect_timeout, endpoint.connect())
-        .await
-        .map_err(|_| format!("bot at {url} did not answer within {connect_timeout:?}"))?
-        .map_err(|e| format!("cannot reach bot at {url}: {e}"))
-}
-
-/// Why a bot's stream could not be opened, for the call's `hangup_detail`.
-pub(crate) fn refused(status: &tonic::Status) -> String {
-    format!(
-        "bot refused the call: {} ({:?})",
-        status.message(),
-        status.code()
-    )
 }
 
 /// Starts bot `name` for the call at `call`, on the current arbiter.
@@ -107,13 +61,13 @@ pub fn start(
             bot_timeout_ms,
             connect_timeout_ms,
         }) => {
-            let target = live_call::LiveCallTarget {
+            let target = LiveCallTarget {
                 url: url.clone(),
                 sample_rate: *sample_rate,
                 bot_timeout: Duration::from_millis(*bot_timeout_ms),
                 connect_timeout: Duration::from_millis(*connect_timeout_ms),
             };
-            let bot = live_call::LiveCallBot::new(target, call.recipient()).start();
+            let bot = LiveCallBot::new(target, call.recipient()).start();
             Ok(BotHandle {
                 events: bot.recipient(),
                 in_rate: Some(*sample_rate),
@@ -124,12 +78,12 @@ pub fn start(
             bot_timeout_ms,
             connect_timeout_ms,
         }) => {
-            let target = smartivr::SmartIvrTarget {
+            let target = SmartIvrTarget {
                 url: url.clone(),
                 bot_timeout: Duration::from_millis(*bot_timeout_ms),
                 connect_timeout: Duration::from_millis(*connect_timeout_ms),
             };
-            let bot = smartivr::SmartIvrBot::new(target, call.recipient()).start();
+            let bot = SmartIvrBot::new(target, call.recipient()).start();
             Ok(BotHandle {
                 events: bot.recipient(),
                 in_rate: Some(crate::media::TELEPHONE_RATE),
@@ -143,7 +97,7 @@ pub fn start(
             connect_timeout_ms,
         }) => {
             let buffered = Duration::from_millis(services.config.media.max_buffered_ms as u64);
-            let target = twilio_stream::TwilioStreamTarget {
+            let target = TwilioStreamTarget {
                 url: url.clone(),
                 custom_parameters: custom_parameters.clone(),
                 headers: headers.clone(),
@@ -151,7 +105,7 @@ pub fn start(
                 connect_timeout: Duration::from_millis(*connect_timeout_ms),
                 lead: (buffered / 2).min(Duration::from_secs(1)),
             };
-            let bot = twilio_stream::TwilioStreamBot::new(target, call.recipient()).start();
+            let bot = TwilioStreamBot::new(target, call.recipient()).start();
             Ok(BotHandle {
                 events: bot.recipient(),
                 in_rate: Some(crate::protocols::twilio::convert::SAMPLE_RATE),

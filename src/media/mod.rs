@@ -19,8 +19,16 @@ pub const MIN_RATE: u32 = 8000;
 /// The highest audio rate the switch accepts from configuration.
 pub const MAX_RATE: u32 = 48000;
 
+/// The rates a peer may declare for its audio where its protocol lets it choose (live_call).
+pub const STANDARD_RATES: [u32; 4] = [8000, 16000, 24000, 48000];
+
 /// The length of one real-time media frame, in milliseconds.
 pub const FRAME_MS: u32 = 20;
+
+/// Whether `c` is a DTMF key.
+pub fn is_dtmf(c: char) -> bool {
+    matches!(c, '0'..='9' | '*' | '#' | 'A'..='D')
+}
 
 /// How many samples a span of `ms` milliseconds holds at `rate`.
 pub fn samples_for_ms(rate: u32, ms: u32) -> usize {

@@ -1,7 +1,9 @@
-//! Caller protocols. Each turns its wire frames into typed call messages and back; no wire
+//! Wire protocols, one folder each: the caller side, and the client where the switch also
+//! dials a network bot. Each turns its wire frames into typed call messages and back; no wire
 //! type crosses into `call` or `bots`.
 
 pub mod access;
+pub mod grpc_client;
 pub mod live_call_grpc;
 pub mod live_call_ws;
 pub mod ringover;

@@ -8,7 +8,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use subtle::ConstantTimeEq;
 
 use super::access::{AccessRule, Grant, Refusal};
-use crate::api::error_json;
+use crate::http_error::error_json;
 use crate::registry::{CanAdmit, Registry};
 
 /// Whether `given` equals `secret`, in time that does not depend on where they differ.

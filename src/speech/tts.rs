@@ -8,10 +8,10 @@ use std::collections::{HashMap, VecDeque};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::io::AsyncWriteExt;
 
-use crate::bots::flow::actions::Gender;
 use crate::config::TtsConfig;
 use crate::media::{resample_all, wav};
 
@@ -53,6 +53,16 @@ struct Cache {
 pub struct Tts {
     command: String,
     cache: Mutex<Cache>,
+}
+
+/// The voice a `talk` speaks in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Gender {
+    #[default]
+    Female,
+    Male,
+    Neutral,
 }
 
 /// The espeak-ng voice for a VoIPBIN language and gender, for example `en-us+f3`.

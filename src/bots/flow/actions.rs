@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::call::state::{Address, HangupReason};
+use crate::media::is_dtmf;
 use crate::recording::RecordingOptions;
+use crate::speech::tts::Gender;
 
 fn default_language() -> String {
     "en-US".into()
@@ -33,16 +35,6 @@ fn default_fetch_timeout() -> u64 {
 pub const FETCH_METHODS: &[&str] = &["POST", "PUT", "GET"];
 fn default_format() -> String {
     "wav".into()
-}
-
-/// The voice a `talk` uses.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Gender {
-    #[default]
-    Female,
-    Male,
-    Neutral,
 }
 
 /// A `connect` destination.
@@ -358,11 +350,6 @@ pub fn validate(actions: &[Action]) -> Result<(), String> {
 /// Whether `url` is an http(s) URL.
 pub fn is_http_url(url: &str) -> bool {
     url.starts_with("http://") || url.starts_with("https://")
-}
-
-/// Whether `c` is a DTMF key.
-pub fn is_dtmf(c: char) -> bool {
-    matches!(c, '0'..='9' | '*' | '#' | 'A'..='D')
 }
 
 #[cfg(test)]

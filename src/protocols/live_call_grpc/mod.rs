@@ -10,6 +10,7 @@
 //! an `initial_info` naming another workspace is refused with PERMISSION_DENIED, and an empty
 //! `workspace_id` takes the token's.
 
+pub mod client;
 pub mod convert;
 mod session;
 

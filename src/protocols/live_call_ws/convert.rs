@@ -11,7 +11,7 @@ use crate::limits::{self, LimitError};
 use crate::media::pcm;
 
 /// Rates a client may declare for `play_audio`.
-pub const ACCEPTED_RATES: [u32; 4] = [8000, 16000, 24000, 48000];
+pub use crate::media::STANDARD_RATES as ACCEPTED_RATES;
 
 /// Why a client frame was refused (answered with `error{error_code: 400}`).
 #[derive(Debug, Error, PartialEq, Eq)]

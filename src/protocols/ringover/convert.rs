@@ -9,12 +9,11 @@ use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use thiserror::Error;
 
-use crate::bots::flow::actions::is_dtmf;
 use crate::call::state::Address;
 use crate::limits::{
     self, LimitError, MAX_ADDRESS_BYTES, MAX_ID_BYTES, MAX_METADATA_BYTES, MAX_METADATA_DEPTH,
 };
-use crate::media::pcm;
+use crate::media::{is_dtmf, pcm};
 
 /// Length of an RTP header without CSRCs or extension.
 pub const RTP_HEADER: usize = 12;

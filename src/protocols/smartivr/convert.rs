@@ -2,12 +2,11 @@
 
 use thiserror::Error;
 
-use crate::bots::flow::actions::is_dtmf;
 use crate::call::messages::CallerEvent;
 use crate::call::state::Address;
 use crate::config::TtsAudio;
 use crate::limits::{self, LimitError, MAX_ID_BYTES};
-use crate::media::{pcm, wav, TELEPHONE_RATE};
+use crate::media::{is_dtmf, pcm, wav, TELEPHONE_RATE};
 use crate::pb::smartivr::{SmartIvrRequest, SmartIvrResponse, SmartIvrResponseType, Status};
 
 /// Status code of a successful response.

@@ -5,6 +5,7 @@
 //! as whole utterances (RESULT_TTS), 8 kHz mono 16-bit. A gateway whose token is bound to a
 //! workspace (`[grpc] tokens`) places its calls in that workspace.
 
+pub mod client;
 pub mod convert;
 mod session;
 

@@ -11,11 +11,10 @@ use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use thiserror::Error;
 
-use crate::bots::flow::actions::is_dtmf;
 use crate::limits::{
     self, LimitError, MAX_ADDRESS_BYTES, MAX_ID_BYTES, MAX_NAME_BYTES, MAX_WORKSPACE_BYTES,
 };
-use crate::media::pcm;
+use crate::media::{is_dtmf, pcm};
 
 /// The only audio format the protocol carries.
 pub const ENCODING: &str = "audio/x-mulaw";

@@ -8,6 +8,7 @@
 //! call is created from the `start` message. Reading and writing go through the WebSocket
 //! transport (`protocols::ws`), bounded like every other WebSocket.
 
+pub mod client;
 pub mod convert;
 mod session;
 

@@ -16,6 +16,7 @@ use crate::call::state::{Address, CallRecord, HangupReason};
 use crate::media::{pcm, samples_for_ms, wav, TELEPHONE_RATE};
 use crate::pb::smartivr::smart_ivr_phonegateway_client::SmartIvrPhonegatewayClient;
 use crate::pb::smartivr::{Config, SmartIvrRequest, SmartIvrResponse, SmartIvrResponseType};
+use crate::protocols::grpc_client;
 use crate::protocols::smartivr::convert::STATUS_OK;
 
 /// Milliseconds of caller audio per message, as real gateways send.
@@ -116,7 +117,7 @@ impl SmartIvrBot {
         self.tx = Some(tx);
         let target = self.target.clone();
         let connecting = async move {
-            super::connect(
+            grpc_client::connect(
                 "smartivr",
                 &target.url,
                 target.bot_timeout,
@@ -144,7 +145,7 @@ impl SmartIvrBot {
                                     Ok(response) => {
                                         ctx.add_stream(response.into_inner());
                                     }
-                                    Err(status) => act.fail(super::refused(&status), ctx),
+                                    Err(status) => act.fail(grpc_client::refused(&status), ctx),
                                 }),
                         );
                     }

@@ -17,6 +17,7 @@ use crate::pb::live_call::{
     client_request, server_response, signal_message, ClientRequest, DisconnectMessage, InitialInfo,
     ServerResponse,
 };
+use crate::protocols::grpc_client;
 use crate::protocols::live_call_grpc::convert;
 
 /// Rate assumed for `audio_output` chunks that leave `sample_rate` unset.
@@ -91,7 +92,7 @@ impl LiveCallBot {
         self.tx = Some(tx);
         let target = self.target.clone();
         let connecting = async move {
-            super::connect(
+            grpc_client::connect(
                 "live_call",
                 &target.url,
                 target.bot_timeout,
@@ -119,7 +120,7 @@ impl LiveCallBot {
                                     Ok(response) => {
                                         ctx.add_stream(response.into_inner());
                                     }
-                                    Err(status) => act.fail(super::refused(&status), ctx),
+                                    Err(status) => act.fail(grpc_client::refused(&status), ctx),
                                 }),
                         );
                     }
