@@ -2,6 +2,7 @@
 //! type crosses into `call` or `bots`.
 
 pub mod access;
+pub mod leg;
 pub mod live_call_grpc;
 pub mod live_call_ws;
 pub mod ringover;

@@ -10,13 +10,13 @@ use uuid::Uuid;
 
 use super::convert::{self, ClientFrame, FrameError, InitialInfo, Staff};
 use super::{Settings, INGRESS};
-use crate::call::messages::{AttachLeg, CallerEvent, Delivery, LegCommand, LegFormat};
-use crate::call::state::{Address, Direction, EndCause, HangupReason};
-use crate::call::CallActor;
+use crate::call::messages::{CallerEvent, Delivery, LegCommand, LegFormat};
+use crate::call::state::{EndCause, HangupReason};
 use crate::media::{RateAdapter, TELEPHONE_RATE};
 use crate::protocols::access::call_workspace;
+use crate::protocols::leg::{CallLink, Caller, Refused};
 use crate::protocols::ws::{self as transport, Outbound, WriteWatch};
-use crate::registry::{AdmitError, CreateCall, NewCall, Registry};
+use crate::registry::{AdmitError, CreateCall, Registry};
 
 /// Caller audio is handed to the call at this rate (the rate the protocol's clients usually
 /// send); chunks declared at other rates are resampled to it here.
@@ -39,7 +39,7 @@ enum Phase {
     /// `initial_info` arrived; the call is being created.
     Creating,
     /// The call exists.
-    Live(Addr<CallActor>),
+    Live(CallLink),
     /// The call is over.
     Ended,
 }
@@ -162,14 +162,14 @@ impl LiveCallWsSession {
             Err(e) => return self.refuse_frame(e, ctx),
         };
         // Audio before the call exists is discarded, as the protocol says; so is no audio.
-        let Phase::Live(call) = &self.phase else {
+        let Phase::Live(link) = &self.phase else {
             return;
         };
         if samples.is_empty() {
             return;
         }
         let samples = self.resampler.convert(rate, samples);
-        if call.try_send(CallerEvent::Audio(samples)).is_err() {
+        if link.call().try_send(CallerEvent::Audio(samples)).is_err() {
             self.frames.dropped("call_busy");
         }
     }
@@ -204,16 +204,15 @@ impl LiveCallWsSession {
         if !info.customer_phone_number.is_empty() {
             self.customer_phone_number = info.customer_phone_number.clone();
         }
-        let mut call = NewCall::incoming(INGRESS, self.call_id.clone());
-        call.direction = match info.type_call.as_str() {
-            "outbound" => Direction::Outgoing,
-            _ => Direction::Incoming,
-        };
-        call.source = Address::tel(self.customer_phone_number.clone());
-        call.destination = Address::tel(info.hotline.clone());
-        call.workspace = workspace;
-        call.hotline = info.hotline;
-        call.arbiter = Arbiter::try_current();
+        let call = Caller {
+            from: Some(self.customer_phone_number.clone()),
+            to: Some(info.hotline.clone()),
+            outgoing: info.type_call == "outbound",
+            workspace,
+            hotline: info.hotline,
+            metadata: None,
+        }
+        .call_here(INGRESS, self.call_id.clone());
         self.phase = Phase::Creating;
         let leg = ctx.address().recipient();
         ctx.wait(
@@ -222,18 +221,19 @@ impl LiveCallWsSession {
                 .into_actor(self)
                 .map(move |reply, act, ctx| match reply {
                     Ok(Ok(handle)) => {
-                        handle.addr.do_send(AttachLeg {
+                        let link = CallLink::new(handle.addr, handle.id);
+                        link.attach(
                             leg,
-                            format: LegFormat {
+                            LegFormat {
                                 in_rate: LEG_IN_RATE,
                                 out_rate: TELEPHONE_RATE,
                                 delivery: Delivery::Paced,
                                 plays_urls: false,
                                 plays_hold_music: false,
                             },
-                        });
+                        );
                         act.switch_call = Some(handle.id);
-                        act.phase = Phase::Live(handle.addr);
+                        act.phase = Phase::Live(link);
                     }
                     Ok(Err(e)) => act.refuse_call(e, ctx),
                     Err(_) => act.refuse_call(AdmitError::Draining, ctx),
@@ -243,15 +243,12 @@ impl LiveCallWsSession {
 
     fn refuse_call(&mut self, e: AdmitError, ctx: &mut ws::WebsocketContext<Self>) {
         tracing::warn!(call = self.switch_call.map(display), call_id = %self.call_id, error = %e, "live-call refused");
-        let (code, close) = match e {
-            AdmitError::Full(_) | AdmitError::Draining => (503, ws::CloseCode::Again),
-            _ => (404, ws::CloseCode::Policy),
-        };
-        ctx.text(convert::error(code, &e.to_string()));
+        let refused = Refused::of(&e);
+        ctx.text(convert::error(refused.http.as_u16(), &refused.message));
         self.phase = Phase::Ended;
         ctx.close(Some(ws::CloseReason {
-            code: close,
-            description: Some(e.to_string()),
+            code: refused.close,
+            description: Some(refused.message),
         }));
         ctx.stop();
     }
@@ -264,12 +261,8 @@ impl LiveCallWsSession {
         detail: String,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
-        if let Phase::Live(call) = std::mem::replace(&mut self.phase, Phase::Ended) {
-            call.do_send(CallerEvent::Gone {
-                cause,
-                local,
-                detail,
-            });
+        if let Phase::Live(mut link) = std::mem::replace(&mut self.phase, Phase::Ended) {
+            link.gone(cause, local, detail);
         }
         ctx.stop();
     }
@@ -305,12 +298,8 @@ impl Actor for LiveCallWsSession {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        if let Phase::Live(call) = std::mem::replace(&mut self.phase, Phase::Ended) {
-            call.do_send(CallerEvent::Gone {
-                cause: EndCause::Normal,
-                local: false,
-                detail: String::new(),
-            });
+        if let Phase::Live(link) = &mut self.phase {
+            link.stopped(&self.outbound);
         }
     }
 }

@@ -13,12 +13,13 @@ use uuid::Uuid;
 
 use super::convert::{self, FrameError};
 use super::{Settings, INGRESS};
-use crate::call::messages::{AttachLeg, CallerEvent, Delivery, LegCommand, LegFormat};
-use crate::call::state::{Address, EndCause};
+use crate::call::messages::{CallerEvent, Delivery, LegCommand, LegFormat};
+use crate::call::state::EndCause;
 use crate::call::CallActor;
+use crate::protocols::leg::{CallLink, Caller, Refused};
 use crate::protocols::ws::{self as transport, Outbound, WriteWatch};
 use crate::protocols::KeyRate;
-use crate::registry::{AdmitError, CreateCall, NewCall, Registry};
+use crate::registry::{AdmitError, CreateCall, Registry};
 
 /// A media server must send its first frame (metadata or audio) within this time.
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,7 +39,7 @@ enum Phase {
     /// The registry is creating the call.
     Creating,
     /// The call exists and this session is its leg.
-    Attached(Addr<CallActor>),
+    Attached(CallLink),
     /// The call is over or was refused.
     Closed,
 }
@@ -63,8 +64,6 @@ pub struct RingoverSession {
     keys: KeyRate,
     /// Pongs skipped because the peer was not reading.
     skipped_pongs: u64,
-    /// The call has been told the leg is gone.
-    gone: bool,
     /// Frames in, out and dropped, as metrics.
     frames: Frames,
 }
@@ -90,14 +89,13 @@ impl RingoverSession {
             writes,
             keys: KeyRate::new(),
             skipped_pongs: 0,
-            gone: false,
             frames: Frames::new("ringover"),
         }
     }
 
     fn call(&self) -> Option<&Addr<CallActor>> {
         match &self.phase {
-            Phase::Attached(call) => Some(call),
+            Phase::Attached(link) => Some(link.call()),
             _ => None,
         }
     }
@@ -120,30 +118,32 @@ impl RingoverSession {
             .reference
             .unwrap_or_else(|| format!("ringover-{}", uuid::Uuid::new_v4()));
         self.reference = reference.clone();
-        let mut call = NewCall::incoming(INGRESS, reference);
-        call.source = info.caller.map(Address::tel).unwrap_or_default();
-        call.destination = info.callee.map(Address::tel).unwrap_or_default();
-        call.metadata = metadata.map(serde_json::Value::Object);
-        // The call runs beside this session, on the same HTTP worker: media never crosses threads.
-        call.arbiter = Arbiter::try_current();
+        let call = Caller {
+            from: info.caller,
+            to: info.callee,
+            metadata: metadata.map(serde_json::Value::Object),
+            ..Default::default()
+        }
+        .call_here(INGRESS, reference);
         ctx.wait(
             self.registry
                 .send(CreateCall { call })
                 .into_actor(self)
                 .map(|reply, act, ctx| match reply {
                     Ok(Ok(handle)) => {
-                        handle.addr.do_send(AttachLeg {
-                            leg: ctx.address().recipient(),
-                            format: LegFormat {
+                        let link = CallLink::new(handle.addr, handle.id);
+                        link.attach(
+                            ctx.address().recipient(),
+                            LegFormat {
                                 in_rate: act.settings.in_rate,
                                 out_rate: act.settings.out_rate,
                                 delivery: Delivery::Whole,
                                 plays_urls: true,
                                 plays_hold_music: false,
                             },
-                        });
+                        );
                         act.switch_call = Some(handle.id);
-                        act.phase = Phase::Attached(handle.addr);
+                        act.phase = Phase::Attached(link);
                     }
                     Ok(Err(e)) => act.refuse(&e, ctx),
                     Err(_) => {
@@ -155,11 +155,8 @@ impl RingoverSession {
 
     fn refuse(&mut self, e: &AdmitError, ctx: &mut ws::WebsocketContext<Self>) {
         tracing::warn!(call = self.switch_call.map(display), reference = %self.reference, error = %e, "Ringover call refused");
-        let code = match e {
-            AdmitError::Full(_) | AdmitError::Draining => ws::CloseCode::Again,
-            AdmitError::NoRoute { .. } | AdmitError::Chain(_) => ws::CloseCode::Policy,
-        };
-        self.close(code, e.to_string(), ctx);
+        let refused = Refused::of(e);
+        self.close(refused.close, refused.message, ctx);
     }
 
     /// Closes the socket with `code` and a reason (cut to what a close frame carries).
@@ -171,16 +168,8 @@ impl RingoverSession {
 
     /// Tells the call the leg is gone (once).
     fn leave(&mut self, cause: EndCause, local: bool, detail: String) {
-        if self.gone {
-            return;
-        }
-        self.gone = true;
-        if let Some(call) = self.call() {
-            call.do_send(CallerEvent::Gone {
-                cause,
-                local,
-                detail,
-            });
+        if let Phase::Attached(link) = &mut self.phase {
+            link.gone(cause, local, detail);
         }
     }
 
@@ -312,7 +301,9 @@ impl Actor for RingoverSession {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         // However the socket ended, the call learns its leg is gone.
-        self.leave(EndCause::Normal, false, String::new());
+        if let Phase::Attached(link) = &mut self.phase {
+            link.stopped(&self.outbound);
+        }
     }
 }
 

@@ -15,14 +15,15 @@ use serde_json::{Map, Value};
 
 use super::convert::{self, Inbound, Start, Writer};
 use super::{Settings, INGRESS, MAX_FRAME_BYTES};
-use crate::call::messages::{AttachLeg, CallerEvent, Delivery, LegCommand, LegFormat};
-use crate::call::state::{Address, EndCause};
+use crate::call::messages::{CallerEvent, Delivery, LegCommand, LegFormat};
+use crate::call::state::EndCause;
 use crate::call::CallActor;
 use crate::media::{samples_for_ms, TELEPHONE_RATE};
 use crate::protocols::access::{call_workspace, Grant};
+use crate::protocols::leg::{CallLink, Caller, Refused};
 use crate::protocols::ws::{self as transport, Outbound, WriteWatch};
 use crate::protocols::KeyRate;
-use crate::registry::{AdmitError, CreateCall, NewCall, Registry};
+use crate::registry::{AdmitError, CreateCall, Registry};
 use crate::telemetry::Frames;
 
 /// A peer must send `start` within this time.
@@ -46,7 +47,7 @@ enum Phase {
     /// The registry is creating the call.
     Creating,
     /// The call exists and this session is its leg.
-    Attached(Addr<CallActor>),
+    Attached(CallLink),
     /// The call is over or was refused.
     Closed,
 }
@@ -70,7 +71,6 @@ pub struct TwilioSession {
     dropped_audio: u64,
     writes: WriteWatch,
     keys: KeyRate,
-    gone: bool,
     frames: Frames,
 }
 
@@ -99,14 +99,13 @@ impl TwilioSession {
             dropped_audio: 0,
             writes,
             keys: KeyRate::new(),
-            gone: false,
             frames: Frames::new("twilio"),
         }
     }
 
     fn call(&self) -> Option<&Addr<CallActor>> {
         match &self.phase {
-            Phase::Attached(call) => Some(call),
+            Phase::Attached(link) => Some(link.call()),
             _ => None,
         }
     }
@@ -120,16 +119,8 @@ impl TwilioSession {
 
     /// Tells the call the leg is gone (once).
     fn leave(&mut self, cause: EndCause, local: bool, detail: String) {
-        if self.gone {
-            return;
-        }
-        self.gone = true;
-        if let Some(call) = self.call() {
-            call.do_send(CallerEvent::Gone {
-                cause,
-                local,
-                detail,
-            });
+        if let Phase::Attached(link) = &mut self.phase {
+            link.gone(cause, local, detail);
         }
     }
 
@@ -172,17 +163,8 @@ impl TwilioSession {
             .cloned()
             .unwrap_or_else(|| format!("twilio-{}", uuid::Uuid::new_v4()));
         self.reference = reference.clone();
-        let mut call = NewCall::incoming(INGRESS, reference);
         // The first of `keys` set (their lengths were checked when `start` was read).
         let param = |keys: &[&str]| keys.iter().find_map(|k| start.param(k)).map(str::to_owned);
-        call.source = param(&["from", "from_number"])
-            .map(Address::tel)
-            .unwrap_or_default();
-        call.destination = param(&["to", "to_number"])
-            .map(Address::tel)
-            .unwrap_or_default();
-        call.hotline = param(&["hotline"]).unwrap_or_default();
-        call.workspace = workspace;
         let mut custom = start.custom.clone();
         for secret in SECRET_PARAMETERS {
             custom.remove(*secret);
@@ -195,25 +177,33 @@ impl TwilioSession {
             Value::String(start.account_sid.clone()),
         );
         metadata.insert("customParameters".into(), Value::Object(custom));
-        call.metadata = Some(Value::Object(metadata));
-        call.arbiter = Arbiter::try_current();
+        let call = Caller {
+            from: param(&["from", "from_number"]),
+            to: param(&["to", "to_number"]),
+            outgoing: false,
+            workspace,
+            hotline: param(&["hotline"]).unwrap_or_default(),
+            metadata: Some(Value::Object(metadata)),
+        }
+        .call_here(INGRESS, reference);
         ctx.wait(
             self.registry
                 .send(CreateCall { call })
                 .into_actor(self)
                 .map(|reply, act, ctx| match reply {
                     Ok(Ok(handle)) => {
-                        handle.addr.do_send(AttachLeg {
-                            leg: ctx.address().recipient(),
-                            format: LegFormat {
+                        let link = CallLink::new(handle.addr, handle.id);
+                        link.attach(
+                            ctx.address().recipient(),
+                            LegFormat {
                                 in_rate: TELEPHONE_RATE,
                                 out_rate: TELEPHONE_RATE,
                                 delivery: Delivery::Whole,
                                 plays_urls: false,
                                 plays_hold_music: false,
                             },
-                        });
-                        act.phase = Phase::Attached(handle.addr);
+                        );
+                        act.phase = Phase::Attached(link);
                     }
                     Ok(Err(e)) => act.refuse(&e, ctx),
                     Err(_) => {
@@ -225,11 +215,8 @@ impl TwilioSession {
 
     fn refuse(&mut self, e: &AdmitError, ctx: &mut ws::WebsocketContext<Self>) {
         tracing::warn!(reference = %self.reference, error = %e, "Twilio call refused");
-        let code = match e {
-            AdmitError::Full(_) | AdmitError::Draining => ws::CloseCode::Again,
-            AdmitError::NoRoute { .. } | AdmitError::Chain(_) => ws::CloseCode::Policy,
-        };
-        self.close(code, e.to_string(), ctx);
+        let refused = Refused::of(e);
+        self.close(refused.close, refused.message, ctx);
     }
 
     fn skipped(&mut self, what: &str) {
@@ -388,7 +375,9 @@ impl Actor for TwilioSession {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.leave(EndCause::Normal, false, String::new());
+        if let Phase::Attached(link) = &mut self.phase {
+            link.stopped(&self.outbound);
+        }
     }
 }
 
