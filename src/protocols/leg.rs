@@ -87,6 +87,44 @@ impl CallLink {
     }
 }
 
+/// Where a WebSocket session, which creates its call from the peer's first message, is with
+/// that call.
+#[derive(Debug)]
+pub enum Phase {
+    /// Before the first message.
+    Waiting,
+    /// The registry is creating the call.
+    Creating,
+    /// The call exists and this session is its leg.
+    Attached(CallLink),
+    /// The call is over or was refused.
+    Closed,
+}
+
+impl Phase {
+    /// The call, once attached.
+    pub fn call(&self) -> Option<&Addr<CallActor>> {
+        match self {
+            Phase::Attached(link) => Some(link.call()),
+            _ => None,
+        }
+    }
+
+    /// Tells the call, if attached, that the leg is gone (once).
+    pub fn gone(&mut self, cause: EndCause, local: bool, detail: String) {
+        if let Phase::Attached(link) = self {
+            link.gone(cause, local, detail);
+        }
+    }
+
+    /// From the session's `stopped()`: see `CallLink::stopped`.
+    pub fn stopped(&mut self, outbound: &Outbound) {
+        if let Phase::Attached(link) = self {
+            link.stopped(outbound);
+        }
+    }
+}
+
 /// How each protocol answers a refused admission.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused {

@@ -14,7 +14,7 @@ use crate::call::messages::{CallerEvent, Delivery, LegCommand, LegFormat};
 use crate::call::state::{EndCause, HangupReason};
 use crate::media::{RateAdapter, TELEPHONE_RATE};
 use crate::protocols::access::call_workspace;
-use crate::protocols::leg::{CallLink, Caller, Refused};
+use crate::protocols::leg::{CallLink, Caller, Phase, Refused};
 use crate::protocols::ws::{self as transport, Outbound, WriteWatch};
 use crate::registry::{AdmitError, CreateCall, Registry};
 
@@ -32,17 +32,6 @@ const INITIAL_INFO_TIMEOUT: Duration = Duration::from_secs(30);
 /// Refused frames logged in full before they are only counted, so a client sending garbage
 /// cannot flood the log.
 const MAX_LOGGED_BAD_FRAMES: u64 = 5;
-
-enum Phase {
-    /// Waiting for `initial_info`.
-    Waiting,
-    /// `initial_info` arrived; the call is being created.
-    Creating,
-    /// The call exists.
-    Live(CallLink),
-    /// The call is over.
-    Ended,
-}
 
 /// The session actor.
 pub struct LiveCallWsSession {
@@ -162,14 +151,14 @@ impl LiveCallWsSession {
             Err(e) => return self.refuse_frame(e, ctx),
         };
         // Audio before the call exists is discarded, as the protocol says; so is no audio.
-        let Phase::Live(link) = &self.phase else {
+        let Some(call) = self.phase.call() else {
             return;
         };
         if samples.is_empty() {
             return;
         }
         let samples = self.resampler.convert(rate, samples);
-        if link.call().try_send(CallerEvent::Audio(samples)).is_err() {
+        if call.try_send(CallerEvent::Audio(samples)).is_err() {
             self.frames.dropped("call_busy");
         }
     }
@@ -189,7 +178,7 @@ impl LiveCallWsSession {
             Err(e) => {
                 tracing::warn!(call_id = %info.call_id, error = %e, "live-call refused");
                 ctx.text(convert::error(403, &e.to_string()));
-                self.phase = Phase::Ended;
+                self.phase = Phase::Closed;
                 ctx.close(Some(ws::CloseReason {
                     code: ws::CloseCode::Policy,
                     description: Some("workspace not allowed for this token".into()),
@@ -233,7 +222,7 @@ impl LiveCallWsSession {
                             },
                         );
                         act.switch_call = Some(handle.id);
-                        act.phase = Phase::Live(link);
+                        act.phase = Phase::Attached(link);
                     }
                     Ok(Err(e)) => act.refuse_call(e, ctx),
                     Err(_) => act.refuse_call(AdmitError::Draining, ctx),
@@ -245,7 +234,7 @@ impl LiveCallWsSession {
         tracing::warn!(call = self.switch_call.map(display), call_id = %self.call_id, error = %e, "live-call refused");
         let refused = Refused::of(&e);
         ctx.text(convert::error(refused.http.as_u16(), &refused.message));
-        self.phase = Phase::Ended;
+        self.phase = Phase::Closed;
         ctx.close(Some(ws::CloseReason {
             code: refused.close,
             description: Some(refused.message),
@@ -261,9 +250,8 @@ impl LiveCallWsSession {
         detail: String,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
-        if let Phase::Live(mut link) = std::mem::replace(&mut self.phase, Phase::Ended) {
-            link.gone(cause, local, detail);
-        }
+        self.phase.gone(cause, local, detail);
+        self.phase = Phase::Closed;
         ctx.stop();
     }
 }
@@ -291,16 +279,14 @@ impl Actor for LiveCallWsSession {
             if matches!(act.phase, Phase::Waiting) {
                 ctx.text(convert::error(400, "no initial_info within 30 s"));
                 ctx.close(Some(ws::CloseCode::Policy.into()));
-                act.phase = Phase::Ended;
+                act.phase = Phase::Closed;
                 ctx.stop();
             }
         });
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        if let Phase::Live(link) = &mut self.phase {
-            link.stopped(&self.outbound);
-        }
+        self.phase.stopped(&self.outbound);
     }
 }
 

@@ -15,8 +15,7 @@ use super::convert::{self, FrameError};
 use super::{Settings, INGRESS};
 use crate::call::messages::{CallerEvent, Delivery, LegCommand, LegFormat};
 use crate::call::state::EndCause;
-use crate::call::CallActor;
-use crate::protocols::leg::{CallLink, Caller, Refused};
+use crate::protocols::leg::{CallLink, Caller, Phase, Refused};
 use crate::protocols::ws::{self as transport, Outbound, WriteWatch};
 use crate::protocols::KeyRate;
 use crate::registry::{AdmitError, CreateCall, Registry};
@@ -31,18 +30,6 @@ const MAILBOX_CAPACITY: usize = 64;
 /// Frames the session logs in full before it only counts them, per kind, so a peer that
 /// sends garbage cannot flood the log.
 const MAX_LOGGED_BAD_FRAMES: u64 = 5;
-
-/// Where the session is with its call.
-enum Phase {
-    /// No frame yet.
-    Waiting,
-    /// The registry is creating the call.
-    Creating,
-    /// The call exists and this session is its leg.
-    Attached(CallLink),
-    /// The call is over or was refused.
-    Closed,
-}
 
 /// The session actor: WebSocket frames in, call commands out.
 pub struct RingoverSession {
@@ -90,13 +77,6 @@ impl RingoverSession {
             keys: KeyRate::new(),
             skipped_pongs: 0,
             frames: Frames::new("ringover"),
-        }
-    }
-
-    fn call(&self) -> Option<&Addr<CallActor>> {
-        match &self.phase {
-            Phase::Attached(link) => Some(link.call()),
-            _ => None,
         }
     }
 
@@ -166,13 +146,6 @@ impl RingoverSession {
         ctx.stop();
     }
 
-    /// Tells the call the leg is gone (once).
-    fn leave(&mut self, cause: EndCause, local: bool, detail: String) {
-        if let Phase::Attached(link) = &mut self.phase {
-            link.gone(cause, local, detail);
-        }
-    }
-
     fn bad_frame(&mut self, e: FrameError) {
         self.bad_frames += 1;
         if self.bad_frames <= MAX_LOGGED_BAD_FRAMES {
@@ -198,7 +171,7 @@ impl RingoverSession {
             tracing::debug!(call = self.switch_call.map(display), reference = %self.reference, keys = ?object.keys().collect::<Vec<_>>(), "Ringover text frame kept in the log only");
             return;
         }
-        let Some(call) = self.call().cloned() else {
+        let Some(call) = self.phase.call().cloned() else {
             return;
         };
         for key in keys {
@@ -225,7 +198,7 @@ impl RingoverSession {
             self.create_call(None, ctx);
             return;
         }
-        let Some(call) = self.call().cloned() else {
+        let Some(call) = self.phase.call().cloned() else {
             return;
         };
         self.samples.clear();
@@ -275,7 +248,7 @@ impl RingoverSession {
                 self.dropped_audio
             );
             tracing::warn!(call = self.switch_call.map(display), reference = %self.reference, %detail, "hanging up a stalled peer");
-            self.leave(EndCause::Failed, true, detail);
+            self.phase.gone(EndCause::Failed, true, detail);
             self.phase = Phase::Closed;
             ctx.stop();
         }
@@ -301,9 +274,7 @@ impl Actor for RingoverSession {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         // However the socket ended, the call learns its leg is gone.
-        if let Phase::Attached(link) = &mut self.phase {
-            link.stopped(&self.outbound);
-        }
+        self.phase.stopped(&self.outbound);
     }
 }
 
@@ -330,7 +301,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for RingoverSession {
             Ok(ws::Message::Close(reason)) => {
                 tracing::debug!(call = self.switch_call.map(display), reference = %self.reference, ?reason, "Ringover peer closed");
                 // The caller hung up.
-                self.leave(EndCause::Normal, false, String::new());
+                self.phase.gone(EndCause::Normal, false, String::new());
                 self.phase = Phase::Closed;
                 ctx.close(reason);
                 ctx.stop();
@@ -338,14 +309,14 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for RingoverSession {
             Err(e) if transport::connection_lost(&e) => {
                 // The connection broke (no close frame): the caller is gone.
                 tracing::debug!(call = self.switch_call.map(display), reference = %self.reference, error = %e, "Ringover connection lost");
-                self.leave(EndCause::Normal, false, String::new());
+                self.phase.gone(EndCause::Normal, false, String::new());
                 self.phase = Phase::Closed;
                 ctx.stop();
             }
             Err(e) => {
                 let detail = format!("WebSocket protocol error: {e}");
                 tracing::warn!(call = self.switch_call.map(display), reference = %self.reference, %detail, "Ringover stream broken");
-                self.leave(EndCause::Failed, true, detail.clone());
+                self.phase.gone(EndCause::Failed, true, detail.clone());
                 self.close(transport::error_close_code(&e), detail, ctx);
             }
         }
@@ -353,7 +324,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for RingoverSession {
 
     fn finished(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
         // The socket is gone without a close frame: the caller hung up.
-        self.leave(EndCause::Normal, false, String::new());
+        self.phase.gone(EndCause::Normal, false, String::new());
         ctx.stop();
     }
 }
@@ -377,7 +348,7 @@ impl Handler<LegCommand> for RingoverSession {
             LegCommand::SendDigits { digits } => self.write(convert::digits(&digits), false, ctx),
             LegCommand::End { reason, detail } => {
                 tracing::debug!(call = self.switch_call.map(display), reference = %self.reference, ?reason, %detail, "closing the Ringover stream");
-                self.leave(EndCause::Normal, true, String::new());
+                self.phase.gone(EndCause::Normal, true, String::new());
                 self.close(ws::CloseCode::Normal, String::new(), ctx);
             }
         }

@@ -17,10 +17,9 @@ use super::convert::{self, Inbound, Start, Writer};
 use super::{Settings, INGRESS, MAX_FRAME_BYTES};
 use crate::call::messages::{CallerEvent, Delivery, LegCommand, LegFormat};
 use crate::call::state::EndCause;
-use crate::call::CallActor;
 use crate::media::{samples_for_ms, TELEPHONE_RATE};
 use crate::protocols::access::{call_workspace, Grant};
-use crate::protocols::leg::{CallLink, Caller, Refused};
+use crate::protocols::leg::{CallLink, Caller, Phase, Refused};
 use crate::protocols::ws::{self as transport, Outbound, WriteWatch};
 use crate::protocols::KeyRate;
 use crate::registry::{AdmitError, CreateCall, Registry};
@@ -40,17 +39,6 @@ const MEDIA_CHUNK_MS: u32 = 1000;
 
 /// Custom parameters never copied into the call's metadata.
 const SECRET_PARAMETERS: &[&str] = &["token"];
-
-enum Phase {
-    /// Before `start`.
-    Waiting,
-    /// The registry is creating the call.
-    Creating,
-    /// The call exists and this session is its leg.
-    Attached(CallLink),
-    /// The call is over or was refused.
-    Closed,
-}
 
 /// The session actor: Twilio messages in, call commands out.
 pub struct TwilioSession {
@@ -103,25 +91,11 @@ impl TwilioSession {
         }
     }
 
-    fn call(&self) -> Option<&Addr<CallActor>> {
-        match &self.phase {
-            Phase::Attached(link) => Some(link.call()),
-            _ => None,
-        }
-    }
-
     /// Closes the socket with `code` and a reason (cut to what a close frame carries).
     fn close(&mut self, code: ws::CloseCode, reason: String, ctx: &mut ws::WebsocketContext<Self>) {
         self.phase = Phase::Closed;
         ctx.close(Some(transport::close_reason(code, &reason)));
         ctx.stop();
-    }
-
-    /// Tells the call the leg is gone (once).
-    fn leave(&mut self, cause: EndCause, local: bool, detail: String) {
-        if let Phase::Attached(link) = &mut self.phase {
-            link.gone(cause, local, detail);
-        }
     }
 
     /// A message that breaks the protocol: the call (if any) fails with why, and the socket
@@ -133,7 +107,7 @@ impl TwilioSession {
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
         tracing::warn!(reference = %self.reference, %detail, "Twilio stream broken");
-        self.leave(EndCause::Failed, true, detail.clone());
+        self.phase.gone(EndCause::Failed, true, detail.clone());
         self.close(code, detail, ctx);
     }
 
@@ -251,7 +225,7 @@ impl TwilioSession {
             }
             Inbound::Start(_) => self.skipped("start (again)"),
             Inbound::Media(bytes) => {
-                let Some(call) = self.call().cloned() else {
+                let Some(call) = self.phase.call().cloned() else {
                     return;
                 };
                 if bytes.is_empty() {
@@ -267,7 +241,7 @@ impl TwilioSession {
                 }
             }
             Inbound::Dtmf(key) => {
-                let Some(call) = self.call().cloned() else {
+                let Some(call) = self.phase.call().cloned() else {
                     return;
                 };
                 let dropped = if !self.keys.allow() {
@@ -292,7 +266,7 @@ impl TwilioSession {
             }
             Inbound::Stop => {
                 tracing::debug!(reference = %self.reference, "Twilio stream stopped by the peer");
-                self.leave(EndCause::Normal, false, String::new());
+                self.phase.gone(EndCause::Normal, false, String::new());
                 self.close(ws::CloseCode::Normal, String::new(), ctx);
             }
             Inbound::Clear => self.skipped("clear"),
@@ -336,7 +310,7 @@ impl TwilioSession {
                 self.dropped_audio
             );
             tracing::warn!(reference = %self.reference, %detail, "hanging up a stalled peer");
-            self.leave(EndCause::Failed, true, detail);
+            self.phase.gone(EndCause::Failed, true, detail);
             self.phase = Phase::Closed;
             ctx.stop();
         }
@@ -375,9 +349,7 @@ impl Actor for TwilioSession {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        if let Phase::Attached(link) = &mut self.phase {
-            link.stopped(&self.outbound);
-        }
+        self.phase.stopped(&self.outbound);
     }
 }
 
@@ -402,14 +374,14 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for TwilioSession {
             Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) | Ok(ws::Message::Continuation(_)) => {}
             Ok(ws::Message::Close(reason)) => {
                 tracing::debug!(reference = %self.reference, ?reason, "Twilio peer closed");
-                self.leave(EndCause::Normal, false, String::new());
+                self.phase.gone(EndCause::Normal, false, String::new());
                 self.phase = Phase::Closed;
                 ctx.close(reason);
                 ctx.stop();
             }
             Err(e) if transport::connection_lost(&e) => {
                 tracing::debug!(reference = %self.reference, error = %e, "Twilio connection lost");
-                self.leave(EndCause::Normal, false, String::new());
+                self.phase.gone(EndCause::Normal, false, String::new());
                 self.phase = Phase::Closed;
                 ctx.stop();
             }
@@ -421,7 +393,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for TwilioSession {
     }
 
     fn finished(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        self.leave(EndCause::Normal, false, String::new());
+        self.phase.gone(EndCause::Normal, false, String::new());
         ctx.stop();
     }
 }
@@ -451,7 +423,7 @@ impl Handler<LegCommand> for TwilioSession {
             }
             LegCommand::End { reason, detail } => {
                 tracing::debug!(reference = %self.reference, ?reason, %detail, "closing the Twilio stream");
-                self.leave(EndCause::Normal, true, String::new());
+                self.phase.gone(EndCause::Normal, true, String::new());
                 self.close(ws::CloseCode::Normal, String::new(), ctx);
             }
         }
