@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod grpc_client;
+pub mod leg;
 pub mod live_call_grpc;
 pub mod live_call_ws;
 pub mod ringover;

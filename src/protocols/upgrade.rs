@@ -8,6 +8,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use subtle::ConstantTimeEq;
 
 use super::access::{AccessRule, Grant, Refusal};
+use super::leg::Refused;
 use crate::http_error::error_json;
 use crate::registry::{CanAdmit, Registry};
 
@@ -50,7 +51,8 @@ pub async fn admission(
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => {
             crate::telemetry::call_refused(ingress, e.metric_reason());
-            Err(error_json(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
+            let refused = Refused::of(&e);
+            Err(error_json(refused.http, refused.message))
         }
         Err(_) => Err(error_json(
             StatusCode::SERVICE_UNAVAILABLE,

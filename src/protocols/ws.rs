@@ -54,6 +54,8 @@ pub struct Outbound {
     pause_reading_at: usize,
     /// The paused reader, woken when the peer takes enough.
     reader: AtomicWaker,
+    /// The bytes unsent when the pump dropped the peer for falling too far behind (0: never).
+    cut_off: AtomicUsize,
 }
 
 impl Outbound {
@@ -63,7 +65,13 @@ impl Outbound {
             written: AtomicU64::new(0),
             pause_reading_at,
             reader: AtomicWaker::new(),
+            cut_off: AtomicUsize::new(0),
         }
+    }
+
+    /// The bytes that waited unsent when the peer was dropped for falling too far behind.
+    pub fn cut_off(&self) -> Option<usize> {
+        Some(self.cut_off.load(Ordering::Relaxed)).filter(|&n| n > 0)
     }
 
     /// Bytes encoded and not yet taken by the peer's connection.
@@ -291,13 +299,12 @@ where
                 counted.queued(bytes.len());
             }
             // The session's own checks keep the queue near `pause_reading_at`; past this hard
-            // bound the peer is dropped rather than queued for (the session then stops and its
-            // call learns the leg is gone).
-            if counted.unsent() > hard_cap {
-                tracing::warn!(
-                    unsent = counted.unsent(),
-                    "WebSocket peer dropped: too much unsent"
-                );
+            // bound the peer is dropped rather than queued for (the session then stops, and
+            // its call learns the leg failed by `cut_off`).
+            let unsent = counted.unsent();
+            if unsent > hard_cap {
+                tracing::warn!(unsent, "WebSocket peer dropped: too much unsent");
+                counted.cut_off.store(unsent, Ordering::Relaxed);
                 break;
             }
             if tx.send(item).is_err() {

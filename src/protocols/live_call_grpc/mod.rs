@@ -21,15 +21,14 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::call::state::{Address, Direction};
 use crate::pb::live_call::health_check_response::ServingStatus;
 use crate::pb::live_call::live_call_server::LiveCall;
 use crate::pb::live_call::{
     ClientRequest, HealthCheckRequest, HealthCheckResponse, ServerResponse,
 };
 use crate::protocols::access::{call_workspace, grant_of};
-use crate::protocols::smartivr::admit_status;
-use crate::registry::{CreateCall, GetStats, NewCall, Registry};
+use crate::protocols::leg::{CallLink, Caller, Refused, Responses};
+use crate::registry::{CreateCall, GetStats, Registry};
 use session::LiveCallGrpcSession;
 
 pub use crate::pb::live_call::live_call_server::LiveCallServer;
@@ -44,8 +43,6 @@ const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
 /// dropped (and counted); control responses wait up to `[media] write_timeout_ms`, and a
 /// gateway that takes no audio for that long is hung up.
 const OUTBOUND_QUEUE: usize = 64;
-
-type ResponseTx = mpsc::Sender<Result<ServerResponse, Status>>;
 
 /// The tonic service.
 pub struct LiveCallService {
@@ -97,24 +94,24 @@ impl LiveCall for LiveCallService {
                 tracing::info!(call_id = %info.call_id, error = %e, "live_call stream refused");
                 Status::permission_denied(e.to_string())
             })?;
-        let mut call = NewCall::incoming(INGRESS, info.call_id.clone());
-        if info.type_call == "outbound" {
-            call.direction = Direction::Outgoing;
+        let call = Caller {
+            from: Some(info.customer_phone_number.clone()),
+            to: Some(info.hotline.clone()),
+            outgoing: info.type_call == "outbound",
+            workspace: info.workspace_id.clone(),
+            hotline: info.hotline.clone(),
+            metadata: None,
         }
-        call.source = Address::tel(info.customer_phone_number.clone());
-        call.destination = Address::tel(info.hotline.clone());
-        call.workspace = info.workspace_id.clone();
-        call.hotline = info.hotline.clone();
+        .call(INGRESS, info.call_id.clone());
         let handle = self
             .registry
             .send(CreateCall { call })
             .await
             .map_err(|_| Status::unavailable("switch is shutting down"))?
-            .map_err(|e| admit_status(&e))?;
+            .map_err(|e| Refused::of(&e).status())?;
         let session = LiveCallGrpcSession::new(
-            handle.addr,
-            handle.id,
-            tx,
+            CallLink::new(handle.addr, handle.id),
+            Responses::new(tx, self.write_timeout, "gateway stopped reading"),
             info,
             self.out_rate,
             self.write_timeout,

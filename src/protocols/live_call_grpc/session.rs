@@ -6,15 +6,13 @@ use crate::telemetry::Frames;
 
 use actix::prelude::*;
 use tonic::{Status, Streaming};
-use uuid::Uuid;
 
 use super::convert;
-use super::ResponseTx;
-use crate::call::messages::{AttachLeg, CallerEvent, Delivery, LegCommand, LegFormat};
+use crate::call::messages::{CallerEvent, Delivery, LegCommand, LegFormat};
 use crate::call::state::{EndCause, HangupReason};
-use crate::call::CallActor;
 use crate::media::RateAdapter;
 use crate::pb::live_call::{client_request, ClientRequest, InitialInfo, ServerResponse};
+use crate::protocols::leg::{CallLink, GrpcLeg, Responses};
 use crate::protocols::StreamBreak;
 
 /// Caller audio goes to the call at this rate; chunks at other rates are resampled here.
@@ -24,14 +22,12 @@ const LEG_MAILBOX: usize = 64;
 
 /// The session actor.
 pub struct LiveCallGrpcSession {
-    call: Addr<CallActor>,
-    /// The switch's id of the call, on every log line about it.
-    call_uuid: Uuid,
-    tx: Option<ResponseTx>,
+    /// The call; its id is on every log line about it.
+    link: CallLink,
+    responses: Responses<ServerResponse>,
     info: InitialInfo,
     out_rate: u32,
     resampler: RateAdapter,
-    gone: bool,
     /// Audio frames dropped because the gateway was not reading.
     dropped_frames: u64,
     /// A gateway that takes no response, or no audio, for this long is hung up.
@@ -44,21 +40,18 @@ pub struct LiveCallGrpcSession {
 
 impl LiveCallGrpcSession {
     pub(super) fn new(
-        call: Addr<CallActor>,
-        call_uuid: Uuid,
-        tx: ResponseTx,
+        link: CallLink,
+        responses: Responses<ServerResponse>,
         info: InitialInfo,
         out_rate: u32,
         write_timeout: Duration,
     ) -> Self {
         LiveCallGrpcSession {
-            call,
-            call_uuid,
-            tx: Some(tx),
+            link,
+            responses,
             info,
             out_rate,
             resampler: RateAdapter::new(LEG_IN_RATE),
-            gone: false,
             dropped_frames: 0,
             write_timeout,
             refusing_since: None,
@@ -67,78 +60,33 @@ impl LiveCallGrpcSession {
     }
 
     pub(super) fn begin(self, inbound: Streaming<ClientRequest>, ctx: &mut Context<Self>) -> Self {
-        self.call.do_send(AttachLeg {
-            leg: ctx.address().recipient(),
-            format: LegFormat {
+        self.link.attach(
+            ctx.address().recipient(),
+            LegFormat {
                 in_rate: LEG_IN_RATE,
                 out_rate: self.out_rate,
                 delivery: Delivery::Paced,
                 plays_urls: false,
                 plays_hold_music: false,
             },
-        });
+        );
         ctx.add_stream(inbound);
         self
-    }
-
-    fn leave(&mut self, cause: EndCause, local: bool, detail: String, ctx: &mut Context<Self>) {
-        if !self.gone {
-            self.gone = true;
-            self.call.do_send(CallerEvent::Gone {
-                cause,
-                local,
-                detail,
-            });
-        }
-        ctx.stop();
     }
 
     /// A request stream that broke on a message too large or not protobuf: the gateway gets
     /// an `error` message and the matching status, and the call is recorded `failed`.
     fn refuse_stream(&mut self, status: Status, ctx: &mut Context<Self>) {
         let (code, detail, status) = match StreamBreak::of(&status) {
-            StreamBreak::Gone => return self.leave(EndCause::Normal, false, String::new(), ctx),
+            StreamBreak::Gone => {
+                return self.link.leave(EndCause::Normal, false, String::new(), ctx)
+            }
             StreamBreak::TooLarge(d) => (413, d.clone(), Status::resource_exhausted(d)),
             StreamBreak::Malformed(d) => (400, d.clone(), Status::invalid_argument(d)),
         };
-        tracing::warn!(call = %self.call_uuid, call_id = %self.info.call_id, %detail, "live_call gateway stream refused");
-        if let Some(tx) = self.tx.take() {
-            let response = convert::error(code, &detail);
-            let write_timeout = self.write_timeout;
-            // Detached from the actor, which stops now; the task ends when both are queued.
-            actix::spawn(async move {
-                let _ = tokio::time::timeout(write_timeout, async {
-                    let _ = tx.send(Ok(response)).await;
-                    let _ = tx.send(Err(status)).await;
-                })
-                .await;
-            });
-        }
-        self.leave(EndCause::Failed, true, detail, ctx);
-    }
-
-    /// Queues a control response in order; with `close`, the stream ends after it.
-    fn send(&mut self, response: ServerResponse, close: bool, ctx: &mut Context<Self>) {
-        let Some(tx) = self.tx.clone() else { return };
-        if close {
-            self.tx = None;
-        }
-        let write_timeout = self.write_timeout;
-        ctx.wait(
-            async move { tokio::time::timeout(write_timeout, tx.send(Ok(response))).await }
-                .into_actor(self)
-                .map(move |result, act, ctx| match result {
-                    Ok(Ok(())) if close => act.leave(EndCause::Normal, true, String::new(), ctx),
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => act.leave(EndCause::Normal, false, String::new(), ctx),
-                    Err(_) => act.leave(
-                        EndCause::Failed,
-                        true,
-                        "gateway stopped reading".into(),
-                        ctx,
-                    ),
-                }),
-        );
+        tracing::warn!(call = %self.link.id(), call_id = %self.info.call_id, %detail, "live_call gateway stream refused");
+        self.responses.refuse(convert::error(code, &detail), status);
+        self.link.leave(EndCause::Failed, true, detail, ctx);
     }
 
     fn on_request(&mut self, request: ClientRequest, ctx: &mut Context<Self>) {
@@ -146,23 +94,34 @@ impl LiveCallGrpcSession {
             Some(client_request::Data::PlayAudio(chunk)) => {
                 let (rate, samples) = match convert::client_chunk(&chunk, LEG_IN_RATE) {
                     Ok(a) => a,
-                    Err(e) => return self.send(convert::error(400, &e.to_string()), false, ctx),
+                    Err(e) => {
+                        return self
+                            .responses
+                            .send(convert::error(400, &e.to_string()), false, ctx)
+                    }
                 };
                 let samples = self.resampler.convert(rate, samples);
-                if self.call.try_send(CallerEvent::Audio(samples)).is_err() {
+                if self
+                    .link
+                    .call()
+                    .try_send(CallerEvent::Audio(samples))
+                    .is_err()
+                {
                     self.frames.dropped("call_busy");
                 }
             }
             Some(client_request::Data::Disconnect(_)) => {
-                self.tx = None;
-                self.leave(EndCause::Normal, false, String::new(), ctx);
+                self.responses.end();
+                self.link.leave(EndCause::Normal, false, String::new(), ctx);
             }
-            Some(client_request::Data::InitialInfo(_)) => self.send(
+            Some(client_request::Data::InitialInfo(_)) => self.responses.send(
                 convert::error(400, "initial_info was already sent"),
                 false,
                 ctx,
             ),
-            None => self.send(convert::error(400, "message carries no data"), false, ctx),
+            None => self
+                .responses
+                .send(convert::error(400, "message carries no data"), false, ctx),
         }
     }
 }
@@ -176,8 +135,14 @@ impl Actor for LiveCallGrpcSession {
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
         if self.dropped_frames > 0 {
-            tracing::info!(call = %self.call_uuid, call_id = %self.info.call_id, dropped = self.dropped_frames, "audio frames dropped toward a slow gateway");
+            tracing::info!(call = %self.link.id(), call_id = %self.info.call_id, dropped = self.dropped_frames, "audio frames dropped toward a slow gateway");
         }
+    }
+}
+
+impl GrpcLeg for LiveCallGrpcSession {
+    fn link(&mut self) -> &mut CallLink {
+        &mut self.link
     }
 }
 
@@ -193,7 +158,7 @@ impl StreamHandler<Result<ClientRequest, Status>> for LiveCallGrpcSession {
     }
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
-        self.leave(EndCause::Normal, false, String::new(), ctx);
+        self.link.leave(EndCause::Normal, false, String::new(), ctx);
     }
 }
 
@@ -203,7 +168,9 @@ impl Handler<LegCommand> for LiveCallGrpcSession {
     fn handle(&mut self, msg: LegCommand, ctx: &mut Context<Self>) {
         match msg {
             LegCommand::Audio(samples) | LegCommand::Play { audio: samples, .. } => {
-                let Some(tx) = &self.tx else { return };
+                let Some(tx) = self.responses.open() else {
+                    return;
+                };
                 if tx
                     .try_send(Ok(convert::audio_output(&samples, self.out_rate)))
                     .is_ok()
@@ -221,11 +188,14 @@ impl Handler<LegCommand> for LiveCallGrpcSession {
                         since.elapsed().as_millis(),
                         self.dropped_frames
                     );
-                    self.tx = None;
-                    self.leave(EndCause::Failed, true, detail, ctx);
+                    self.responses.end();
+                    self.link.leave(EndCause::Failed, true, detail, ctx);
                 }
             }
-            LegCommand::StopAudio => self.send(convert::kill_audio(&self.info.call_id), false, ctx),
+            LegCommand::StopAudio => {
+                self.responses
+                    .send(convert::kill_audio(&self.info.call_id), false, ctx)
+            }
             LegCommand::Transfer { destination } => {
                 let name = if destination.target_name.is_empty() {
                     &destination.name
@@ -238,7 +208,7 @@ impl Handler<LegCommand> for LiveCallGrpcSession {
                     name,
                     &destination.target,
                 );
-                self.send(response, false, ctx)
+                self.responses.send(response, false, ctx)
             }
             LegCommand::Hold | LegCommand::SendDigits { .. } | LegCommand::PlayUrl { .. } => {}
             LegCommand::End { reason, detail } => {
@@ -254,7 +224,7 @@ impl Handler<LegCommand> for LiveCallGrpcSession {
                 } else {
                     convert::end_call(&self.info.call_id)
                 };
-                self.send(response, true, ctx);
+                self.responses.send(response, true, ctx);
             }
         }
     }

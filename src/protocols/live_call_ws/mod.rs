@@ -18,7 +18,7 @@ use actix::Addr;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::api::error_json;
+use crate::http_error::error_json;
 
 use crate::protocols::access::AccessRule;
 use crate::protocols::upgrade::{access, admission, refusal_response};

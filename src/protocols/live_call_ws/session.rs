@@ -10,13 +10,13 @@ use uuid::Uuid;
 
 use super::convert::{self, ClientFrame, FrameError, InitialInfo, Staff};
 use super::{Settings, INGRESS};
-use crate::call::messages::{AttachLeg, CallerEvent, Delivery, LegCommand, LegFormat};
-use crate::call::state::{Address, Direction, EndCause, HangupReason};
-use crate::call::CallActor;
+use crate::call::messages::{CallerEvent, Delivery, LegCommand, LegFormat};
+use crate::call::state::{EndCause, HangupReason};
 use crate::media::{RateAdapter, TELEPHONE_RATE};
 use crate::protocols::access::call_workspace;
+use crate::protocols::leg::{CallLink, Caller, Phase, Refused};
 use crate::protocols::ws::{self as transport, Outbound, WriteWatch};
-use crate::registry::{AdmitError, CreateCall, NewCall, Registry};
+use crate::registry::{AdmitError, CreateCall, Registry};
 
 /// Caller audio is handed to the call at this rate (the rate the protocol's clients usually
 /// send); chunks declared at other rates are resampled to it here.
@@ -32,17 +32,6 @@ const INITIAL_INFO_TIMEOUT: Duration = Duration::from_secs(30);
 /// Refused frames logged in full before they are only counted, so a client sending garbage
 /// cannot flood the log.
 const MAX_LOGGED_BAD_FRAMES: u64 = 5;
-
-enum Phase {
-    /// Waiting for `initial_info`.
-    Waiting,
-    /// `initial_info` arrived; the call is being created.
-    Creating,
-    /// The call exists.
-    Live(Addr<CallActor>),
-    /// The call is over.
-    Ended,
-}
 
 /// The session actor.
 pub struct LiveCallWsSession {
@@ -162,7 +151,7 @@ impl LiveCallWsSession {
             Err(e) => return self.refuse_frame(e, ctx),
         };
         // Audio before the call exists is discarded, as the protocol says; so is no audio.
-        let Phase::Live(call) = &self.phase else {
+        let Some(call) = self.phase.call() else {
             return;
         };
         if samples.is_empty() {
@@ -189,7 +178,7 @@ impl LiveCallWsSession {
             Err(e) => {
                 tracing::warn!(call_id = %info.call_id, error = %e, "live-call refused");
                 ctx.text(convert::error(403, &e.to_string()));
-                self.phase = Phase::Ended;
+                self.phase = Phase::Closed;
                 ctx.close(Some(ws::CloseReason {
                     code: ws::CloseCode::Policy,
                     description: Some("workspace not allowed for this token".into()),
@@ -204,16 +193,15 @@ impl LiveCallWsSession {
         if !info.customer_phone_number.is_empty() {
             self.customer_phone_number = info.customer_phone_number.clone();
         }
-        let mut call = NewCall::incoming(INGRESS, self.call_id.clone());
-        call.direction = match info.type_call.as_str() {
-            "outbound" => Direction::Outgoing,
-            _ => Direction::Incoming,
-        };
-        call.source = Address::tel(self.customer_phone_number.clone());
-        call.destination = Address::tel(info.hotline.clone());
-        call.workspace = workspace;
-        call.hotline = info.hotline;
-        call.arbiter = Arbiter::try_current();
+        let call = Caller {
+            from: Some(self.customer_phone_number.clone()),
+            to: Some(info.hotline.clone()),
+            outgoing: info.type_call == "outbound",
+            workspace,
+            hotline: info.hotline,
+            metadata: None,
+        }
+        .call_here(INGRESS, self.call_id.clone());
         self.phase = Phase::Creating;
         let leg = ctx.address().recipient();
         ctx.wait(
@@ -222,18 +210,19 @@ impl LiveCallWsSession {
                 .into_actor(self)
                 .map(move |reply, act, ctx| match reply {
                     Ok(Ok(handle)) => {
-                        handle.addr.do_send(AttachLeg {
+                        let link = CallLink::new(handle.addr, handle.id);
+                        link.attach(
                             leg,
-                            format: LegFormat {
+                            LegFormat {
                                 in_rate: LEG_IN_RATE,
                                 out_rate: TELEPHONE_RATE,
                                 delivery: Delivery::Paced,
                                 plays_urls: false,
                                 plays_hold_music: false,
                             },
-                        });
+                        );
                         act.switch_call = Some(handle.id);
-                        act.phase = Phase::Live(handle.addr);
+                        act.phase = Phase::Attached(link);
                     }
                     Ok(Err(e)) => act.refuse_call(e, ctx),
                     Err(_) => act.refuse_call(AdmitError::Draining, ctx),
@@ -243,15 +232,12 @@ impl LiveCallWsSession {
 
     fn refuse_call(&mut self, e: AdmitError, ctx: &mut ws::WebsocketContext<Self>) {
         tracing::warn!(call = self.switch_call.map(display), call_id = %self.call_id, error = %e, "live-call refused");
-        let (code, close) = match e {
-            AdmitError::Full(_) | AdmitError::Draining => (503, ws::CloseCode::Again),
-            _ => (404, ws::CloseCode::Policy),
-        };
-        ctx.text(convert::error(code, &e.to_string()));
-        self.phase = Phase::Ended;
+        let refused = Refused::of(&e);
+        ctx.text(convert::error(refused.http.as_u16(), &refused.message));
+        self.phase = Phase::Closed;
         ctx.close(Some(ws::CloseReason {
-            code: close,
-            description: Some(e.to_string()),
+            code: refused.close,
+            description: Some(refused.message),
         }));
         ctx.stop();
     }
@@ -264,13 +250,8 @@ impl LiveCallWsSession {
         detail: String,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
-        if let Phase::Live(call) = std::mem::replace(&mut self.phase, Phase::Ended) {
-            call.do_send(CallerEvent::Gone {
-                cause,
-                local,
-                detail,
-            });
-        }
+        self.phase.gone(cause, local, detail);
+        self.phase = Phase::Closed;
         ctx.stop();
     }
 }
@@ -298,20 +279,14 @@ impl Actor for LiveCallWsSession {
             if matches!(act.phase, Phase::Waiting) {
                 ctx.text(convert::error(400, "no initial_info within 30 s"));
                 ctx.close(Some(ws::CloseCode::Policy.into()));
-                act.phase = Phase::Ended;
+                act.phase = Phase::Closed;
                 ctx.stop();
             }
         });
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        if let Phase::Live(call) = std::mem::replace(&mut self.phase, Phase::Ended) {
-            call.do_send(CallerEvent::Gone {
-                cause: EndCause::Normal,
-                local: false,
-                detail: String::new(),
-            });
-        }
+        self.phase.stopped(&self.outbound);
     }
 }
 

@@ -13,12 +13,12 @@ use uuid::Uuid;
 
 use super::convert::{self, FrameError};
 use super::{Settings, INGRESS};
-use crate::call::messages::{AttachLeg, CallerEvent, Delivery, LegCommand, LegFormat};
-use crate::call::state::{Address, EndCause};
-use crate::call::CallActor;
+use crate::call::messages::{CallerEvent, Delivery, LegCommand, LegFormat};
+use crate::call::state::EndCause;
+use crate::protocols::leg::{CallLink, Caller, Phase, Refused};
 use crate::protocols::ws::{self as transport, Outbound, WriteWatch};
 use crate::protocols::KeyRate;
-use crate::registry::{AdmitError, CreateCall, NewCall, Registry};
+use crate::registry::{AdmitError, CreateCall, Registry};
 
 /// A media server must send its first frame (metadata or audio) within this time.
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,18 +30,6 @@ const MAILBOX_CAPACITY: usize = 64;
 /// Frames the session logs in full before it only counts them, per kind, so a peer that
 /// sends garbage cannot flood the log.
 const MAX_LOGGED_BAD_FRAMES: u64 = 5;
-
-/// Where the session is with its call.
-enum Phase {
-    /// No frame yet.
-    Waiting,
-    /// The registry is creating the call.
-    Creating,
-    /// The call exists and this session is its leg.
-    Attached(Addr<CallActor>),
-    /// The call is over or was refused.
-    Closed,
-}
 
 /// The session actor: WebSocket frames in, call commands out.
 pub struct RingoverSession {
@@ -63,8 +51,6 @@ pub struct RingoverSession {
     keys: KeyRate,
     /// Pongs skipped because the peer was not reading.
     skipped_pongs: u64,
-    /// The call has been told the leg is gone.
-    gone: bool,
     /// Frames in, out and dropped, as metrics.
     frames: Frames,
 }
@@ -90,15 +76,7 @@ impl RingoverSession {
             writes,
             keys: KeyRate::new(),
             skipped_pongs: 0,
-            gone: false,
             frames: Frames::new("ringover"),
-        }
-    }
-
-    fn call(&self) -> Option<&Addr<CallActor>> {
-        match &self.phase {
-            Phase::Attached(call) => Some(call),
-            _ => None,
         }
     }
 
@@ -120,30 +98,32 @@ impl RingoverSession {
             .reference
             .unwrap_or_else(|| format!("ringover-{}", uuid::Uuid::new_v4()));
         self.reference = reference.clone();
-        let mut call = NewCall::incoming(INGRESS, reference);
-        call.source = info.caller.map(Address::tel).unwrap_or_default();
-        call.destination = info.callee.map(Address::tel).unwrap_or_default();
-        call.metadata = metadata.map(serde_json::Value::Object);
-        // The call runs beside this session, on the same HTTP worker: media never crosses threads.
-        call.arbiter = Arbiter::try_current();
+        let call = Caller {
+            from: info.caller,
+            to: info.callee,
+            metadata: metadata.map(serde_json::Value::Object),
+            ..Default::default()
+        }
+        .call_here(INGRESS, reference);
         ctx.wait(
             self.registry
                 .send(CreateCall { call })
                 .into_actor(self)
                 .map(|reply, act, ctx| match reply {
                     Ok(Ok(handle)) => {
-                        handle.addr.do_send(AttachLeg {
-                            leg: ctx.address().recipient(),
-                            format: LegFormat {
+                        let link = CallLink::new(handle.addr, handle.id);
+                        link.attach(
+                            ctx.address().recipient(),
+                            LegFormat {
                                 in_rate: act.settings.in_rate,
                                 out_rate: act.settings.out_rate,
                                 delivery: Delivery::Whole,
                                 plays_urls: true,
                                 plays_hold_music: false,
                             },
-                        });
+                        );
                         act.switch_call = Some(handle.id);
-                        act.phase = Phase::Attached(handle.addr);
+                        act.phase = Phase::Attached(link);
                     }
                     Ok(Err(e)) => act.refuse(&e, ctx),
                     Err(_) => {
@@ -155,11 +135,8 @@ impl RingoverSession {
 
     fn refuse(&mut self, e: &AdmitError, ctx: &mut ws::WebsocketContext<Self>) {
         tracing::warn!(call = self.switch_call.map(display), reference = %self.reference, error = %e, "Ringover call refused");
-        let code = match e {
-            AdmitError::Full(_) | AdmitError::Draining => ws::CloseCode::Again,
-            AdmitError::NoRoute { .. } | AdmitError::Chain(_) => ws::CloseCode::Policy,
-        };
-        self.close(code, e.to_string(), ctx);
+        let refused = Refused::of(e);
+        self.close(refused.close, refused.message, ctx);
     }
 
     /// Closes the socket with `code` and a reason (cut to what a close frame carries).
@@ -167,21 +144,6 @@ impl RingoverSession {
         self.phase = Phase::Closed;
         ctx.close(Some(transport::close_reason(code, &reason)));
         ctx.stop();
-    }
-
-    /// Tells the call the leg is gone (once).
-    fn leave(&mut self, cause: EndCause, local: bool, detail: String) {
-        if self.gone {
-            return;
-        }
-        self.gone = true;
-        if let Some(call) = self.call() {
-            call.do_send(CallerEvent::Gone {
-                cause,
-                local,
-                detail,
-            });
-        }
     }
 
     fn bad_frame(&mut self, e: FrameError) {
@@ -209,7 +171,7 @@ impl RingoverSession {
             tracing::debug!(call = self.switch_call.map(display), reference = %self.reference, keys = ?object.keys().collect::<Vec<_>>(), "Ringover text frame kept in the log only");
             return;
         }
-        let Some(call) = self.call().cloned() else {
+        let Some(call) = self.phase.call().cloned() else {
             return;
         };
         for key in keys {
@@ -236,7 +198,7 @@ impl RingoverSession {
             self.create_call(None, ctx);
             return;
         }
-        let Some(call) = self.call().cloned() else {
+        let Some(call) = self.phase.call().cloned() else {
             return;
         };
         self.samples.clear();
@@ -286,7 +248,7 @@ impl RingoverSession {
                 self.dropped_audio
             );
             tracing::warn!(call = self.switch_call.map(display), reference = %self.reference, %detail, "hanging up a stalled peer");
-            self.leave(EndCause::Failed, true, detail);
+            self.phase.gone(EndCause::Failed, true, detail);
             self.phase = Phase::Closed;
             ctx.stop();
         }
@@ -312,7 +274,7 @@ impl Actor for RingoverSession {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         // However the socket ended, the call learns its leg is gone.
-        self.leave(EndCause::Normal, false, String::new());
+        self.phase.stopped(&self.outbound);
     }
 }
 
@@ -339,7 +301,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for RingoverSession {
             Ok(ws::Message::Close(reason)) => {
                 tracing::debug!(call = self.switch_call.map(display), reference = %self.reference, ?reason, "Ringover peer closed");
                 // The caller hung up.
-                self.leave(EndCause::Normal, false, String::new());
+                self.phase.gone(EndCause::Normal, false, String::new());
                 self.phase = Phase::Closed;
                 ctx.close(reason);
                 ctx.stop();
@@ -347,14 +309,14 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for RingoverSession {
             Err(e) if transport::connection_lost(&e) => {
                 // The connection broke (no close frame): the caller is gone.
                 tracing::debug!(call = self.switch_call.map(display), reference = %self.reference, error = %e, "Ringover connection lost");
-                self.leave(EndCause::Normal, false, String::new());
+                self.phase.gone(EndCause::Normal, false, String::new());
                 self.phase = Phase::Closed;
                 ctx.stop();
             }
             Err(e) => {
                 let detail = format!("WebSocket protocol error: {e}");
                 tracing::warn!(call = self.switch_call.map(display), reference = %self.reference, %detail, "Ringover stream broken");
-                self.leave(EndCause::Failed, true, detail.clone());
+                self.phase.gone(EndCause::Failed, true, detail.clone());
                 self.close(transport::error_close_code(&e), detail, ctx);
             }
         }
@@ -362,7 +324,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for RingoverSession {
 
     fn finished(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
         // The socket is gone without a close frame: the caller hung up.
-        self.leave(EndCause::Normal, false, String::new());
+        self.phase.gone(EndCause::Normal, false, String::new());
         ctx.stop();
     }
 }
@@ -386,7 +348,7 @@ impl Handler<LegCommand> for RingoverSession {
             LegCommand::SendDigits { digits } => self.write(convert::digits(&digits), false, ctx),
             LegCommand::End { reason, detail } => {
                 tracing::debug!(call = self.switch_call.map(display), reference = %self.reference, ?reason, %detail, "closing the Ringover stream");
-                self.leave(EndCause::Normal, true, String::new());
+                self.phase.gone(EndCause::Normal, true, String::new());
                 self.close(ws::CloseCode::Normal, String::new(), ctx);
             }
         }

@@ -16,12 +16,12 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::call::state::Address;
 use crate::config::TtsAudio;
 use crate::pb::smartivr::smart_ivr_phonegateway_server::SmartIvrPhonegateway;
 use crate::pb::smartivr::{SmartIvrRequest, SmartIvrResponse};
 use crate::protocols::access::grant_of;
-use crate::registry::{AdmitError, CreateCall, NewCall, Registry};
+use crate::protocols::leg::{CallLink, Caller, Refused, Responses};
+use crate::registry::{CreateCall, Registry};
 use session::SmartIvrSession;
 
 pub use crate::pb::smartivr::smart_ivr_phonegateway_server::SmartIvrPhonegatewayServer;
@@ -61,16 +61,6 @@ impl SmartIvrService {
     }
 }
 
-/// Maps a refused admission onto its gRPC status.
-pub fn admit_status(e: &AdmitError) -> Status {
-    match e {
-        AdmitError::Full(_) => Status::resource_exhausted(e.to_string()),
-        AdmitError::Draining => Status::unavailable(e.to_string()),
-        AdmitError::NoRoute { .. } => Status::not_found(e.to_string()),
-        AdmitError::Chain(_) => Status::failed_precondition(e.to_string()),
-    }
-}
-
 /// Sends `status{code: -1, message}` and ends the stream with INVALID_ARGUMENT.
 async fn refuse(tx: &ResponseTx, message: &str) {
     let _ = tx.send(Ok(convert::error(message))).await;
@@ -99,25 +89,24 @@ impl SmartIvrPhonegateway for SmartIvrService {
                 return Ok(Response::new(ReceiverStream::new(rx)));
             }
         };
-        let mut call = NewCall::incoming(INGRESS, conversation_id.clone());
-        call.workspace = grant.workspace.unwrap_or_default();
-        call.source = Address {
-            kind: "tel".into(),
+        // A telephone caller whose number the gateway does not give.
+        let call = Caller {
+            from: Some(String::new()),
+            workspace: grant.workspace.unwrap_or_default(),
             ..Default::default()
-        };
+        }
+        .call(INGRESS, conversation_id.clone());
         let handle = self
             .registry
             .send(CreateCall { call })
             .await
             .map_err(|_| Status::unavailable("switch is shutting down"))?
-            .map_err(|e| admit_status(&e))?;
+            .map_err(|e| Refused::of(&e).status())?;
         let session = SmartIvrSession::new(
-            handle.addr,
-            handle.id,
-            tx,
+            CallLink::new(handle.addr, handle.id),
+            Responses::new(tx, self.write_timeout, "gateway stopped reading responses"),
             conversation_id,
             self.tts_audio,
-            self.write_timeout,
         );
         SmartIvrSession::start_in_arbiter(&handle.arbiter, move |ctx| {
             session.begin(first, inbound, ctx)

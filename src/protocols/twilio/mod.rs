@@ -20,8 +20,8 @@ use actix::prelude::*;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::api::error_json;
 use crate::config::Config;
+use crate::http_error::error_json;
 use crate::media::samples_for_ms;
 use crate::protocols::access::{AccessRule, Grant, Refusal};
 use crate::protocols::upgrade::{admission, refusal_response, secret_eq};

@@ -15,14 +15,14 @@ use serde_json::{Map, Value};
 
 use super::convert::{self, Inbound, Start, Writer};
 use super::{Settings, INGRESS, MAX_FRAME_BYTES};
-use crate::call::messages::{AttachLeg, CallerEvent, Delivery, LegCommand, LegFormat};
-use crate::call::state::{Address, EndCause};
-use crate::call::CallActor;
+use crate::call::messages::{CallerEvent, Delivery, LegCommand, LegFormat};
+use crate::call::state::EndCause;
 use crate::media::{samples_for_ms, TELEPHONE_RATE};
 use crate::protocols::access::{call_workspace, Grant};
+use crate::protocols::leg::{CallLink, Caller, Phase, Refused};
 use crate::protocols::ws::{self as transport, Outbound, WriteWatch};
 use crate::protocols::KeyRate;
-use crate::registry::{AdmitError, CreateCall, NewCall, Registry};
+use crate::registry::{AdmitError, CreateCall, Registry};
 use crate::telemetry::Frames;
 
 /// A peer must send `start` within this time.
@@ -39,17 +39,6 @@ const MEDIA_CHUNK_MS: u32 = 1000;
 
 /// Custom parameters never copied into the call's metadata.
 const SECRET_PARAMETERS: &[&str] = &["token"];
-
-enum Phase {
-    /// Before `start`.
-    Waiting,
-    /// The registry is creating the call.
-    Creating,
-    /// The call exists and this session is its leg.
-    Attached(Addr<CallActor>),
-    /// The call is over or was refused.
-    Closed,
-}
 
 /// The session actor: Twilio messages in, call commands out.
 pub struct TwilioSession {
@@ -70,7 +59,6 @@ pub struct TwilioSession {
     dropped_audio: u64,
     writes: WriteWatch,
     keys: KeyRate,
-    gone: bool,
     frames: Frames,
 }
 
@@ -99,15 +87,7 @@ impl TwilioSession {
             dropped_audio: 0,
             writes,
             keys: KeyRate::new(),
-            gone: false,
             frames: Frames::new("twilio"),
-        }
-    }
-
-    fn call(&self) -> Option<&Addr<CallActor>> {
-        match &self.phase {
-            Phase::Attached(call) => Some(call),
-            _ => None,
         }
     }
 
@@ -116,21 +96,6 @@ impl TwilioSession {
         self.phase = Phase::Closed;
         ctx.close(Some(transport::close_reason(code, &reason)));
         ctx.stop();
-    }
-
-    /// Tells the call the leg is gone (once).
-    fn leave(&mut self, cause: EndCause, local: bool, detail: String) {
-        if self.gone {
-            return;
-        }
-        self.gone = true;
-        if let Some(call) = self.call() {
-            call.do_send(CallerEvent::Gone {
-                cause,
-                local,
-                detail,
-            });
-        }
     }
 
     /// A message that breaks the protocol: the call (if any) fails with why, and the socket
@@ -142,7 +107,7 @@ impl TwilioSession {
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
         tracing::warn!(reference = %self.reference, %detail, "Twilio stream broken");
-        self.leave(EndCause::Failed, true, detail.clone());
+        self.phase.gone(EndCause::Failed, true, detail.clone());
         self.close(code, detail, ctx);
     }
 
@@ -172,17 +137,8 @@ impl TwilioSession {
             .cloned()
             .unwrap_or_else(|| format!("twilio-{}", uuid::Uuid::new_v4()));
         self.reference = reference.clone();
-        let mut call = NewCall::incoming(INGRESS, reference);
         // The first of `keys` set (their lengths were checked when `start` was read).
         let param = |keys: &[&str]| keys.iter().find_map(|k| start.param(k)).map(str::to_owned);
-        call.source = param(&["from", "from_number"])
-            .map(Address::tel)
-            .unwrap_or_default();
-        call.destination = param(&["to", "to_number"])
-            .map(Address::tel)
-            .unwrap_or_default();
-        call.hotline = param(&["hotline"]).unwrap_or_default();
-        call.workspace = workspace;
         let mut custom = start.custom.clone();
         for secret in SECRET_PARAMETERS {
             custom.remove(*secret);
@@ -195,25 +151,33 @@ impl TwilioSession {
             Value::String(start.account_sid.clone()),
         );
         metadata.insert("customParameters".into(), Value::Object(custom));
-        call.metadata = Some(Value::Object(metadata));
-        call.arbiter = Arbiter::try_current();
+        let call = Caller {
+            from: param(&["from", "from_number"]),
+            to: param(&["to", "to_number"]),
+            outgoing: false,
+            workspace,
+            hotline: param(&["hotline"]).unwrap_or_default(),
+            metadata: Some(Value::Object(metadata)),
+        }
+        .call_here(INGRESS, reference);
         ctx.wait(
             self.registry
                 .send(CreateCall { call })
                 .into_actor(self)
                 .map(|reply, act, ctx| match reply {
                     Ok(Ok(handle)) => {
-                        handle.addr.do_send(AttachLeg {
-                            leg: ctx.address().recipient(),
-                            format: LegFormat {
+                        let link = CallLink::new(handle.addr, handle.id);
+                        link.attach(
+                            ctx.address().recipient(),
+                            LegFormat {
                                 in_rate: TELEPHONE_RATE,
                                 out_rate: TELEPHONE_RATE,
                                 delivery: Delivery::Whole,
                                 plays_urls: false,
                                 plays_hold_music: false,
                             },
-                        });
-                        act.phase = Phase::Attached(handle.addr);
+                        );
+                        act.phase = Phase::Attached(link);
                     }
                     Ok(Err(e)) => act.refuse(&e, ctx),
                     Err(_) => {
@@ -225,11 +189,8 @@ impl TwilioSession {
 
     fn refuse(&mut self, e: &AdmitError, ctx: &mut ws::WebsocketContext<Self>) {
         tracing::warn!(reference = %self.reference, error = %e, "Twilio call refused");
-        let code = match e {
-            AdmitError::Full(_) | AdmitError::Draining => ws::CloseCode::Again,
-            AdmitError::NoRoute { .. } | AdmitError::Chain(_) => ws::CloseCode::Policy,
-        };
-        self.close(code, e.to_string(), ctx);
+        let refused = Refused::of(e);
+        self.close(refused.close, refused.message, ctx);
     }
 
     fn skipped(&mut self, what: &str) {
@@ -264,7 +225,7 @@ impl TwilioSession {
             }
             Inbound::Start(_) => self.skipped("start (again)"),
             Inbound::Media(bytes) => {
-                let Some(call) = self.call().cloned() else {
+                let Some(call) = self.phase.call().cloned() else {
                     return;
                 };
                 if bytes.is_empty() {
@@ -280,7 +241,7 @@ impl TwilioSession {
                 }
             }
             Inbound::Dtmf(key) => {
-                let Some(call) = self.call().cloned() else {
+                let Some(call) = self.phase.call().cloned() else {
                     return;
                 };
                 let dropped = if !self.keys.allow() {
@@ -305,7 +266,7 @@ impl TwilioSession {
             }
             Inbound::Stop => {
                 tracing::debug!(reference = %self.reference, "Twilio stream stopped by the peer");
-                self.leave(EndCause::Normal, false, String::new());
+                self.phase.gone(EndCause::Normal, false, String::new());
                 self.close(ws::CloseCode::Normal, String::new(), ctx);
             }
             Inbound::Clear => self.skipped("clear"),
@@ -349,7 +310,7 @@ impl TwilioSession {
                 self.dropped_audio
             );
             tracing::warn!(reference = %self.reference, %detail, "hanging up a stalled peer");
-            self.leave(EndCause::Failed, true, detail);
+            self.phase.gone(EndCause::Failed, true, detail);
             self.phase = Phase::Closed;
             ctx.stop();
         }
@@ -388,7 +349,7 @@ impl Actor for TwilioSession {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.leave(EndCause::Normal, false, String::new());
+        self.phase.stopped(&self.outbound);
     }
 }
 
@@ -413,14 +374,14 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for TwilioSession {
             Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) | Ok(ws::Message::Continuation(_)) => {}
             Ok(ws::Message::Close(reason)) => {
                 tracing::debug!(reference = %self.reference, ?reason, "Twilio peer closed");
-                self.leave(EndCause::Normal, false, String::new());
+                self.phase.gone(EndCause::Normal, false, String::new());
                 self.phase = Phase::Closed;
                 ctx.close(reason);
                 ctx.stop();
             }
             Err(e) if transport::connection_lost(&e) => {
                 tracing::debug!(reference = %self.reference, error = %e, "Twilio connection lost");
-                self.leave(EndCause::Normal, false, String::new());
+                self.phase.gone(EndCause::Normal, false, String::new());
                 self.phase = Phase::Closed;
                 ctx.stop();
             }
@@ -432,7 +393,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for TwilioSession {
     }
 
     fn finished(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        self.leave(EndCause::Normal, false, String::new());
+        self.phase.gone(EndCause::Normal, false, String::new());
         ctx.stop();
     }
 }
@@ -462,7 +423,7 @@ impl Handler<LegCommand> for TwilioSession {
             }
             LegCommand::End { reason, detail } => {
                 tracing::debug!(reference = %self.reference, ?reason, %detail, "closing the Twilio stream");
-                self.leave(EndCause::Normal, true, String::new());
+                self.phase.gone(EndCause::Normal, true, String::new());
                 self.close(ws::CloseCode::Normal, String::new(), ctx);
             }
         }
