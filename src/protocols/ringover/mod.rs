@@ -19,7 +19,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::api::views::{ErrorBody, ErrorView};
+use crate::http_error::{ErrorBody, ErrorView};
 use crate::config::Config;
 use crate::media::samples_for_ms;
 use crate::protocols::access::AccessRule;
