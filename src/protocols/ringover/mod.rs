@@ -19,8 +19,8 @@ use std::time::Duration;
 use actix::prelude::*;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::http_error::{ErrorBody, ErrorView};
 use crate::config::Config;
+use crate::http_error::{ErrorBody, ErrorView};
 use crate::media::samples_for_ms;
 use crate::protocols::access::AccessRule;
 use crate::protocols::upgrade::{access, admission, refusal_response};
