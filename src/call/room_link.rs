@@ -15,6 +15,9 @@ use super::messages::{BotCommand, BotEvent, EnterRoom, LeftRoom, RoomAudio, Room
 use super::CallActor;
 use crate::media::{samples_for_ms, StreamResampler};
 
+/// Caller audio quieter than this (RMS of s16 samples, about -60 dBFS) is not sent to the room.
+const SILENT_INPUT_RMS: f64 = 30.0;
+
 /// The longest utterance of room audio sent to a whole-utterance caller (SmartIVR,
 /// Ringover's `streamAudio`): what such a caller hears of a room lags by up to this much.
 const ROOM_UTTERANCE_MS: u32 = 1000;
@@ -61,7 +64,9 @@ impl CallActor {
             }
             None => samples,
         };
-        if samples.is_empty() {
+        // Silence is not sent: the mixer hears a participant that sends nothing as silent
+        // (its jitter buffer fills again when it speaks), so a quiet caller costs no messages.
+        if samples.is_empty() || crate::media::pcm::rms(&samples) < SILENT_INPUT_RMS {
             return;
         }
         if link

@@ -61,6 +61,11 @@ impl Mixer {
         }
     }
 
+    /// Whether `frame` is this mixer's shared silent frame (nobody else spoke).
+    pub fn is_silence(&self, frame: &Arc<[i16]>) -> bool {
+        Arc::ptr_eq(frame, &self.silence)
+    }
+
     pub fn frame_samples(&self) -> usize {
         self.frame
     }

@@ -368,6 +368,11 @@ impl Room {
             let Some(member) = self.members.get(&call) else {
                 continue;
             };
+            // Silence is not sent to callers (their side plays nothing meanwhile): a quiet room
+            // costs no messages. Bots get every frame: their call watches for caller audio.
+            if !member.bot && self.mixer.is_silence(&frame) {
+                continue;
+            }
             let sent = if member.bot {
                 member
                     .addr
