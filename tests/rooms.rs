@@ -478,7 +478,7 @@ async fn conference_join_puts_the_caller_in_a_named_room_and_the_flow_goes_on_wh
 async fn rooms_are_isolated_by_workspace_and_bad_requests_are_clear() {
     let config = CONFIG.replace(
         "live_call_tokens = [\"t\"]",
-        "live_call_tokens = [\"t\"]\napi_keys = [{ key = \"k1\", workspace = \"ws-1\" }, { key = \"k2\", workspace = \"ws-2\" }]",
+        "live_call_tokens = [\"t\"]\napi_keys = [{ key = \"k0\" }, { key = \"k1\", workspace = \"ws-1\" }, { key = \"k2\", workspace = \"ws-2\" }]",
     );
     let mut app1 = spawn_app(&config);
     let events = |key: &'static str| app1.http.get(app1.url("/events")).bearer_auth(key).send();
@@ -532,6 +532,20 @@ async fn rooms_are_isolated_by_workspace_and_bad_requests_are_clear() {
         )
         .await;
     assert_eq!(status, 409, "{v}");
+
+    // A key that sees every workspace still cannot put a call in another workspace's room.
+    app1.key = Some("k0".into());
+    let (_caller, call_id) = ws_caller(&app1, "iso-1", "lobby").await;
+    let elsewhere = create_room(&app1, json!({ "name": "b-room", "workspace": "ws-2" })).await;
+    let (status, v) = join(&app1, &elsewhere, json!({ "call_id": call_id })).await;
+    assert_eq!(status, 409, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("workspace"),
+        "{v}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

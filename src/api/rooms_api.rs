@@ -370,12 +370,22 @@ async fn join_room(
             .await
             .map_err(|_| ApiError::Unavailable)?
             .ok_or_else(|| ApiError::Conflict(format!("call {call} has ended")))?;
-        room.send(Join {
-            call,
-            addr,
-            user: record.source.target.clone(),
-        })
-        .await
+        let joined = room
+            .send(Join {
+                call,
+                addr,
+                user: record.source.target.clone(),
+                workspace: record.workspace.clone(),
+            })
+            .await;
+        // Both are visible to this key, so say why rather than "not found".
+        if let Ok(Err(RoomError::NotFound(_))) = joined {
+            return Err(ApiError::Conflict(format!(
+                "call {call} is in workspace `{}`, not the room's",
+                record.workspace
+            )));
+        }
+        joined
     };
     let participant = joined.map_err(|_| RoomError::Closed(id))??;
     Ok(HttpResponse::Ok().json(RoomParticipantView::from(&participant)))

@@ -220,6 +220,7 @@ impl Handler<RoomForCall> for Registry {
                     call: msg.call,
                     addr: msg.addr,
                     user: msg.user,
+                    workspace: msg.workspace,
                 })
                 .await
             {
@@ -263,6 +264,7 @@ impl Handler<OpenBridge> for Registry {
                     call: msg.master,
                     addr: msg.addr,
                     user: msg.user,
+                    workspace: msg.workspace,
                 })
                 .await;
             if let Err(e) = flatten(joined) {

@@ -149,6 +149,9 @@ pub struct Join {
     pub call: Uuid,
     pub addr: Addr<CallActor>,
     pub user: String,
+    /// The call's workspace: a room of a workspace takes only calls of that workspace (for
+    /// others it is not found); a room of no workspace takes any call.
+    pub workspace: String,
 }
 
 /// Add bot `bot` to the room, as a call of its own (chained to `master` when given).
@@ -425,6 +428,10 @@ impl Handler<Join> for Room {
     type Result = ResponseActFuture<Self, Result<Participant, RoomError>>;
 
     fn handle(&mut self, msg: Join, ctx: &mut Context<Self>) -> Self::Result {
+        let room_ws = &self.record.workspace;
+        if !room_ws.is_empty() && msg.workspace != *room_ws {
+            return Box::pin(fut::ready(Err(RoomError::NotFound(self.record.id))));
+        }
         if let Ok(p) = self.participant(msg.call) {
             return Box::pin(fut::ready(Ok(p.clone())));
         }
