@@ -48,3 +48,49 @@ pub(crate) fn refused(status: &tonic::Status) -> String {
         status.code()
     )
 }
+
+/// A gRPC bot client actor, as `connect_and_open` reaches it.
+pub(crate) trait GrpcBot: actix::Actor<Context = actix::Context<Self>> {
+    /// Fails the call with `detail` (once) and stops.
+    fn fail(&mut self, detail: String, ctx: &mut actix::Context<Self>);
+    /// The connection to the bot is up: the call is answered.
+    fn answered(&mut self);
+}
+
+/// Connects to the bot at `url` (see `connect`); once the connection is up the call is
+/// answered and `open` opens the call's stream beside it, whose responses become the actor's
+/// stream. Audio queued meanwhile is written as soon as the request goes out. Any failure
+/// fails the call. Nothing else reaches the actor until the connection is up or has failed.
+pub(crate) fn connect_and_open<A, S, F, Fut>(
+    kind: &'static str,
+    url: String,
+    bot_timeout: Duration,
+    connect_timeout: Duration,
+    open: F,
+    ctx: &mut actix::Context<A>,
+) where
+    A: GrpcBot + actix::StreamHandler<Result<S, tonic::Status>>,
+    S: 'static,
+    F: FnOnce(tonic::transport::Channel) -> Fut + 'static,
+    Fut: std::future::Future<Output = Result<tonic::Response<tonic::Streaming<S>>, tonic::Status>>
+        + 'static,
+{
+    use actix::prelude::*;
+    let connecting = async move { connect(kind, &url, bot_timeout, connect_timeout).await };
+    ctx.wait(
+        actix::fut::wrap_future::<_, A>(connecting).map(|result, act, ctx| match result {
+            Ok(channel) => {
+                act.answered();
+                ctx.spawn(actix::fut::wrap_future::<_, A>(open(channel)).map(
+                    |opened, act, ctx| match opened {
+                        Ok(response) => {
+                            ctx.add_stream(response.into_inner());
+                        }
+                        Err(status) => act.fail(refused(&status), ctx),
+                    },
+                ));
+            }
+            Err(detail) => act.fail(detail, ctx),
+        }),
+    );
+}

@@ -17,7 +17,7 @@ use crate::pb::live_call::{
     client_request, server_response, signal_message, ClientRequest, DisconnectMessage, InitialInfo,
     ServerResponse,
 };
-use crate::protocols::grpc_client;
+use crate::protocols::grpc_client::{self, GrpcBot as _};
 use crate::protocols::live_call_grpc::convert;
 
 /// Rate assumed for `audio_output` chunks that leave `sample_rate` unset.
@@ -57,17 +57,6 @@ impl LiveCallBot {
         }
     }
 
-    fn fail(&mut self, detail: String, ctx: &mut Context<Self>) {
-        if self.done {
-            return;
-        }
-        self.done = true;
-        tracing::warn!(call = %self.call_label, %detail, "live_call bot failed");
-        self.call.do_send(BotCommand::Failed { detail });
-        self.tx = None;
-        ctx.stop();
-    }
-
     fn connect(&mut self, record: &CallRecord, ctx: &mut Context<Self>) {
         let info = InitialInfo {
             workspace_id: record.workspace.clone(),
@@ -90,42 +79,18 @@ impl LiveCallBot {
             data: Some(client_request::Data::InitialInfo(info)),
         });
         self.tx = Some(tx);
-        let target = self.target.clone();
-        let connecting = async move {
-            grpc_client::connect(
-                "live_call",
-                &target.url,
-                target.bot_timeout,
-                target.connect_timeout,
-            )
-            .await
-        };
-        // The call is answered once the connection is up; the stream opens beside it, and
-        // audio queued meanwhile is written as soon as the request goes out.
-        ctx.wait(
-            connecting
-                .into_actor(self)
-                .map(|result, act, ctx| match result {
-                    Ok(channel) => {
-                        act.call.do_send(BotCommand::Answer);
-                        let opening = async move {
-                            LiveCallClient::new(channel)
-                                .stream_call(ReceiverStream::new(rx))
-                                .await
-                        };
-                        ctx.spawn(
-                            opening
-                                .into_actor(act)
-                                .map(|opened, act, ctx| match opened {
-                                    Ok(response) => {
-                                        ctx.add_stream(response.into_inner());
-                                    }
-                                    Err(status) => act.fail(grpc_client::refused(&status), ctx),
-                                }),
-                        );
-                    }
-                    Err(detail) => act.fail(detail, ctx),
-                }),
+        let target = &self.target;
+        grpc_client::connect_and_open(
+            "live_call",
+            target.url.clone(),
+            target.bot_timeout,
+            target.connect_timeout,
+            move |channel| async move {
+                LiveCallClient::new(channel)
+                    .stream_call(ReceiverStream::new(rx))
+                    .await
+            },
+            ctx,
         );
     }
 
@@ -180,6 +145,23 @@ impl Actor for LiveCallBot {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(crate::call::MAILBOX_CAPACITY);
+    }
+}
+
+impl grpc_client::GrpcBot for LiveCallBot {
+    fn fail(&mut self, detail: String, ctx: &mut Context<Self>) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        tracing::warn!(call = %self.call_label, %detail, "live_call bot failed");
+        self.call.do_send(BotCommand::Failed { detail });
+        self.tx = None;
+        ctx.stop();
+    }
+
+    fn answered(&mut self) {
+        self.call.do_send(BotCommand::Answer);
     }
 }
 

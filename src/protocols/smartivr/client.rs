@@ -16,7 +16,7 @@ use crate::call::state::{Address, CallRecord, HangupReason};
 use crate::media::{pcm, samples_for_ms, wav, TELEPHONE_RATE};
 use crate::pb::smartivr::smart_ivr_phonegateway_client::SmartIvrPhonegatewayClient;
 use crate::pb::smartivr::{Config, SmartIvrRequest, SmartIvrResponse, SmartIvrResponseType};
-use crate::protocols::grpc_client;
+use crate::protocols::grpc_client::{self, GrpcBot as _};
 use crate::protocols::smartivr::convert::STATUS_OK;
 
 /// Milliseconds of caller audio per message, as real gateways send.
@@ -85,17 +85,6 @@ impl SmartIvrBot {
         }
     }
 
-    fn fail(&mut self, detail: String, ctx: &mut Context<Self>) {
-        if self.done {
-            return;
-        }
-        self.done = true;
-        tracing::warn!(call = %self.call_label, %detail, "SmartIVR bot failed");
-        self.call.do_send(BotCommand::Failed { detail });
-        self.tx = None;
-        ctx.stop();
-    }
-
     fn request(&self) -> SmartIvrRequest {
         SmartIvrRequest {
             config: self.config.clone(),
@@ -115,42 +104,18 @@ impl SmartIvrBot {
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
         let _ = tx.try_send(self.request());
         self.tx = Some(tx);
-        let target = self.target.clone();
-        let connecting = async move {
-            grpc_client::connect(
-                "smartivr",
-                &target.url,
-                target.bot_timeout,
-                target.connect_timeout,
-            )
-            .await
-        };
-        // The call is answered once the connection is up; the stream opens beside it, and
-        // audio queued meanwhile is written as soon as the request goes out.
-        ctx.wait(
-            connecting
-                .into_actor(self)
-                .map(|result, act, ctx| match result {
-                    Ok(channel) => {
-                        act.call.do_send(BotCommand::Answer);
-                        let opening = async move {
-                            SmartIvrPhonegatewayClient::new(channel)
-                                .call_to_bot(ReceiverStream::new(rx))
-                                .await
-                        };
-                        ctx.spawn(
-                            opening
-                                .into_actor(act)
-                                .map(|opened, act, ctx| match opened {
-                                    Ok(response) => {
-                                        ctx.add_stream(response.into_inner());
-                                    }
-                                    Err(status) => act.fail(grpc_client::refused(&status), ctx),
-                                }),
-                        );
-                    }
-                    Err(detail) => act.fail(detail, ctx),
-                }),
+        let target = &self.target;
+        grpc_client::connect_and_open(
+            "smartivr",
+            target.url.clone(),
+            target.bot_timeout,
+            target.connect_timeout,
+            move |channel| async move {
+                SmartIvrPhonegatewayClient::new(channel)
+                    .call_to_bot(ReceiverStream::new(rx))
+                    .await
+            },
+            ctx,
         );
     }
 
@@ -228,6 +193,23 @@ impl Actor for SmartIvrBot {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(crate::call::MAILBOX_CAPACITY);
+    }
+}
+
+impl grpc_client::GrpcBot for SmartIvrBot {
+    fn fail(&mut self, detail: String, ctx: &mut Context<Self>) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        tracing::warn!(call = %self.call_label, %detail, "SmartIVR bot failed");
+        self.call.do_send(BotCommand::Failed { detail });
+        self.tx = None;
+        ctx.stop();
+    }
+
+    fn answered(&mut self) {
+        self.call.do_send(BotCommand::Answer);
     }
 }
 
