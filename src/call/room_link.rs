@@ -21,6 +21,7 @@ const SILENT_INPUT_RMS: f64 = 30.0;
 /// The longest utterance of room audio sent to a whole-utterance caller (SmartIVR,
 /// Ringover's `streamAudio`): what such a caller hears of a room lags by up to this much.
 const ROOM_UTTERANCE_MS: u32 = 1000;
+use crate::registry::Registry;
 use crate::room::directory::{OpenBridge, RoomForCall};
 
 /// The room a call is in.
@@ -80,46 +81,51 @@ impl CallActor {
 
     /// The flow asked to put the caller in a room: find or create it, then join.
     pub(super) fn join_room(&mut self, room: String, ctx: &mut Context<Self>) {
-        if self.room.is_some() {
-            return self.room_left(Some("the caller is already in a room".into()));
-        }
-        let ask = self.registry.send(RoomForCall {
+        let ask = RoomForCall {
             room,
             workspace: self.record.workspace.clone(),
             call: self.record.id,
             addr: ctx.address(),
             user: self.record.source.target.clone(),
-        });
-        ctx.spawn(ask.into_actor(self).map(|reply, act, _ctx| {
-            let error = match reply {
-                Ok(Ok(())) => return,
-                Ok(Err(e)) => e,
-                Err(_) => "the switch is shutting down".to_owned(),
-            };
-            act.room_left(Some(error));
-        }));
+        };
+        self.ask_for_room(ask, ctx);
     }
 
     /// The flow `connect`s the caller to a bot: a chained call in a two-party room.
     pub(super) fn bridge(&mut self, bot: String, ctx: &mut Context<Self>) {
-        if self.room.is_some() {
-            return self.room_left(Some("the caller is already in a room".into()));
-        }
-        let ask = self.registry.send(OpenBridge {
+        let ask = OpenBridge {
             master: self.record.id,
             addr: ctx.address(),
             workspace: self.record.workspace.clone(),
             user: self.record.source.target.clone(),
             bot,
-        });
-        ctx.spawn(ask.into_actor(self).map(|reply, act, _ctx| {
-            let error = match reply {
-                Ok(Ok(())) => return,
-                Ok(Err(e)) => e,
-                Err(_) => "the switch is shutting down".to_owned(),
-            };
-            act.room_left(Some(error));
-        }));
+        };
+        self.ask_for_room(ask, ctx);
+    }
+
+    /// Asks the registry to put the caller in a room; a refusal goes to the bot as
+    /// `RoomLeft { error }` (success is the room's `EnterRoom`).
+    fn ask_for_room<M>(&mut self, ask: M, ctx: &mut Context<Self>)
+    where
+        M: Message<Result = Result<(), String>> + Send + 'static,
+        Registry: Handler<M>,
+    {
+        if self.room.is_some() {
+            return self.room_left(Some("the caller is already in a room".into()));
+        }
+        ctx.spawn(
+            self.registry
+                .send(ask)
+                .into_actor(self)
+                .map(|reply, act, _ctx| {
+                    let error = match reply {
+                        Ok(Ok(())) => return,
+                        Ok(Err(e)) => e,
+                        Err(_) => "the switch is shutting down".to_owned(),
+                    };
+                    act.room_left(Some(error));
+                }),
+        );
     }
 
     fn room_left(&mut self, error: Option<String>) {
