@@ -150,14 +150,11 @@ impl Actor for LiveCallBot {
 
 impl grpc_client::GrpcBot for LiveCallBot {
     fn fail(&mut self, detail: String, ctx: &mut Context<Self>) {
-        if self.done {
-            return;
+        let (call, label) = (&self.call, &self.call_label);
+        if crate::protocols::fail_call_once(&mut self.done, call, "live_call", label, detail) {
+            self.tx = None;
+            ctx.stop();
         }
-        self.done = true;
-        tracing::warn!(call = %self.call_label, %detail, "live_call bot failed");
-        self.call.do_send(BotCommand::Failed { detail });
-        self.tx = None;
-        ctx.stop();
     }
 
     fn answered(&mut self) {

@@ -198,14 +198,11 @@ impl Actor for SmartIvrBot {
 
 impl grpc_client::GrpcBot for SmartIvrBot {
     fn fail(&mut self, detail: String, ctx: &mut Context<Self>) {
-        if self.done {
-            return;
+        let (call, label) = (&self.call, &self.call_label);
+        if crate::protocols::fail_call_once(&mut self.done, call, "SmartIVR", label, detail) {
+            self.tx = None;
+            ctx.stop();
         }
-        self.done = true;
-        tracing::warn!(call = %self.call_label, %detail, "SmartIVR bot failed");
-        self.call.do_send(BotCommand::Failed { detail });
-        self.tx = None;
-        ctx.stop();
     }
 
     fn answered(&mut self) {

@@ -116,14 +116,11 @@ impl TwilioStreamBot {
     }
 
     fn fail(&mut self, detail: String, ctx: &mut Context<Self>) {
-        if self.done {
-            return;
+        let (call, label) = (&self.call, &self.call_label);
+        if crate::protocols::fail_call_once(&mut self.done, call, "twilio_stream", label, detail) {
+            self.tx = None;
+            ctx.stop();
         }
-        self.done = true;
-        tracing::warn!(call = %self.call_label, %detail, "twilio_stream bot failed");
-        self.call.do_send(BotCommand::Failed { detail });
-        self.tx = None;
-        ctx.stop();
     }
 
     /// Queues a message toward the bot; `false` when the queue is full.
