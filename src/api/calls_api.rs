@@ -521,11 +521,15 @@ async fn download(
 ) -> Result<HttpResponse, ApiError> {
     let (call, recording) = path.into_inner();
     let id = parse_id(&call)?;
-    let rec_id = Uuid::parse_str(&recording).map_err(|_| {
-        ApiError::BadRequest(format!("`{recording}` is not a recording id (a UUID)"))
-    })?;
+    let rec_id = parse_recording_id(&recording)?;
     find_record(&state, &caller, id).await?;
     recording_file(&state, id, rec_id).await
+}
+
+/// Parses a recording id from a path.
+pub(super) fn parse_recording_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw)
+        .map_err(|_| ApiError::BadRequest(format!("`{raw}` is not a recording id (a UUID)")))
 }
 
 /// The WAV file of recording `rec_id` of `owner` (a call or a room the caller may see).

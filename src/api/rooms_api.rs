@@ -656,9 +656,7 @@ async fn download(
 ) -> Result<HttpResponse, ApiError> {
     let (room, recording) = path.into_inner();
     let id = parse_room_id(&room)?;
-    let rec_id = Uuid::parse_str(&recording).map_err(|_| {
-        ApiError::BadRequest(format!("`{recording}` is not a recording id (a UUID)"))
-    })?;
+    let rec_id = super::calls_api::parse_recording_id(&recording)?;
     find_room(&state, &caller, id).await?;
     super::calls_api::recording_file(&state, id, rec_id).await
 }
