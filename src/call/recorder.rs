@@ -63,37 +63,24 @@ impl CallActor {
         }
         let id = recorder.id;
         let call_id = self.record.id;
-        let dir = std::path::PathBuf::from(&self.services.config.recordings.dir);
-        let journal = self.services.journal.clone();
-        let write = move || {
-            let path = dir.join(format!("{call_id}_{id}.wav"));
-            let written = std::fs::create_dir_all(&dir)
-                .and_then(|_| std::fs::write(&path, recorder.encode()));
-            let status = match &written {
-                Ok(()) => "done",
-                Err(e) => {
-                    tracing::error!(call = %call_id, recording = %id, path = %path.display(), error = %e, "recording not written");
-                    "failed"
-                }
-            };
-            journal.recording(RecordingRow {
-                id,
-                call_id,
-                format: recorder.options.format.clone(),
-                path: path.display().to_string(),
-                status: status.into(),
-                rate: recorder.rate as i64,
-                started: recorder.started_at,
-                ended: Some(Utc::now()),
-                duration_ms: recorder.duration_ms() as i64,
-            });
+        let row = RecordingRow {
+            id,
+            call_id,
+            format: recorder.options.format.clone(),
+            path: String::new(),
+            status: String::new(),
+            rate: recorder.rate as i64,
+            started: recorder.started_at,
+            ended: None,
+            duration_ms: recorder.duration_ms() as i64,
         };
-        // Writing a file may block: never on the call's arbiter.
-        if tokio::runtime::Handle::try_current().is_ok() {
-            drop(tokio::task::spawn_blocking(write));
-        } else {
-            write();
-        }
+        crate::recording::write_finished(
+            std::path::PathBuf::from(&self.services.config.recordings.dir),
+            format!("{call_id}_{id}.wav"),
+            self.services.journal.clone(),
+            row,
+            move || recorder.encode(),
+        );
         tracing::info!(call = %call_id, recording = %id, "recording stopped");
         Some(id)
     }

@@ -85,36 +85,24 @@ impl Room {
             self.publish("room_updated");
         }
         let (id, room, rate) = (recording.id, self.record.id, self.rate);
-        let dir = std::path::PathBuf::from(&self.services.config.recordings.dir);
-        let journal = self.services.journal.clone();
-        let write = move || {
-            let path = dir.join(format!("room_{room}_{id}.wav"));
-            let bytes = crate::media::wav::encode(&recording.samples, rate, 1);
-            let written = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, bytes));
-            let status = match &written {
-                Ok(()) => "done",
-                Err(e) => {
-                    tracing::error!(room = %room, recording = %id, path = %path.display(), error = %e, "room recording not written");
-                    "failed"
-                }
-            };
-            journal.recording(RecordingRow {
-                id,
-                call_id: room,
-                format: "wav".into(),
-                path: path.display().to_string(),
-                status: status.into(),
-                rate: rate as i64,
-                started: recording.started,
-                ended: Some(Utc::now()),
-                duration_ms: crate::media::duration_ms(recording.samples.len(), rate) as i64,
-            });
+        let row = RecordingRow {
+            id,
+            call_id: room,
+            format: "wav".into(),
+            path: String::new(),
+            status: String::new(),
+            rate: rate as i64,
+            started: recording.started,
+            ended: None,
+            duration_ms: crate::media::duration_ms(recording.samples.len(), rate) as i64,
         };
-        if tokio::runtime::Handle::try_current().is_ok() {
-            drop(tokio::task::spawn_blocking(write));
-        } else {
-            write();
-        }
+        crate::recording::write_finished(
+            std::path::PathBuf::from(&self.services.config.recordings.dir),
+            format!("room_{room}_{id}.wav"),
+            self.services.journal.clone(),
+            row,
+            move || crate::media::wav::encode(&recording.samples, rate, 1),
+        );
         tracing::info!(room = %room, recording = %id, "room recording stopped");
         Some(id)
     }
