@@ -181,6 +181,38 @@ impl Recorder {
     }
 }
 
+/// Writes a finished recording as `file_name` under `dir` and journals its row: `done` with
+/// its path, or `failed` when the file could not be written. `row` carries the rest (id,
+/// owner, format, rate, start, duration). `encode` makes the file's bytes; both run on tokio's
+/// blocking pool when there is a runtime, never on the caller's actor thread.
+pub fn write_finished(
+    dir: std::path::PathBuf,
+    file_name: String,
+    journal: crate::store::Journal,
+    mut row: crate::store::RecordingRow,
+    encode: impl FnOnce() -> Vec<u8> + Send + 'static,
+) {
+    let write = move || {
+        let path = dir.join(file_name);
+        let written = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, encode()));
+        row.status = match &written {
+            Ok(()) => "done".into(),
+            Err(e) => {
+                tracing::error!(owner = %row.call_id, recording = %row.id, path = %path.display(), error = %e, "recording not written");
+                "failed".into()
+            }
+        };
+        row.path = path.display().to_string();
+        row.ended = Some(Utc::now());
+        journal.recording(row);
+    };
+    if tokio::runtime::Handle::try_current().is_ok() {
+        drop(tokio::task::spawn_blocking(write));
+    } else {
+        write();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,37 +267,5 @@ mod tests {
         assert_eq!(r.key('1'), None);
         assert_eq!(r.caller(&[0; 4000]), None);
         assert_eq!(r.caller(&[0; 4000]), Some(AutoStop::Silence));
-    }
-}
-
-/// Writes a finished recording as `file_name` under `dir` and journals its row: `done` with
-/// its path, or `failed` when the file could not be written. `row` carries the rest (id,
-/// owner, format, rate, start, duration). `encode` makes the file's bytes; both run on tokio's
-/// blocking pool when there is a runtime, never on the caller's actor thread.
-pub fn write_finished(
-    dir: std::path::PathBuf,
-    file_name: String,
-    journal: crate::store::Journal,
-    mut row: crate::store::RecordingRow,
-    encode: impl FnOnce() -> Vec<u8> + Send + 'static,
-) {
-    let write = move || {
-        let path = dir.join(file_name);
-        let written = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, encode()));
-        row.status = match &written {
-            Ok(()) => "done".into(),
-            Err(e) => {
-                tracing::error!(owner = %row.call_id, recording = %row.id, path = %path.display(), error = %e, "recording not written");
-                "failed".into()
-            }
-        };
-        row.path = path.display().to_string();
-        row.ended = Some(Utc::now());
-        journal.recording(row);
-    };
-    if tokio::runtime::Handle::try_current().is_ok() {
-        drop(tokio::task::spawn_blocking(write));
-    } else {
-        write();
     }
 }

@@ -116,6 +116,25 @@ impl Default for KeyRate {
     }
 }
 
+/// A network bot client's failure, told to its call once: `done` is set, the failure logged
+/// with the bot's `kind`, and the call sent `BotCommand::Failed`. Answers whether this was the
+/// first failure (the client then drops its queue toward the bot and stops).
+pub(crate) fn fail_call_once(
+    done: &mut bool,
+    call: &actix::Recipient<crate::call::messages::BotCommand>,
+    kind: &str,
+    call_label: &str,
+    detail: String,
+) -> bool {
+    if *done {
+        return false;
+    }
+    *done = true;
+    tracing::warn!(call = %call_label, %detail, "{kind} bot failed");
+    call.do_send(crate::call::messages::BotCommand::Failed { detail });
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,23 +167,4 @@ mod tests {
             StreamBreak::Gone
         );
     }
-}
-
-/// A network bot client's failure, told to its call once: `done` is set, the failure logged
-/// with the bot's `kind`, and the call sent `BotCommand::Failed`. Answers whether this was the
-/// first failure (the client then drops its queue toward the bot and stops).
-pub(crate) fn fail_call_once(
-    done: &mut bool,
-    call: &actix::Recipient<crate::call::messages::BotCommand>,
-    kind: &str,
-    call_label: &str,
-    detail: String,
-) -> bool {
-    if *done {
-        return false;
-    }
-    *done = true;
-    tracing::warn!(call = %call_label, %detail, "{kind} bot failed");
-    call.do_send(crate::call::messages::BotCommand::Failed { detail });
-    true
 }
