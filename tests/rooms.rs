@@ -123,30 +123,27 @@ async fn join(app: &TestApp, room: &str, body: Value) -> (u16, Value) {
         .await
 }
 
-/// A WebSocket caller that sends its tone in real time and collects what it hears (8 kHz),
-/// until `stop` says so.
-async fn ws_talker(
-    mut c: WsCaller,
-    freq: f64,
+/// Sends `frame(i)` every 20 ms and collects the audio `heard` finds in each text frame, until
+/// `stop` says so (or the socket ends).
+async fn talk_and_listen(
+    mut ws: WsStream,
+    frame: impl Fn(usize) -> Message,
+    heard: impl Fn(&Value) -> Option<Vec<i16>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
-) -> (WsCaller, Vec<i16>) {
+) -> (WsStream, Vec<i16>) {
     let mut tick = tokio::time::interval(Duration::from_millis(20));
-    let mut heard = Vec::new();
+    let mut audio = Vec::new();
     let mut i = 0;
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                let frame = tone_frame_at(freq, 16000, i);
+                ws.send(frame(i)).await.expect("send");
                 i += 1;
-                c.ws.send(Message::Text(play_audio(&frame))).await.expect("send");
             }
-            msg = c.ws.next() => match msg {
+            msg = ws.next() => match msg {
                 Some(Ok(Message::Text(t))) => {
                     let v: Value = serde_json::from_str(&t).expect("JSON");
-                    if let Some(b) = v["audio_output"]["audio_content"].as_str() {
-                        let bytes = base64::engine::general_purpose::STANDARD.decode(b).expect("base64");
-                        heard.extend(switchboard::media::pcm::decode_s16le(&bytes).expect("pcm"));
-                    }
+                    audio.extend(heard(&v).unwrap_or_default());
                 }
                 Some(Ok(_)) => {}
                 _ => break,
@@ -154,39 +151,44 @@ async fn ws_talker(
             _ = stop.changed() => break,
         }
     }
-    (c, heard)
+    (ws, audio)
+}
+
+/// The samples of an `audio_output` frame, if it is one.
+fn audio_output(v: &Value) -> Option<Vec<i16>> {
+    let b = v["audio_output"]["audio_content"].as_str()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b)
+        .expect("base64");
+    Some(switchboard::media::pcm::decode_s16le(&bytes).expect("pcm"))
+}
+
+/// A WebSocket caller that sends its tone in real time (16 kHz `play_audio`) and collects what
+/// it hears (8 kHz), until `stop` says so.
+async fn ws_talker(
+    c: WsCaller,
+    freq: f64,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> (WsCaller, Vec<i16>) {
+    let frame = move |i| Message::Text(play_audio(&tone_frame_at(freq, 16000, i)));
+    let (ws, audio) = talk_and_listen(c.ws, frame, audio_output, stop).await;
+    (WsCaller { ws }, audio)
 }
 
 /// A Ringover media server sending its 8 kHz tone and collecting `streamAudio` utterances.
 async fn ringover_talker(
-    mut c: RingoverClient,
+    c: RingoverClient,
     freq: f64,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> (RingoverClient, Vec<i16>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(20));
-    let mut heard = Vec::new();
-    let mut i = 0;
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                let frame = tone_frame_at(freq, 8000, i);
-                i += 1;
-                c.ws.send(Message::Binary(switchboard::media::pcm::encode_s16le(&frame))).await.expect("send");
-            }
-            msg = c.ws.next() => match msg {
-                Some(Ok(Message::Text(t))) => {
-                    let v: Value = serde_json::from_str(&t).expect("JSON");
-                    if v["type"] == "streamAudio" {
-                        heard.extend(stream_audio_samples(&v));
-                    }
-                }
-                Some(Ok(_)) => {}
-                _ => break,
-            },
-            _ = stop.changed() => break,
-        }
-    }
-    (c, heard)
+    let frame = move |i| {
+        Message::Binary(switchboard::media::pcm::encode_s16le(&tone_frame_at(
+            freq, 8000, i,
+        )))
+    };
+    let heard = |v: &Value| (v["type"] == "streamAudio").then(|| stream_audio_samples(v));
+    let (ws, audio) = talk_and_listen(c.ws, frame, heard, stop).await;
+    (RingoverClient { ws }, audio)
 }
 
 async fn ws_caller(app: &TestApp, reference: &str, hotline: &str) -> (WsCaller, String) {
@@ -449,25 +451,10 @@ async fn conference_join_puts_the_caller_in_a_named_room_and_the_flow_goes_on_wh
         .await;
     assert_eq!(status, 200);
     // The flow goes on: "You left the room." is spoken to the caller.
-    let mut audio = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while switchboard::media::pcm::rms(&audio) < 300.0 || audio.len() < 4000 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no speech after leaving"
-        );
-        match c.next().await {
-            WsEvent::Json(v) => {
-                if let Some(b) = v["audio_output"]["audio_content"].as_str() {
-                    let bytes = base64::engine::general_purpose::STANDARD.decode(b).unwrap();
-                    audio.extend(switchboard::media::pcm::decode_s16le(&bytes).unwrap());
-                }
-            }
-            WsEvent::Close(code) => {
-                panic!("closed {code:?}: {}", app.call_by_reference("cj").await)
-            }
-        }
-    }
+    listen_until(&mut c, |a| {
+        switchboard::media::pcm::rms(a) >= 300.0 && a.len() >= 4000
+    })
+    .await;
     let call = app.call_by_reference("cj").await;
     assert_eq!(call["type"], "flow");
     let action = &call["action"];
@@ -615,12 +602,7 @@ async fn listen_until(c: &mut WsCaller, enough: impl Fn(&[i16]) -> bool) -> Vec<
     while !enough(&audio) {
         assert!(tokio::time::Instant::now() < deadline, "never heard enough");
         match c.next().await {
-            WsEvent::Json(v) => {
-                if let Some(b) = v["audio_output"]["audio_content"].as_str() {
-                    let bytes = base64::engine::general_purpose::STANDARD.decode(b).unwrap();
-                    audio.extend(switchboard::media::pcm::decode_s16le(&bytes).unwrap());
-                }
-            }
+            WsEvent::Json(v) => audio.extend(audio_output(&v).unwrap_or_default()),
             WsEvent::Close(code) => panic!("closed {code:?}"),
         }
     }
