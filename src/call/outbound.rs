@@ -5,6 +5,7 @@
 //! (frames to send, prompts done after a wait, when to pump again, whether to arm the
 //! utterance-gap timer). The call actor keeps the timers and sends the audio (`sending.rs`).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -195,17 +196,20 @@ impl Outbound {
     /// Streamed bot audio at `rate`: resampled to the leg's rate, then queued (paced) or
     /// gathered into the current utterance (whole). Silence is a gap, not part of an
     /// utterance: an echo of a quiet caller must not hold an utterance open for ever.
-    pub fn stream(
+    pub fn stream<'a>(
         &mut self,
-        samples: Vec<i16>,
+        samples: impl Into<Cow<'a, [i16]>>,
         rate: u32,
         now: Instant,
     ) -> Result<Streamed, ResampleError> {
+        let samples = samples.into();
         if self.from_bot.as_ref().is_none_or(|r| r.from_rate() != rate) {
             self.from_bot = Some(StreamResampler::new(rate, self.out_rate)?);
         }
+        // Owned audio at the leg's rate is queued as it is; borrowed audio (a room's shared
+        // frame) is copied only when it is not resampled anyway.
         let out = if rate == self.out_rate {
-            samples
+            samples.into_owned()
         } else {
             let mut out =
                 Vec::with_capacity(samples.len() * self.out_rate as usize / rate as usize + 16);

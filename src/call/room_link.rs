@@ -201,7 +201,7 @@ impl Handler<RoomAudio> for CallActor {
             return;
         }
         let rate = self.room.as_ref().map_or(msg.rate, |l| l.rate);
-        self.on_bot_stream(msg.samples.to_vec(), rate, ctx);
+        self.on_bot_stream(&msg.samples[..], rate, ctx);
         // A room may never fall silent: toward whole-utterance callers its mix is cut into
         // utterances of at most `ROOM_UTTERANCE_MS` (their latency in a room).
         let Some(format) = self.leg.as_ref().map(|l| l.format) else {

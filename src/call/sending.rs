@@ -112,7 +112,12 @@ impl CallActor {
 
     /// Streamed bot audio (or a room's mix) at `rate`: paced, or gathered into an utterance
     /// sent once the bot has been quiet for `utterance_gap_ms`.
-    pub(super) fn on_bot_stream(&mut self, samples: Vec<i16>, rate: u32, ctx: &mut Context<Self>) {
+    pub(super) fn on_bot_stream<'a>(
+        &mut self,
+        samples: impl Into<std::borrow::Cow<'a, [i16]>>,
+        rate: u32,
+        ctx: &mut Context<Self>,
+    ) {
         if self.leg.is_none() {
             return;
         }
