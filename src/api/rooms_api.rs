@@ -186,6 +186,16 @@ enum Found {
     Stored(RoomRecord),
 }
 
+impl Found {
+    /// The open room's address, or `closed()` for a room only the store knows.
+    fn live(self, closed: impl FnOnce() -> ApiError) -> Result<actix::Addr<Room>, ApiError> {
+        match self {
+            Found::Live(addr, _) => Ok(addr),
+            Found::Stored(_) => Err(closed()),
+        }
+    }
+}
+
 async fn find_room(state: &ApiState, caller: &Caller, id: Uuid) -> Result<Found, ApiError> {
     let not_found = || ApiError::NotFound(format!("room {id} not found"));
     let visible = |r: &RoomRecord| caller.workspace.as_deref().is_none_or(|w| w == r.workspace);
@@ -413,10 +423,9 @@ async fn leave_room(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_room_id(&path)?;
     let call = parse_id(&body.call_id)?;
-    let room = match find_room(&state, &caller, id).await? {
-        Found::Live(addr, _) => addr,
-        Found::Stored(_) => return Err(RoomError::NotIn { room: id, call }.into()),
-    };
+    let room = find_room(&state, &caller, id)
+        .await?
+        .live(|| RoomError::NotIn { room: id, call }.into())?;
     let left = room
         .send(Leave { call })
         .await
@@ -464,10 +473,9 @@ async fn set_muted(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_room_id(&path.0)?;
     let call = parse_id(&path.1)?;
-    let room = match find_room(state, caller, id).await? {
-        Found::Live(addr, _) => addr,
-        Found::Stored(_) => return Err(RoomError::NotIn { room: id, call }.into()),
-    };
+    let room = find_room(state, caller, id)
+        .await?
+        .live(|| RoomError::NotIn { room: id, call }.into())?;
     let p = room
         .send(Mute { call, muted })
         .await
@@ -527,10 +535,9 @@ async fn open_room(
     caller: &Caller,
     id: Uuid,
 ) -> Result<actix::Addr<Room>, ApiError> {
-    match find_room(state, caller, id).await? {
-        Found::Live(addr, _) => Ok(addr),
-        Found::Stored(_) => Err(ApiError::Conflict(format!("room {id} is not open"))),
-    }
+    find_room(state, caller, id)
+        .await?
+        .live(|| ApiError::Conflict(format!("room {id} is not open")))
 }
 
 /// Starts recording the room's mix (one mono WAV); the body is optional (`duration`).

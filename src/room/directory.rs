@@ -215,19 +215,15 @@ impl Handler<RoomForCall> for Registry {
         };
         Box::pin(async move {
             let room = found?;
-            match room
+            let joined = room
                 .send(Join {
                     call: msg.call,
                     addr: msg.addr,
                     user: msg.user,
                     workspace: msg.workspace,
                 })
-                .await
-            {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err("the room closed".into()),
-            }
+                .await;
+            flatten(joined).map(|_| ())
         })
     }
 }
