@@ -16,8 +16,10 @@ use thiserror::Error;
 use crate::bots::flow::actions::Action;
 use crate::media::STANDARD_RATES;
 
+pub mod asr;
 pub mod cidr;
 
+pub use asr::{AsrConfig, AsrEngineKind};
 pub use cidr::Cidr;
 
 /// The configuration the binary falls back to when no file is given or found.
@@ -59,6 +61,8 @@ pub struct Config {
     pub rooms: RoomsConfig,
     #[serde(default)]
     pub tts: TtsConfig,
+    #[serde(default)]
+    pub asr: AsrConfig,
     #[serde(default)]
     pub auth: AuthConfig,
     #[serde(default)]
@@ -871,6 +875,7 @@ impl Config {
         if self.server.max_calls == 0 {
             return invalid("server.max_calls must be at least 1".into());
         }
+        self.asr.validate().map_err(ConfigError::Invalid)?;
         // Certificates are read here too, so `check-config` and start-up name a bad file.
         for tls in [self.http.tls(), self.grpc.tls()] {
             if let Err(e) = tls.load() {

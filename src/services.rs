@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::bots::flow::FlowProgram;
 use crate::config::{BotConfig, Config};
+use crate::speech::asr::Asr;
 use crate::speech::tts::Tts;
 use crate::store::Journal;
 
@@ -12,6 +13,8 @@ use crate::store::Journal;
 pub struct Services {
     pub config: Arc<Config>,
     pub tts: Tts,
+    /// Speech recognition (loaded on first use).
+    pub asr: Asr,
     pub http: reqwest::Client,
     /// Flow bots compiled once at start-up, by bot name.
     pub flows: HashMap<String, Arc<FlowProgram>>,
@@ -37,12 +40,14 @@ impl Services {
                 _ => None,
             })
             .collect();
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .unwrap_or_default();
         Arc::new(Services {
             tts: Tts::new(&config.tts),
-            http: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(30))
-                .build()
-                .unwrap_or_default(),
+            asr: Asr::new(&config.asr, http.clone()),
+            http,
             flows,
             config,
             journal,

@@ -38,6 +38,12 @@ pub const STORE_FAILED: &str = "switchboard_store_write_failures_total";
 pub const STORE_DROPPED: &str = "switchboard_store_writes_dropped_total";
 /// Seconds the text-to-speech program took to render a prompt (cache misses only).
 pub const TTS_SECONDS: &str = "switchboard_tts_seconds";
+/// Seconds speech recognition took for one utterance, queueing included.
+pub const ASR_SECONDS: &str = "switchboard_asr_seconds";
+/// Seconds of caller speech recognised.
+pub const ASR_AUDIO_SECONDS: &str = "switchboard_asr_audio_seconds_total";
+/// Utterances speech recognition failed on (off, unavailable, busy, timeout, engine error).
+pub const ASR_FAILURES: &str = "switchboard_asr_failures_total";
 /// Network bots (`live_call`, `smartivr`) that could not be reached, by `kind`.
 pub const BOT_CONNECT_FAILURES: &str = "switchboard_bot_connect_failures_total";
 
@@ -56,6 +62,9 @@ pub const ALL: &[&str] = &[
     STORE_FAILED,
     STORE_DROPPED,
     TTS_SECONDS,
+    ASR_SECONDS,
+    ASR_AUDIO_SECONDS,
+    ASR_FAILURES,
     BOT_CONNECT_FAILURES,
 ];
 
@@ -79,6 +88,9 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                 .set_buckets_for_metric(Matcher::Full(CALL_SETUP_SECONDS.into()), SETUP_BUCKETS)
                 .and_then(|b| {
                     b.set_buckets_for_metric(Matcher::Full(TTS_SECONDS.into()), TTS_BUCKETS)
+                        .and_then(|b| {
+                            b.set_buckets_for_metric(Matcher::Full(ASR_SECONDS.into()), TTS_BUCKETS)
+                        })
                 });
             let handle = match builder.and_then(|b| b.install_recorder()) {
                 Ok(handle) => handle,
@@ -125,6 +137,13 @@ fn describe() {
         Unit::Seconds,
         "Time the text-to-speech program took to render a prompt."
     );
+    describe_histogram!(
+        ASR_SECONDS,
+        Unit::Seconds,
+        "Time speech recognition took for one utterance, queueing included."
+    );
+    describe_counter!(ASR_AUDIO_SECONDS, "Seconds of caller speech recognised.");
+    describe_counter!(ASR_FAILURES, "Utterances speech recognition failed on.");
     describe_counter!(
         BOT_CONNECT_FAILURES,
         "Network bots that could not be reached, by kind."
@@ -178,6 +197,16 @@ pub fn call_set_up(ingress: &str, setup: Duration) {
 /// The text-to-speech program rendered a prompt in `took`.
 pub fn tts_rendered(took: Duration) {
     histogram!(TTS_SECONDS).record(took.as_secs_f64());
+}
+
+/// Speech recognition handled `audio_seconds` of speech in `took`.
+pub fn asr_done(audio_seconds: f64, took: Duration, ok: bool) {
+    histogram!(ASR_SECONDS).record(took.as_secs_f64());
+    if ok {
+        counter!(ASR_AUDIO_SECONDS).increment(audio_seconds.round() as u64);
+    } else {
+        counter!(ASR_FAILURES).increment(1);
+    }
 }
 
 /// A network bot of `kind` (`live_call`, `smartivr`) could not be reached.

@@ -110,6 +110,12 @@ pub enum BotCommand {
     RecordingStart { options: RecordingOptions },
     /// Stop the recording in progress.
     RecordingStop,
+    /// What the caller said, as the bot's recogniser heard it: a `partial` hypothesis, or the
+    /// final text (which goes in the transcript as `text_asr`). Passed on to the caller's
+    /// side (`LegCommand::Heard`).
+    Heard { text: String, partial: bool },
+    /// Transcribe the caller's side continuously in `language` (`None`: stop).
+    Transcribe { language: Option<String> },
     /// Put the caller in the conference room `room` (a room id, or a name in the call's
     /// workspace, created on first use). The bot hears `BotEvent::RoomLeft` when the caller
     /// leaves it, or at once when it cannot join (`error`).
@@ -168,6 +174,14 @@ pub enum RecordError {
     BadOptions(String),
 }
 
+/// Start (`language: Some`) or stop continuous transcription of the caller's side from
+/// outside (the Calls API).
+#[derive(Message, Debug)]
+#[rtype(result = "Result<(), String>")]
+pub struct Transcribe {
+    pub language: Option<String>,
+}
+
 /// Ask a live call for its current record.
 #[derive(Message, Debug)]
 #[rtype(result = "CallRecord")]
@@ -198,6 +212,10 @@ pub enum LegCommand {
     Transfer { destination: Address },
     /// Send DTMF toward the caller's side.
     SendDigits { digits: String },
+    /// What the caller said, as recognised: a `partial` hypothesis while the recogniser works,
+    /// then the final text (SmartIVR RECOGNIZE and RESULT_ASR; other protocols have no
+    /// message for it).
+    Heard { text: String, partial: bool },
     /// The call is over: say so on the protocol and close.
     End {
         reason: HangupReason,

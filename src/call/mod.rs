@@ -18,6 +18,7 @@ mod recorder;
 mod room_link;
 mod sending;
 pub mod state;
+mod transcriber;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -84,6 +85,8 @@ pub struct CallActor {
     recorder_bot_rate: Option<crate::media::RateAdapter>,
     /// The conference room the caller is in (`room_link.rs`); its mix replaces the bot's audio.
     room: Option<room_link::RoomLink>,
+    /// Continuous transcription of the caller, while on (`transcriber.rs`).
+    transcriber: Option<transcriber::Transcriber>,
 }
 
 impl CallActor {
@@ -112,6 +115,7 @@ impl CallActor {
             recorder: None,
             recorder_bot_rate: None,
             room: None,
+            transcriber: None,
         }
     }
 
@@ -201,6 +205,7 @@ impl Handler<CallerEvent> for CallActor {
                 self.last_media = Instant::now();
                 self.listen_for_barge_in(&samples, ctx);
                 self.record_caller(&samples);
+                self.transcribe_caller(&samples, ctx);
                 if self.room.is_some() {
                     return self.audio_to_room(samples);
                 }
@@ -333,6 +338,19 @@ impl Handler<BotCommand> for CallActor {
             BotCommand::RecordingStop => {
                 self.stop_recording(true);
             }
+            BotCommand::Heard { text, partial } => {
+                if !partial {
+                    self.transcribe("text_asr", &text);
+                }
+                if let Some(leg) = &self.leg {
+                    leg.recipient.do_send(LegCommand::Heard { text, partial });
+                }
+            }
+            BotCommand::Transcribe { language } => {
+                if let Err(e) = self.set_transcription(language) {
+                    tracing::warn!(call = %self.record.id, error = %e, "transcribe refused");
+                }
+            }
             BotCommand::JoinRoom { room } => self.join_room(room, ctx),
             BotCommand::Bridge { bot } => {
                 self.answer();
@@ -365,6 +383,14 @@ impl Handler<Chain> for CallActor {
         self.record.tm_update = Utc::now();
         self.publish("call_updated");
         Ok(())
+    }
+}
+
+impl Handler<Transcribe> for CallActor {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, msg: Transcribe, _ctx: &mut Context<Self>) -> Self::Result {
+        self.set_transcription(msg.language)
     }
 }
 

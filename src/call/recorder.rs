@@ -2,7 +2,7 @@
 //! through the call, writes the WAV file when a recording stops, and journals transcript lines.
 
 use actix::prelude::*;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::messages::{Record, RecordError};
@@ -130,10 +130,19 @@ impl CallActor {
 
     /// A transcript line: `text_bot` (spoken by the bot) or `text_asr` (said by the caller).
     pub(super) fn transcribe(&self, kind: &'static str, text: &str) {
+        self.transcribe_at(kind, text, Utc::now());
+    }
+
+    /// A transcript line said at `at`; it goes to the store and to live event subscribers.
+    pub(super) fn transcribe_at(&self, kind: &'static str, text: &str, at: DateTime<Utc>) {
         if !text.trim().is_empty() {
-            self.services
-                .journal
-                .transcript(self.record.id, kind, text.to_owned(), Utc::now());
+            self.services.journal.transcript(
+                self.record.id,
+                &self.record.workspace,
+                kind,
+                text.to_owned(),
+                at,
+            );
         }
     }
 }

@@ -62,7 +62,8 @@ impl Handler<LegCommand> for RoomLeg {
             | LegCommand::StopAudio
             | LegCommand::Hold
             | LegCommand::Transfer { .. }
-            | LegCommand::SendDigits { .. } => {}
+            | LegCommand::SendDigits { .. }
+            | LegCommand::Heard { .. } => {}
         }
     }
 }

@@ -1,3 +1,4 @@
-//! Speech engines: text to speech now; recognition later.
+//! Speech engines: text to speech (`tts`) and speech recognition (`asr`).
 
+pub mod asr;
 pub mod tts;

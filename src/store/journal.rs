@@ -34,12 +34,24 @@ pub struct RoomEvent {
     pub record: Arc<RoomRecord>,
 }
 
+/// One transcript line of one call, as live subscribers see it (`event: transcript`).
+#[derive(Debug, Clone)]
+pub struct TranscriptEvent {
+    pub call_id: Uuid,
+    pub workspace: String,
+    /// `text_bot` or `text_asr`.
+    pub kind: &'static str,
+    pub text: String,
+    pub at: DateTime<Utc>,
+}
+
 /// A cheap handle to the store's writer and the live event feed.
 #[derive(Clone)]
 pub struct Journal {
     writes: Option<mpsc::Sender<Write>>,
     events: broadcast::Sender<CallEvent>,
     rooms: broadcast::Sender<RoomEvent>,
+    transcripts: broadcast::Sender<TranscriptEvent>,
     seq: Arc<AtomicU64>,
     pub health: Arc<Health>,
 }
@@ -51,6 +63,7 @@ impl Journal {
             writes: Some(writes),
             events: broadcast::channel(EVENT_BACKLOG).0,
             rooms: broadcast::channel(EVENT_BACKLOG).0,
+            transcripts: broadcast::channel(EVENT_BACKLOG).0,
             seq: Arc::new(AtomicU64::new(0)),
             health,
         }
@@ -62,6 +75,7 @@ impl Journal {
             writes: None,
             events: broadcast::channel(EVENT_BACKLOG).0,
             rooms: broadcast::channel(EVENT_BACKLOG).0,
+            transcripts: broadcast::channel(EVENT_BACKLOG).0,
             seq: Arc::new(AtomicU64::new(0)),
             health: Arc::new(Health::default()),
         }
@@ -101,13 +115,32 @@ impl Journal {
         self.queue(Write::Room(record));
     }
 
+    /// Live transcript lines from now on.
+    pub fn subscribe_transcripts(&self) -> broadcast::Receiver<TranscriptEvent> {
+        self.transcripts.subscribe()
+    }
+
     /// Live room events from now on.
     pub fn subscribe_rooms(&self) -> broadcast::Receiver<RoomEvent> {
         self.rooms.subscribe()
     }
 
-    /// A line of a call's transcript (`text_bot` or `text_asr`).
-    pub fn transcript(&self, call_id: Uuid, kind: &'static str, text: String, at: DateTime<Utc>) {
+    /// A line of a call's transcript (`text_bot` or `text_asr`) in `workspace`.
+    pub fn transcript(
+        &self,
+        call_id: Uuid,
+        workspace: &str,
+        kind: &'static str,
+        text: String,
+        at: DateTime<Utc>,
+    ) {
+        let _ = self.transcripts.send(TranscriptEvent {
+            call_id,
+            workspace: workspace.to_owned(),
+            kind,
+            text: text.clone(),
+            at,
+        });
         self.queue(Write::Transcript(TranscriptRow {
             call_id,
             seq: self.seq.fetch_add(1, Ordering::Relaxed) as i64,

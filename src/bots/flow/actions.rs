@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::call::state::{Address, HangupReason};
 use crate::media::is_dtmf;
 use crate::recording::RecordingOptions;
+use crate::speech::asr::{normalise, Grammar, MAX_GRAMMAR_BYTES};
 use crate::speech::tts::Gender;
 
 fn default_language() -> String {
@@ -29,6 +30,57 @@ fn default_method() -> String {
 }
 fn default_fetch_timeout() -> u64 {
     10_000
+}
+
+fn default_speech_variable() -> String {
+    "speech".into()
+}
+
+/// What a `speech_receive` (or a `digits_receive` that also takes speech) listens for: one of
+/// `phrases`, a JSGF `grammar`, or (neither) free dictation, which only the HTTP engine does
+/// well.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpeechOptions {
+    #[serde(default)]
+    pub phrases: Vec<String>,
+    #[serde(default)]
+    pub grammar: Option<String>,
+    /// Where the recognised text goes (`${speech}`); its confidence goes to
+    /// `${speech_confidence}` and a failure to `${speech_error}`.
+    #[serde(default = "default_speech_variable")]
+    pub variable: String,
+    #[serde(default = "default_language")]
+    pub language: String,
+}
+
+impl SpeechOptions {
+    /// The recogniser's grammar for these options.
+    pub fn grammar(&self) -> Grammar {
+        match &self.grammar {
+            Some(text) => Grammar::Jsgf(text.clone()),
+            None if self.phrases.is_empty() => Grammar::Dictation,
+            None => Grammar::Phrases(self.phrases.clone()),
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.grammar.is_some() && !self.phrases.is_empty() {
+            return Err("takes `phrases` or `grammar`, not both".into());
+        }
+        let size = self.grammar.as_ref().map_or(0, String::len)
+            + self.phrases.iter().map(String::len).sum::<usize>();
+        if size > MAX_GRAMMAR_BYTES {
+            return Err(format!("phrases/grammar exceed {MAX_GRAMMAR_BYTES} bytes"));
+        }
+        if let Some(empty) = self.phrases.iter().position(|p| normalise(p).is_empty()) {
+            return Err(format!("phrases[{empty}] has no words"));
+        }
+        if self.variable.trim().is_empty() {
+            return Err("variable is empty".into());
+        }
+        Ok(())
+    }
 }
 
 /// The HTTP methods `fetch` may use.
@@ -125,6 +177,40 @@ pub enum Action {
         length: usize,
         #[serde(default)]
         key: String,
+        /// Speech is taken too: whichever comes first, keys or a recognised utterance, ends
+        /// the action (`${digits}` is then empty, the text in the speech variable).
+        #[serde(default)]
+        speech: Option<SpeechOptions>,
+    },
+    /// Listen for one utterance and put what was recognised in `variable` (`${speech}`).
+    /// Silence for `duration` ms leaves it empty (the no-input path for `branch`). When the
+    /// prompt before it allowed barge-in, speech that cut the prompt is the utterance.
+    SpeechReceive {
+        #[serde(default)]
+        id: Option<String>,
+        #[serde(default = "default_digits_duration")]
+        duration: u64,
+        #[serde(default)]
+        phrases: Vec<String>,
+        #[serde(default)]
+        grammar: Option<String>,
+        #[serde(default = "default_speech_variable")]
+        variable: String,
+        #[serde(default = "default_language")]
+        language: String,
+    },
+    /// Transcribe the caller's side continuously from now on: `text_asr` lines in the call's
+    /// transcript (and on the event streams).
+    TranscribeStart {
+        #[serde(default)]
+        id: Option<String>,
+        #[serde(default = "default_language")]
+        language: String,
+    },
+    /// Stop transcribing the caller.
+    TranscribeStop {
+        #[serde(default)]
+        id: Option<String>,
     },
     /// Jump by the value of a variable.
     Branch {
@@ -211,6 +297,9 @@ impl Action {
             | Action::DigitsSend { id, .. }
             | Action::Fetch { id, .. }
             | Action::DigitsReceive { id, .. }
+            | Action::SpeechReceive { id, .. }
+            | Action::TranscribeStart { id, .. }
+            | Action::TranscribeStop { id }
             | Action::Branch { id, .. }
             | Action::Goto { id, .. }
             | Action::Connect { id, .. }
@@ -220,6 +309,26 @@ impl Action {
             | Action::RecordingStart { id, .. }
             | Action::RecordingStop { id }
             | Action::Hangup { id, .. } => id.as_deref(),
+        }
+    }
+
+    /// What a `speech_receive`, or a `digits_receive` that takes speech, listens for.
+    pub fn speech_options(&self) -> Option<SpeechOptions> {
+        match self {
+            Action::SpeechReceive {
+                phrases,
+                grammar,
+                variable,
+                language,
+                ..
+            } => Some(SpeechOptions {
+                phrases: phrases.clone(),
+                grammar: grammar.clone(),
+                variable: variable.clone(),
+                language: language.clone(),
+            }),
+            Action::DigitsReceive { speech, .. } => speech.clone(),
+            _ => None,
         }
     }
 
@@ -307,9 +416,17 @@ pub fn validate(actions: &[Action]) -> Result<(), String> {
             Action::Connect { destinations, .. } if destinations.is_empty() => {
                 return Err(format!("[{i}].destinations is empty"));
             }
-            Action::DigitsReceive { key, .. } => {
+            Action::DigitsReceive { key, speech, .. } => {
                 if let Some(bad) = key.chars().find(|c| !is_dtmf(*c)) {
                     return Err(format!("[{i}].key `{bad}` is not a DTMF key"));
+                }
+                if let Some(speech) = speech {
+                    speech.validate().map_err(|e| format!("[{i}].speech {e}"))?;
+                }
+            }
+            Action::SpeechReceive { .. } => {
+                if let Some(speech) = a.speech_options() {
+                    speech.validate().map_err(|e| format!("[{i}] {e}"))?;
                 }
             }
             Action::ConferenceJoin { conference_id, .. } if conference_id.trim().is_empty() => {

@@ -11,7 +11,7 @@ mod body;
 mod fetch;
 pub mod source;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,8 +20,10 @@ use actix::prelude::*;
 use crate::call::messages::{BotCommand, BotEvent, GetRecord, LegFormat};
 use crate::call::state::HangupReason;
 use crate::services::Services;
+use crate::speech::asr::endpoint::{Endpoint, Endpointer};
+use crate::speech::asr::{AsrError, Recognition, Request};
 use crate::speech::tts::voice_for;
-use actions::Action;
+use actions::{Action, SpeechOptions};
 
 /// Actions run back to back without waiting before the bot yields: a guard against a flow
 /// that jumps in a circle without ever waiting.
@@ -30,11 +32,19 @@ const MAX_IMMEDIATE_STEPS: usize = 1000;
 /// Keys kept for type-ahead; older keys beyond this are dropped.
 const MAX_TYPE_AHEAD: usize = 64;
 
+/// Caller audio kept while a flow may listen, for speech that barged in over a prompt.
+const RECENT_MS: u32 = 1000;
+
+/// Partial hypotheses waiting to be passed on; later ones are dropped while it is full.
+const PARTIALS: usize = 8;
+
 /// A flow compiled once at start-up: the actions and where each id points.
 #[derive(Debug)]
 pub struct FlowProgram {
     pub actions: Vec<Action>,
     index: HashMap<String, usize>,
+    /// Some action listens for speech.
+    listens: bool,
 }
 
 impl FlowProgram {
@@ -44,7 +54,12 @@ impl FlowProgram {
             .enumerate()
             .filter_map(|(i, a)| a.id().map(|id| (id.to_owned(), i)))
             .collect();
-        FlowProgram { actions, index }
+        let listens = actions.iter().any(|a| a.speech_options().is_some());
+        FlowProgram {
+            actions,
+            index,
+            listens,
+        }
     }
 
     fn target(&self, id: &str) -> Option<usize> {
@@ -69,6 +84,8 @@ enum Wait {
     Echo,
     /// A webhook is being asked for the rest of the flow.
     Fetch,
+    /// One utterance (`speech_receive`).
+    Speech,
     /// The caller is in a conference room.
     Room,
     /// Nothing more will run (hung up, transferred, failed or ended).
@@ -94,6 +111,20 @@ pub struct FlowBot {
     /// Which local files `play` may read: any for the configured flow, only those under
     /// `[media] files_dir` once a webhook's actions run.
     local_files: source::LocalFiles,
+    /// What the flow is listening for, while it listens for speech.
+    listening: Option<Listening>,
+    /// The last `RECENT_MS` of caller audio, kept while the flow has speech actions.
+    recent: VecDeque<i16>,
+    /// The last prompt was cut off by the caller: its speech is in `recent`.
+    barged_in: bool,
+}
+
+/// A speech action in progress.
+struct Listening {
+    endpointer: Endpointer,
+    options: SpeechOptions,
+    /// An utterance is with the recogniser; further audio is not listened to.
+    decoding: bool,
 }
 
 /// The variable name without `${…}` and the `voipbin.call.` prefix VoIPBIN flows use.
@@ -149,6 +180,9 @@ impl FlowBot {
             timer: None,
             record: None,
             local_files: source::LocalFiles::Any,
+            listening: None,
+            recent: VecDeque::new(),
+            barged_in: false,
         }
     }
 
@@ -166,6 +200,7 @@ impl FlowBot {
 
     fn advance(&mut self, ctx: &mut Context<Self>) {
         self.cancel_timer(ctx);
+        self.listening = None;
         self.pc += 1;
         self.run(ctx);
     }
@@ -276,6 +311,7 @@ impl FlowBot {
                     duration,
                     length,
                     key,
+                    speech,
                     ..
                 } => {
                     if let Some(digits) = self.take_digits(*length, key) {
@@ -298,7 +334,40 @@ impl FlowBot {
                             act.advance(ctx);
                         },
                     ));
+                    if let Some(speech) = speech {
+                        self.listen(speech.clone(), ctx);
+                    }
                     return;
+                }
+                Action::SpeechReceive { duration, .. } => {
+                    let Some(options) = action.speech_options() else {
+                        self.pc += 1;
+                        continue;
+                    };
+                    self.wait = Wait::Speech;
+                    self.timer =
+                        Some(ctx.run_later(Duration::from_millis(*duration), |act, ctx| {
+                            act.timer = None;
+                            // No speech began in time: the no-input path.
+                            if let Some(l) = &act.listening {
+                                let variable = l.options.variable.clone();
+                                act.variables.insert(variable, String::new());
+                                act.variables.remove("speech_confidence");
+                                act.advance(ctx);
+                            }
+                        }));
+                    self.listen(options, ctx);
+                    return;
+                }
+                Action::TranscribeStart { language, .. } => {
+                    self.call.do_send(BotCommand::Transcribe {
+                        language: Some(language.clone()),
+                    });
+                    self.pc += 1;
+                }
+                Action::TranscribeStop { .. } => {
+                    self.call.do_send(BotCommand::Transcribe { language: None });
+                    self.pc += 1;
                 }
                 Action::Branch {
                     variable,
@@ -416,6 +485,7 @@ impl FlowBot {
     }
 
     fn say(&mut self, text: Option<String>, audio: Arc<[i16]>, barge_in: bool) {
+        self.barged_in = false;
         let prompt = self.next_prompt;
         self.next_prompt += 1;
         self.wait = Wait::Prompt(prompt);
@@ -480,6 +550,134 @@ impl FlowBot {
                 act.say(None, audio.into(), barge_in);
             }
         }));
+    }
+}
+
+/// Speech: listening for one utterance and acting on what was recognised.
+impl FlowBot {
+    fn in_rate(&self) -> u32 {
+        self.leg
+            .map(|l| l.in_rate)
+            .unwrap_or(crate::media::TELEPHONE_RATE)
+    }
+
+    fn keep_recent(&mut self, samples: &[i16]) {
+        let cap = crate::media::samples_for_ms(self.in_rate(), RECENT_MS);
+        self.recent.extend(samples.iter().copied());
+        if self.recent.len() > cap {
+            let excess = self.recent.len() - cap;
+            self.recent.drain(..excess);
+        }
+    }
+
+    /// Starts listening (after the action's timer is set). Speech that cut off the prompt
+    /// before is heard from its start.
+    fn listen(&mut self, options: SpeechOptions, ctx: &mut Context<Self>) {
+        self.listening = Some(Listening {
+            endpointer: self.services.asr.endpointer(self.in_rate()),
+            options,
+            decoding: false,
+        });
+        if std::mem::take(&mut self.barged_in) {
+            let recent: Vec<i16> = self.recent.iter().copied().collect();
+            self.hear(&recent, ctx);
+        }
+    }
+
+    /// Caller audio while listening.
+    fn hear(&mut self, samples: &[i16], ctx: &mut Context<Self>) {
+        let Some(l) = self.listening.as_mut() else {
+            return;
+        };
+        if l.decoding {
+            return;
+        }
+        match l.endpointer.push(samples) {
+            Endpoint::Listening => {}
+            Endpoint::Started => {
+                // Speech began: wait for it to end rather than for the no-input timer.
+                self.cancel_timer(ctx);
+            }
+            Endpoint::Ended(utterance) => {
+                l.decoding = true;
+                let request = Request {
+                    audio: utterance,
+                    rate: l.endpointer.rate(),
+                    grammar: Arc::new(l.options.grammar()),
+                    language: l.options.language.clone(),
+                    partial: None,
+                };
+                self.cancel_timer(ctx);
+                self.recognize(request, ctx);
+            }
+        }
+    }
+
+    /// Recognises one utterance; partial hypotheses go to the call as they come.
+    fn recognize(&mut self, mut request: Request, ctx: &mut Context<Self>) {
+        let asr = self.services.asr.clone();
+        let call = self.call.clone();
+        let (partial, mut partials) = tokio::sync::mpsc::channel(PARTIALS);
+        request.partial = Some(partial);
+        let recognizing = async move {
+            let recognition = asr.recognize(request);
+            tokio::pin!(recognition);
+            loop {
+                tokio::select! {
+                    biased;
+                    result = &mut recognition => {
+                        while let Ok(text) = partials.try_recv() {
+                            call.do_send(BotCommand::Heard { text, partial: true });
+                        }
+                        return result;
+                    }
+                    Some(text) = partials.recv() => {
+                        call.do_send(BotCommand::Heard { text, partial: true });
+                    }
+                }
+            }
+        };
+        ctx.spawn(
+            recognizing
+                .into_actor(self)
+                .map(|result, act, ctx| act.recognized(result, ctx)),
+        );
+    }
+
+    fn recognized(&mut self, result: Result<Recognition, AsrError>, ctx: &mut Context<Self>) {
+        let Some(l) = self.listening.take() else {
+            return;
+        };
+        let variable = l.options.variable;
+        match result {
+            Ok(recognition) => {
+                tracing::info!(call = %self.call_id, text = %recognition.text, "speech recognised");
+                self.variables.remove("speech_error");
+                match recognition.confidence {
+                    Some(c) => self
+                        .variables
+                        .insert("speech_confidence".into(), format!("{c:.2}")),
+                    None => self.variables.remove("speech_confidence"),
+                };
+                self.call.do_send(BotCommand::Heard {
+                    text: recognition.text.clone(),
+                    partial: false,
+                });
+                self.variables.insert(variable, recognition.text);
+            }
+            Err(e) => {
+                tracing::warn!(call = %self.call_id, error = %e, "speech recognition failed; the flow goes on");
+                self.variables.insert("speech_error".into(), e.to_string());
+                self.variables.remove("speech_confidence");
+                self.variables.insert(variable, String::new());
+            }
+        }
+        if matches!(self.wait, Wait::Digits { .. }) {
+            self.store_digits(String::new());
+        }
+        if matches!(self.wait, Wait::Speech | Wait::Digits { .. }) {
+            self.advance(ctx);
+        }
     }
 }
 
@@ -561,6 +759,12 @@ impl Handler<BotEvent> for FlowBot {
                 }
             }
             BotEvent::Audio(samples) => {
+                if self.program.listens {
+                    self.keep_recent(&samples);
+                }
+                if self.listening.is_some() {
+                    self.hear(&samples, ctx);
+                }
                 if self.wait == Wait::Echo {
                     let rate = self
                         .leg
@@ -577,12 +781,21 @@ impl Handler<BotEvent> for FlowBot {
                 if let Wait::Digits { length, key } = self.wait.clone() {
                     if let Some(digits) = self.take_digits(length, &key) {
                         self.store_digits(digits);
+                        if let Some(l) = &self.listening {
+                            // Keys came first: speech is not waited for.
+                            let variable = l.options.variable.clone();
+                            self.variables.insert(variable, String::new());
+                        }
                         self.advance(ctx);
                     }
                 }
             }
-            BotEvent::PromptDone { prompt, .. } => {
+            BotEvent::PromptDone {
+                prompt,
+                interrupted,
+            } => {
                 if self.wait == Wait::Prompt(prompt) {
+                    self.barged_in = interrupted;
                     self.advance(ctx);
                 }
             }

@@ -210,7 +210,10 @@ impl Handler<LegCommand> for LiveCallGrpcSession {
                 );
                 self.responses.send(response, false, ctx)
             }
-            LegCommand::Hold | LegCommand::SendDigits { .. } | LegCommand::PlayUrl { .. } => {}
+            LegCommand::Hold
+            | LegCommand::SendDigits { .. }
+            | LegCommand::PlayUrl { .. }
+            | LegCommand::Heard { .. } => {}
             LegCommand::End { reason, detail } => {
                 let response = if reason == HangupReason::Failed {
                     convert::error(

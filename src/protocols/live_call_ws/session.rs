@@ -359,7 +359,10 @@ impl Handler<LegCommand> for LiveCallWsSession {
                     &[staff],
                 ));
             }
-            LegCommand::Hold | LegCommand::SendDigits { .. } | LegCommand::PlayUrl { .. } => {}
+            LegCommand::Hold
+            | LegCommand::SendDigits { .. }
+            | LegCommand::PlayUrl { .. }
+            | LegCommand::Heard { .. } => {}
             LegCommand::End { reason, detail } => {
                 if reason == HangupReason::Failed {
                     ctx.text(convert::error(

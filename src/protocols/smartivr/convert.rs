@@ -102,6 +102,21 @@ pub fn tts(text: Option<String>, audio: &[i16], packing: TtsAudio) -> SmartIvrRe
     }
 }
 
+/// RECOGNIZE (`partial`) or RESULT_ASR with what the caller said, in `text_asr`.
+pub fn heard(text: &str, partial: bool) -> SmartIvrResponse {
+    let kind = if partial {
+        SmartIvrResponseType::Recognize
+    } else {
+        SmartIvrResponseType::ResultAsr
+    };
+    SmartIvrResponse {
+        r#type: kind as i32,
+        text_asr: text.to_owned(),
+        status: ok_status(),
+        ..Default::default()
+    }
+}
+
 /// CALL_WAIT: the gateway plays hold music until the next response.
 pub fn wait() -> SmartIvrResponse {
     SmartIvrResponse {

@@ -190,6 +190,10 @@ impl Handler<LegCommand> for SmartIvrSession {
             LegCommand::PlayUrl { url } => {
                 tracing::debug!(call = %self.link.id(), reference = %self.conversation_id, %url, "SmartIVR cannot play URLs; ignored");
             }
+            LegCommand::Heard { text, partial } => {
+                self.responses
+                    .send(convert::heard(&text, partial), false, ctx)
+            }
             LegCommand::End { detail, .. } => {
                 self.responses.send(convert::end(&detail), true, ctx);
             }

@@ -411,7 +411,7 @@ impl Handler<LegCommand> for TwilioSession {
                 }
             }
             // The call plays hold music to this leg itself (`plays_hold_music: false`).
-            LegCommand::Hold => {}
+            LegCommand::Hold | LegCommand::Heard { .. } => {}
             LegCommand::PlayUrl { url } => {
                 tracing::debug!(reference = %self.reference, %url, "Twilio streams cannot play URLs");
             }

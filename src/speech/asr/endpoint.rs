@@ -1,0 +1,212 @@
+//! End-of-speech detection: cuts one utterance out of a caller's audio stream.
+//!
+//! The detector listens in 10 ms windows with the barge-in detector's level and onset
+//! (`media::vad`): speech starts after `ONSET_WINDOWS` loud windows in a row. From then on
+//! every window is kept until `end_silence_ms` of quiet windows in a row close the utterance,
+//! or it reaches `max_utterance_ms`. The audio just before the onset (`PRE_ROLL_MS`) is kept
+//! too, so the first, softer consonant of a word reaches the recogniser.
+
+use std::collections::VecDeque;
+
+use crate::media::pcm::rms;
+use crate::media::samples_for_ms;
+use crate::media::vad::{ONSET_WINDOWS, SPEECH_RMS, WINDOW_MS};
+
+/// Audio kept from before the onset.
+pub const PRE_ROLL_MS: u32 = 300;
+
+/// What one push of audio led to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// Nothing new.
+    Listening,
+    /// Speech has just started.
+    Started,
+    /// The utterance is complete: its audio (pre-roll included), at the detector's rate.
+    Ended(Vec<i16>),
+}
+
+/// An end-of-speech detector for one stream at one rate.
+#[derive(Debug, Clone)]
+pub struct Endpointer {
+    rate: u32,
+    window: usize,
+    pending: Vec<i16>,
+    /// Recent audio before speech started (at most `PRE_ROLL_MS`).
+    pre_roll: VecDeque<i16>,
+    pre_roll_cap: usize,
+    loud_run: u32,
+    quiet_run: u32,
+    end_windows: u32,
+    max_samples: usize,
+    /// The utterance so far, once speech started.
+    speech: Option<Vec<i16>>,
+}
+
+impl Endpointer {
+    /// A detector for audio at `rate` that ends an utterance after `end_silence_ms` of quiet
+    /// or at `max_utterance_ms`.
+    pub fn new(rate: u32, end_silence_ms: u32, max_utterance_ms: u32) -> Self {
+        let window = samples_for_ms(rate, WINDOW_MS).max(1);
+        let pre_roll_cap = samples_for_ms(rate, PRE_ROLL_MS);
+        Endpointer {
+            rate,
+            window,
+            pending: Vec::with_capacity(window),
+            pre_roll: VecDeque::with_capacity(pre_roll_cap + window),
+            pre_roll_cap,
+            loud_run: 0,
+            quiet_run: 0,
+            end_windows: (end_silence_ms / WINDOW_MS).max(1),
+            max_samples: samples_for_ms(rate, max_utterance_ms.max(WINDOW_MS)),
+            speech: None,
+        }
+    }
+
+    /// The rate this detector listens at.
+    pub fn rate(&self) -> u32 {
+        self.rate
+    }
+
+    /// Whether speech has started and the utterance is not over yet.
+    pub fn in_speech(&self) -> bool {
+        self.speech.is_some()
+    }
+
+    /// Forgets everything heard so far.
+    pub fn reset(&mut self) {
+        self.pending.clear();
+        self.pre_roll.clear();
+        self.loud_run = 0;
+        self.quiet_run = 0;
+        self.speech = None;
+    }
+
+    /// Feeds audio. An utterance that ends inside `samples` is returned at once; the rest of
+    /// `samples` after it is dropped (one utterance per detector run).
+    pub fn push(&mut self, samples: &[i16]) -> Endpoint {
+        let mut outcome = Endpoint::Listening;
+        let mut rest = samples;
+        while !rest.is_empty() {
+            let n = (self.window - self.pending.len()).min(rest.len());
+            self.pending.extend_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            if self.pending.len() < self.window {
+                break;
+            }
+            match self.window_done() {
+                Endpoint::Listening => {}
+                Endpoint::Started => outcome = Endpoint::Started,
+                ended @ Endpoint::Ended(_) => return ended,
+            }
+        }
+        outcome
+    }
+
+    /// One full window in `pending`: classify it and move it where it belongs.
+    fn window_done(&mut self) -> Endpoint {
+        let loud = rms(&self.pending) > SPEECH_RMS;
+        if loud {
+            self.loud_run += 1;
+            self.quiet_run = 0;
+        } else {
+            self.loud_run = 0;
+            self.quiet_run += 1;
+        }
+        if let Some(speech) = self.speech.as_mut() {
+            speech.extend_from_slice(&self.pending);
+            self.pending.clear();
+            if self.quiet_run >= self.end_windows || speech.len() >= self.max_samples {
+                let utterance = self.speech.take().unwrap_or_default();
+                self.reset();
+                return Endpoint::Ended(utterance);
+            }
+            return Endpoint::Listening;
+        }
+        self.pre_roll.extend(self.pending.drain(..));
+        if self.loud_run >= ONSET_WINDOWS {
+            self.speech = Some(self.pre_roll.drain(..).collect());
+            return Endpoint::Started;
+        }
+        // Keep the pre-roll plus the loud windows that may become the onset.
+        let keep = self.pre_roll_cap + self.window * ONSET_WINDOWS as usize;
+        if self.pre_roll.len() > keep {
+            let excess = self.pre_roll.len() - keep;
+            self.pre_roll.drain(..excess);
+        }
+        Endpoint::Listening
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tone(rate: u32, ms: u32) -> Vec<i16> {
+        (0..samples_for_ms(rate, ms))
+            .map(|i| {
+                let t = i as f64 / rate as f64;
+                (8000.0 * (2.0 * std::f64::consts::PI * 300.0 * t).sin()) as i16
+            })
+            .collect()
+    }
+
+    fn feed(e: &mut Endpointer, audio: &[i16], chunk: usize) -> Vec<Endpoint> {
+        audio
+            .chunks(chunk)
+            .map(|c| e.push(c))
+            .filter(|o| *o != Endpoint::Listening)
+            .collect()
+    }
+
+    #[test]
+    fn silence_is_never_an_utterance() {
+        let mut e = Endpointer::new(8000, 600, 10_000);
+        assert!(feed(&mut e, &vec![0; 8000 * 5], 160).is_empty());
+        assert!(!e.in_speech());
+    }
+
+    #[test]
+    fn speech_then_silence_is_one_utterance_with_its_pre_roll() {
+        let rate = 16_000;
+        let mut e = Endpointer::new(rate, 600, 10_000);
+        let mut audio = vec![0i16; samples_for_ms(rate, 1000)];
+        audio.extend(tone(rate, 800));
+        audio.extend(vec![0i16; samples_for_ms(rate, 1000)]);
+        let events = feed(&mut e, &audio, 320);
+        assert_eq!(events.len(), 2, "{:?}", events.len());
+        assert_eq!(events[0], Endpoint::Started);
+        let Endpoint::Ended(utterance) = &events[1] else {
+            panic!("no end")
+        };
+        // Pre-roll + 800 ms of speech + the 600 ms of closing silence.
+        let ms = utterance.len() as u32 * 1000 / rate;
+        assert!((1600..=1800).contains(&ms), "{ms} ms");
+        assert!(!e.in_speech());
+    }
+
+    #[test]
+    fn a_pause_shorter_than_the_end_silence_does_not_cut() {
+        let rate = 8000;
+        let mut e = Endpointer::new(rate, 600, 10_000);
+        let mut audio = tone(rate, 300);
+        audio.extend(vec![0i16; samples_for_ms(rate, 300)]);
+        audio.extend(tone(rate, 300));
+        audio.extend(vec![0i16; samples_for_ms(rate, 700)]);
+        let events = feed(&mut e, &audio, 160);
+        assert_eq!(events.len(), 2);
+        assert!(matches!(&events[1], Endpoint::Ended(u) if u.len() >= samples_for_ms(rate, 1200)));
+    }
+
+    #[test]
+    fn endless_speech_is_cut_at_the_maximum() {
+        let rate = 8000;
+        let mut e = Endpointer::new(rate, 600, 2000);
+        let events = feed(&mut e, &tone(rate, 5000), 800);
+        assert_eq!(events[0], Endpoint::Started);
+        let Endpoint::Ended(u) = &events[1] else {
+            panic!("not cut")
+        };
+        assert!(u.len() <= samples_for_ms(rate, 2400), "{}", u.len());
+    }
+}
