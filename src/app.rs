@@ -172,6 +172,7 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
     }
     let access = access_rules(&config)?;
     let services = Services::with_journal(config.clone(), store.journal.clone());
+    let asr = services.asr.clone();
     let registry = Registry::new(services, arbiters.iter().map(|a| a.handle()).collect()).start();
 
     // HTTP: REST now, WebSockets later, on one listener.
@@ -184,6 +185,7 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
         store: store.clone(),
         config: config.clone(),
         access: Arc::new(access.api),
+        asr,
     };
     let ws_state = LiveCallWsState {
         registry: registry.clone(),

@@ -19,7 +19,7 @@ use super::views::ErrorBody;
 use super::{
     find_record, hangup_visible, parse_id, parse_page_token, ApiError, ApiState, READ_SYNC_TIMEOUT,
 };
-use crate::call::messages::{Record, RecordError};
+use crate::call::messages::{Record, RecordError, Transcribe};
 use crate::call::state::{Address, CallRecord, Direction, EndCause, Status};
 use crate::limits::{
     self, LimitError, MAX_ADDRESS_BYTES, MAX_ID_BYTES, MAX_NAME_BYTES, MAX_WORD_BYTES,
@@ -564,19 +564,33 @@ pub(super) async fn recording_file(
         .body(bytes))
 }
 
-/// Confirms transcription for a live call (every call's transcript is kept).
+/// The body of `transcribe`: `{"action": "start"|"stop", "language": "en-US"}`; an empty
+/// body starts.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TranscribeBody {
+    #[serde(default)]
+    pub action: Option<String>,
+    #[serde(default)]
+    pub language: Option<String>,
+}
+
+/// Starts or stops transcribing the caller's side of a live call: each utterance becomes a
+/// `text_asr` line of the transcript and an `event: transcript` on the event streams.
 #[utoipa::path(
     post,
     path = "/api/v1/calls/{call_id}/transcribe",
     tag = "calls",
     params(("call_id" = String, Path, description = "The call id (a UUID)")),
+    request_body(content = Option<TranscribeBody>, content_type = "application/json"),
     responses(
-        (status = 200, description = "Confirmed", body = super::openapi::TranscribeAnswer),
+        (status = 200, description = "Started or stopped", body = super::openapi::TranscribeAnswer),
         (status = 400, description = "Bad input", body = super::views::ErrorView),
         (status = 401, description = "Missing or wrong API key", body = super::views::ErrorView),
         (status = 403, description = "Address not allowed", body = super::views::ErrorView),
         (status = 404, description = "Unknown call, or another workspace's", body = super::views::ErrorView),
-        (status = 409, description = "Wrong state for this", body = super::views::ErrorView)
+        (status = 409, description = "Wrong state for this", body = super::views::ErrorView),
+        (status = 503, description = "Speech recognition is off or not installed", body = super::views::ErrorView)
     ),
     security(("api_key" = []))
 )]
@@ -584,14 +598,61 @@ async fn transcribe(
     state: web::Data<ApiState>,
     caller: Caller,
     path: web::Path<String>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path)?;
+    let body: TranscribeBody = if body.iter().all(u8::is_ascii_whitespace) {
+        TranscribeBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("bad JSON body: {e}")))?
+    };
+    let start = match body.action.as_deref().unwrap_or("start") {
+        "start" => true,
+        "stop" => false,
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "action `{other}` is not `start` or `stop`"
+            )))
+        }
+    };
+    let language = match body.language {
+        Some(l)
+            if l.is_empty()
+                || l.len() > 16
+                || !l
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+        {
+            return Err(ApiError::BadRequest(format!(
+                "language `{l}` is not a language tag"
+            )))
+        }
+        Some(l) => l,
+        None => state.asr.config().language.clone(),
+    };
     let record = find_record(&state, &caller, id).await?;
-    if record.status == Status::Hangup {
-        return Err(ApiError::Conflict(format!("call {id} has ended")));
+    let call = state
+        .registry
+        .send(FindCall { id })
+        .await
+        .map_err(|_| ApiError::Unavailable)?
+        .filter(|_| !record.status.is_ending())
+        .ok_or_else(|| ApiError::Conflict(format!("call {id} has ended")))?;
+    if start {
+        state
+            .asr
+            .ready()
+            .await
+            .map_err(|e| ApiError::NotInstalled(e.to_string()))?;
     }
-    // Every call's transcript is kept; this confirms it for a live call.
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "call_id": id, "transcription": true })))
+    call.send(Transcribe {
+        language: start.then_some(language),
+    })
+    .await
+    .map_err(|_| ApiError::Conflict(format!("call {id} has ended")))?
+    .map_err(ApiError::Conflict)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "call_id": id, "transcription": start })))
 }
 
 /// The call's transcript: what the bot said and what was heard.

@@ -3,7 +3,8 @@
 //! VoIPBIN's (`call_created`, `call_ringing`, …, `call_updated`, `call_hangup`); the data is
 //! the call in the REST shape. `/events` also carries room events (`room_created`,
 //! `room_participant_joined`, `room_participant_left`, `room_updated`, `room_closed`) with the
-//! room in the Calls API shape.
+//! room in the Calls API shape. Both carry `event: transcript` lines as they are said
+//! (`{"call_id", "type": "text_bot"|"text_asr", "text", "at"}`).
 
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use super::views::CallView;
 use super::{find_record, parse_id, ApiError, ApiState};
 use crate::call::state::{CallRecord, Status};
 use crate::room::RoomRecord;
-use crate::store::journal::RoomEvent;
+use crate::store::journal::{RoomEvent, TranscriptEvent};
 use crate::store::CallEvent;
 
 /// A comment line is sent after this much quiet so proxies keep the stream open.
@@ -36,9 +37,21 @@ fn room_frame(event: &str, record: &RoomRecord) -> Bytes {
     Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
 }
 
+/// One transcript SSE frame.
+fn transcript_frame(ev: &TranscriptEvent) -> Bytes {
+    let data = serde_json::json!({
+        "call_id": ev.call_id,
+        "type": ev.kind,
+        "text": ev.text,
+        "at": ev.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    });
+    Bytes::from(format!("event: transcript\ndata: {data}\n\n"))
+}
+
 /// What one subscriber is following.
 struct Feed {
     rx: Receiver<CallEvent>,
+    transcripts: Receiver<TranscriptEvent>,
     /// Room events too (`/events` only).
     rooms: Option<Receiver<RoomEvent>>,
     caller: Caller,
@@ -51,6 +64,7 @@ struct Feed {
 enum Next {
     Call(Result<CallEvent, RecvError>),
     Room(Result<RoomEvent, RecvError>),
+    Transcript(Result<TranscriptEvent, RecvError>),
     Quiet,
 }
 
@@ -81,16 +95,30 @@ impl Feed {
             let next = tokio::select! {
                 call = self.rx.recv() => Next::Call(call),
                 room = next_room(&mut self.rooms) => Next::Room(room),
+                line = self.transcripts.recv() => Next::Transcript(line),
                 _ = tokio::time::sleep(KEEP_ALIVE) => Next::Quiet,
             };
             match next {
                 Next::Quiet => return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), self)),
                 Next::Call(Err(RecvError::Closed)) => return None,
                 Next::Call(Err(RecvError::Lagged(missed)))
-                | Next::Room(Err(RecvError::Lagged(missed))) => {
+                | Next::Room(Err(RecvError::Lagged(missed)))
+                | Next::Transcript(Err(RecvError::Lagged(missed))) => {
                     return Some((Ok(skipped(missed)), self))
                 }
                 Next::Room(Err(RecvError::Closed)) => self.rooms = None,
+                Next::Transcript(Err(RecvError::Closed)) => return None,
+                Next::Transcript(Ok(ev)) => {
+                    let visible = self
+                        .caller
+                        .workspace
+                        .as_deref()
+                        .is_none_or(|w| w == ev.workspace)
+                        && self.call.is_none_or(|c| c == ev.call_id);
+                    if visible {
+                        return Some((Ok(transcript_frame(&ev)), self));
+                    }
+                }
                 Next::Room(Ok(ev)) => {
                     let visible = self
                         .caller
@@ -140,6 +168,7 @@ fn sse(feed: Feed) -> HttpResponse {
 async fn all_events(state: web::Data<ApiState>, caller: Caller) -> HttpResponse {
     sse(Feed {
         rx: state.store.journal.subscribe(),
+        transcripts: state.store.journal.subscribe_transcripts(),
         rooms: Some(state.store.journal.subscribe_rooms()),
         caller,
         call: None,
@@ -171,10 +200,12 @@ async fn call_events(
     let id = parse_id(&path)?;
     // Subscribe before looking, so no change between the two is missed.
     let rx = state.store.journal.subscribe();
+    let transcripts = state.store.journal.subscribe_transcripts();
     let record = find_record(&state, &caller, id).await?;
     let ended = record.status == Status::Hangup;
     Ok(sse(Feed {
         rx,
+        transcripts,
         rooms: None,
         caller,
         call: Some(id),

@@ -53,6 +53,8 @@ pub struct ApiState {
     pub config: Arc<Config>,
     /// Who may use the REST and Calls APIs (`[auth] api_keys`, `api_allow_from`).
     pub access: Arc<AccessRule>,
+    /// Speech recognition, for `transcribe`.
+    pub asr: crate::speech::asr::Asr,
 }
 
 /// Errors of the REST API, each with its HTTP status.
@@ -74,6 +76,9 @@ pub enum ApiError {
     Unprocessable(String),
     #[error("the call store failed: {0}")]
     Store(String),
+    /// A service the request needs is not there (speech recognition not installed).
+    #[error("{0}")]
+    NotInstalled(String),
 }
 
 impl From<crate::store::StoreError> for ApiError {
@@ -92,7 +97,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Store(_) | ApiError::NotInstalled(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 

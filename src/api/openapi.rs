@@ -97,6 +97,7 @@ pub const TWILIO_TOKEN: &str = "twilio_token";
         InitiateFailure,
         RecordingControl,
         TranscribeAnswer,
+        super::calls_api::TranscribeBody,
         HealthView,
         super::rooms_api::RoomView,
         super::rooms_api::RoomParticipantView,
@@ -219,7 +220,7 @@ pub struct RecordingControl {
     pub status: String,
 }
 
-/// Transcription confirmed for a live call.
+/// Transcription of a live call's caller started (`transcription: true`) or stopped.
 #[derive(Serialize, ToSchema)]
 pub struct TranscribeAnswer {
     pub call_id: Uuid,

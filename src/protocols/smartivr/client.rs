@@ -180,10 +180,19 @@ impl SmartIvrBot {
                     reason: HangupReason::Normal,
                 });
             }
-            Ok(SmartIvrResponseType::ResultAsr) => {
-                tracing::info!(call = %self.call_label, text_asr = %r.text_asr, "caller said");
+            // What the upstream bot heard goes to the call's transcript (and on to a SmartIVR
+            // caller, which gets the same RECOGNIZE / RESULT_ASR).
+            Ok(kind @ (SmartIvrResponseType::ResultAsr | SmartIvrResponseType::Recognize)) => {
+                let partial = kind == SmartIvrResponseType::Recognize;
+                if !r.text_asr.trim().is_empty() {
+                    tracing::debug!(call = %self.call_label, text_asr = %r.text_asr, partial, "caller said");
+                    self.call.do_send(BotCommand::Heard {
+                        text: r.text_asr,
+                        partial,
+                    });
+                }
             }
-            Ok(SmartIvrResponseType::Recognize) | Err(_) => {}
+            Err(_) => {}
         }
     }
 }

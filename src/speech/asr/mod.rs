@@ -134,6 +134,11 @@ pub struct Request {
 
 /// A recogniser.
 pub trait Engine: Send + Sync {
+    /// Loads what the engine needs, if it can (this may block for a moment); why not.
+    fn ready(&self) -> Result<(), AsrError> {
+        Ok(())
+    }
+
     /// Recognises one whole utterance.
     fn recognize(&self, request: Request) -> BoxFuture<'static, Result<Recognition, AsrError>>;
 }
@@ -172,6 +177,17 @@ impl Asr {
             self.config.end_silence_ms,
             self.config.max_utterance_ms,
         )
+    }
+
+    /// Whether recognition can run: loads the embedded engine if it is not yet (on the
+    /// blocking pool), and says why not.
+    pub async fn ready(&self) -> Result<(), AsrError> {
+        let Some(engine) = self.engine.clone() else {
+            return Err(AsrError::Off);
+        };
+        tokio::task::spawn_blocking(move || engine.ready())
+            .await
+            .unwrap_or_else(|e| Err(AsrError::Failed(e.to_string())))
     }
 
     /// Recognises one utterance, and records how long it took.

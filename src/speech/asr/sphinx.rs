@@ -389,6 +389,14 @@ fn serve(decoder: Result<Decoder, String>, jobs: &Mutex<Receiver<Job>>) {
 }
 
 impl Engine for SphinxPool {
+    fn ready(&self) -> Result<(), AsrError> {
+        self.jobs
+            .get_or_init(|| SphinxPool::start(&self.config))
+            .as_ref()
+            .map(|_| ())
+            .map_err(|e| AsrError::Unavailable(e.clone()))
+    }
+
     fn recognize(&self, request: Request) -> BoxFuture<'static, Result<Recognition, AsrError>> {
         let jobs = self
             .jobs
