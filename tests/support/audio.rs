@@ -68,3 +68,15 @@ pub fn has_tone(samples: &[i16], rate: u32, freq: f64, others: &[f64]) -> bool {
             .iter()
             .all(|&o| p > 10.0 * tone_power(samples, rate, o))
 }
+
+/// `text` spoken by espeak-ng in `voice`, at `rate`: speech made at test time, never checked
+/// in. Fails with the package name when espeak-ng is missing.
+pub fn speak(text: &str, voice: &str, rate: u32) -> Vec<i16> {
+    let out = std::process::Command::new("espeak-ng")
+        .args(["-v", voice, "--stdout", text])
+        .output()
+        .expect("espeak-ng runs (Debian package espeak-ng; tools/test installs it)");
+    assert!(out.status.success(), "espeak-ng failed");
+    let audio = switchboard::media::wav::parse(&out.stdout).expect("espeak-ng writes a WAV");
+    switchboard::media::resample_all(&audio.samples, audio.rate, rate).expect("resampled")
+}

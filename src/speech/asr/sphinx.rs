@@ -159,6 +159,18 @@ impl Decoder {
             // log spectrum finite there.
             "-dither".into(),
             "yes".into(),
+            // Dither from a fixed seed: the same audio is recognised the same way every time.
+            "-seed".into(),
+            "1".into(),
+            // Wider beams than the defaults (1e-48, 1e-48, 7e-29): on telephone audio folded
+            // to 16 kHz they took exact matches on 30 IVR phrases × 4 espeak-ng voices from
+            // 88 % to 92 %, at about 0.04× real time (BENCHMARKS.md, "Speech recognition").
+            "-beam".into(),
+            "1e-80".into(),
+            "-pbeam".into(),
+            "1e-80".into(),
+            "-wbeam".into(),
+            "1e-60".into(),
         ];
         let owned: Vec<CString> = args
             .iter()
@@ -259,14 +271,7 @@ impl Decoder {
 
     fn decode(&mut self, job: &Job) -> Result<Recognition, AsrError> {
         self.select(&job.grammar)?;
-        let audio = if job.rate == MODEL_RATE {
-            std::borrow::Cow::Borrowed(job.audio.as_slice())
-        } else {
-            std::borrow::Cow::Owned(
-                resample_all(&job.audio, job.rate, MODEL_RATE)
-                    .map_err(|e| AsrError::Failed(e.to_string()))?,
-            )
-        };
+        let audio = to_model_rate(&job.audio, job.rate)?;
         // SAFETY: ps is live; each chunk is a valid slice for the duration of the call.
         unsafe {
             if (self.api.ps_start_utt)(self.ps) < 0 {
@@ -307,6 +312,29 @@ impl Drop for Decoder {
             (self.api.ps_free)(self.ps);
             (self.api.cmd_ln_free_r)(self.config);
         }
+    }
+}
+
+/// Audio at the model's rate. Telephone audio (8 kHz) is zero-stuffed to 16 kHz without
+/// the usual low-pass: a clean resampler leaves 4–8 kHz empty, and the wideband model then
+/// hears nothing it knows there (on espeak-ng phrases the grammar matched nothing), while the
+/// spectral image mirrors the telephone band into the upper band (spectral folding, a classic
+/// cheap bandwidth extension). Measured on 30 IVR phrases × 4 voices: 92 % exact against 99 %
+/// for native 16 kHz speech and 83 % for sample-and-hold. The gain of 2 keeps the level of
+/// the base band. Other rates are resampled.
+fn to_model_rate(audio: &[i16], rate: u32) -> Result<std::borrow::Cow<'_, [i16]>, AsrError> {
+    use std::borrow::Cow;
+    match rate {
+        MODEL_RATE => Ok(Cow::Borrowed(audio)),
+        r if r * 2 == MODEL_RATE => Ok(Cow::Owned(
+            audio
+                .iter()
+                .flat_map(|s| [s.saturating_mul(2), 0])
+                .collect::<Vec<i16>>(),
+        )),
+        r => resample_all(audio, r, MODEL_RATE)
+            .map(Cow::Owned)
+            .map_err(|e| AsrError::Failed(e.to_string())),
     }
 }
 
