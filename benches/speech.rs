@@ -72,9 +72,9 @@ fn speech_end(audio: &[i16]) -> usize {
     audio
         .chunks(window)
         .enumerate()
-        .filter(|(_, w)| pcm::rms(w) > switchboard::media::vad::SPEECH_RMS)
+        .rev()
+        .find(|(_, w)| pcm::rms(w) > switchboard::media::vad::SPEECH_RMS)
         .map(|(i, w)| i * window + w.len())
-        .last()
         .unwrap_or(audio.len())
 }
 
@@ -87,7 +87,9 @@ struct Outcome {
 /// One gateway call: 300 ms of silence, the phrase, then silence until RESULT_ASR.
 async fn call(grpc: String, id: String, audio: Vec<i16>, delay: Duration) -> Outcome {
     tokio::time::sleep(delay).await;
-    let mut client = SmartIvrPhonegatewayClient::connect(grpc).await.expect("connect");
+    let mut client = SmartIvrPhonegatewayClient::connect(grpc)
+        .await
+        .expect("connect");
     let (tx, rx) = mpsc::channel(256);
     let config = Some(IvrConfig {
         conversation_id: id,

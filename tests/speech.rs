@@ -51,7 +51,11 @@ async fn gateway_says(gw: &mut Gateway, text: &str) -> (Vec<(i32, String)>, Stri
     }
     let mut seen = Vec::new();
     loop {
-        let r = gw.next().await.expect("stream healthy").expect("stream open");
+        let r = gw
+            .next()
+            .await
+            .expect("stream healthy")
+            .expect("stream open");
         if r.r#type == T::ResultTts as i32 {
             return (seen, r.text_bot);
         }
@@ -81,13 +85,21 @@ async fn a_smartivr_gateway_gets_recognize_then_result_asr_then_the_branch() {
 
     let call = app.wait_hangup("asr-ivr-1").await;
     let (_, transcript) = app
-        .get_json(&format!("/api/v1/calls/{}/transcript", call["id"].as_str().unwrap()))
+        .get_json(&format!(
+            "/api/v1/calls/{}/transcript",
+            call["id"].as_str().unwrap()
+        ))
         .await;
     let lines: Vec<(String, String)> = transcript["entries"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["type"].as_str().unwrap().into(), e["text"].as_str().unwrap().into()))
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().into(),
+                e["text"].as_str().unwrap().into(),
+            )
+        })
         .collect();
     assert!(
         lines.contains(&("text_asr".into(), "check my balance".into())),
@@ -139,9 +151,11 @@ async fn ws_send_paced(c: &mut WsCaller, audio: &[i16]) {
         tick.tick().await;
         let bytes = switchboard::media::pcm::encode_s16le(frame);
         let content = base64::engine::general_purpose::STANDARD.encode(bytes);
-        c.send_json(json!({ "play_audio": { "sample_rate": 8000, "sample_width": 2,
-            "num_channels": 1, "duration": 0.02, "audio_content": content } }))
-            .await;
+        c.send_json(
+            json!({ "play_audio": { "sample_rate": 8000, "sample_width": 2,
+            "num_channels": 1, "duration": 0.02, "audio_content": content } }),
+        )
+        .await;
     }
 }
 
@@ -153,7 +167,12 @@ async fn transcript_lines(app: &TestApp, call_id: &str) -> Vec<(String, String)>
         .as_array()
         .map(|a| {
             a.iter()
-                .map(|e| (e["type"].as_str().unwrap_or("").into(), e["text"].as_str().unwrap_or("").into()))
+                .map(|e| {
+                    (
+                        e["type"].as_str().unwrap_or("").into(),
+                        e["text"].as_str().unwrap_or("").into(),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -162,7 +181,9 @@ async fn transcript_lines(app: &TestApp, call_id: &str) -> Vec<(String, String)>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_web_caller_talks_to_an_agent_by_voice() {
     let app = spawn_app(&ivr_flow(SPEECH_RECEIVE));
-    let mut c = WsCaller::connect(&app, "/live-call/websocket/asr-web/+84900000001").await.unwrap();
+    let mut c = WsCaller::connect(&app, "/live-call/websocket/asr-web/+84900000001")
+        .await
+        .unwrap();
     c.send_json(initial_info("asr-web-1", "1900")).await;
     let call = app
         .wait_for_call("asr-web-1", |c| c["status"] == "progressing")
@@ -186,7 +207,9 @@ async fn speech_over_a_barge_in_prompt_stops_it_and_is_recognised() {
     let prompt = r#"{ type = "talk", barge_in = true, text = "Welcome to the bank. You can check your balance, pay a bill, report a lost card, or talk to an agent. Please say what you would like to do after you hear the options again." },
   { type = "speech_receive", duration = 20000, phrases = ["check my balance", "talk to an agent"] }"#;
     let app = spawn_app(&ivr_flow(prompt));
-    let mut c = WsCaller::connect(&app, "/live-call/websocket/asr-web/+84900000001").await.unwrap();
+    let mut c = WsCaller::connect(&app, "/live-call/websocket/asr-web/+84900000001")
+        .await
+        .unwrap();
     c.send_json(initial_info("asr-barge-1", "1900")).await;
     // The prompt is playing once its audio arrives.
     loop {
@@ -216,7 +239,9 @@ async fn speech_over_a_barge_in_prompt_stops_it_and_is_recognised() {
         "{lines:?}"
     );
     assert!(
-        lines.iter().any(|(_, t)| t.contains("balance is ten dollars")),
+        lines
+            .iter()
+            .any(|(_, t)| t.contains("balance is ten dollars")),
         "{lines:?}"
     );
 }
@@ -385,13 +410,24 @@ async fn the_http_engine_answers_fails_and_times_out_clearly() {
         let (_, tts) = gateway_says(&mut gw, "check my balance").await;
         assert!(tts.contains(expect), "expected {expect:?} in {tts:?}");
         let request = seen.recv().await.expect("the engine posted");
-        assert!(request.starts_with("POST /v1/audio/transcriptions"), "{request}");
-        assert!(request.to_lowercase().contains("authorization: bearer sk-test"));
+        assert!(
+            request.starts_with("POST /v1/audio/transcriptions"),
+            "{request}"
+        );
+        assert!(request
+            .to_lowercase()
+            .contains("authorization: bearer sk-test"));
         assert!(request.contains("RIFF") && request.contains("name=\"model\""));
-        assert!(request.contains("check my balance, talk to an agent"), "phrases as the prompt");
+        assert!(
+            request.contains("check my balance, talk to an agent"),
+            "phrases as the prompt"
+        );
         gw.expect(T::CallEnd).await;
         let call = app.wait_hangup("asr-http").await;
-        assert_eq!(call["hangup_reason"], "normal", "never a stuck or failed call");
+        assert_eq!(
+            call["hangup_reason"], "normal",
+            "never a stuck or failed call"
+        );
     }
 }
 

@@ -3,6 +3,8 @@
 #
 #   run:  espeak-ng   text to speech for every `talk` prompt (a child process, not linked:
 #                     espeak-ng is GPL-3.0; see README "Text to speech").
+#         libpocketsphinx3 pocketsphinx-en-us   speech recognition, loaded at run time (README
+#                     "Speech recognition").
 #   test: the above, and
 #         python3 with venv   the suite makes virtual environments of real Python peers (grpcio)
 #                             and of Playwright, which drives Debian's Chromium.
@@ -12,6 +14,10 @@
 missing_packages() {
   local missing=()
   command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+  # Speech recognition: loaded at run time (the switch runs without it; speech actions then
+  # say which packages are missing).
+  ldconfig -p 2>/dev/null | grep -q 'libpocketsphinx\.so\.3 ' || missing+=(libpocketsphinx3)
+  [[ -d /usr/share/pocketsphinx/model/en-us/en-us ]] || missing+=(pocketsphinx-en-us)
   if [[ $1 == test ]]; then
     [[ -x /usr/bin/chromium ]] || missing+=(chromium)
     if ! command -v python3 >/dev/null 2>&1; then

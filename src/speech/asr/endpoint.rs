@@ -4,7 +4,8 @@
 //! (`media::vad`): speech starts after `ONSET_WINDOWS` loud windows in a row. From then on
 //! every window is kept until `end_silence_ms` of quiet windows in a row close the utterance,
 //! or it reaches `max_utterance_ms`. The audio just before the onset (`PRE_ROLL_MS`) is kept
-//! too, so the first, softer consonant of a word reaches the recogniser.
+//! too, so the first, softer consonant of a word reaches the recogniser; of the closing
+//! silence only `TAIL_MS` is kept.
 
 use std::collections::VecDeque;
 
@@ -14,6 +15,10 @@ use crate::media::vad::{ONSET_WINDOWS, SPEECH_RMS, WINDOW_MS};
 
 /// Audio kept from before the onset.
 pub const PRE_ROLL_MS: u32 = 300;
+
+/// Quiet kept after the speech: the closing silence beyond it is cut before recognition
+/// (it costs decoding time and says nothing).
+pub const TAIL_MS: u32 = 200;
 
 /// What one push of audio led to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,8 +121,14 @@ impl Endpointer {
         if let Some(speech) = self.speech.as_mut() {
             speech.extend_from_slice(&self.pending);
             self.pending.clear();
-            if self.quiet_run >= self.end_windows || speech.len() >= self.max_samples {
-                let utterance = self.speech.take().unwrap_or_default();
+            let ended_by_quiet = self.quiet_run >= self.end_windows;
+            if ended_by_quiet || speech.len() >= self.max_samples {
+                let mut utterance = self.speech.take().unwrap_or_default();
+                if ended_by_quiet {
+                    let tail_windows = (TAIL_MS / WINDOW_MS) as usize;
+                    let cut = (self.quiet_run as usize).saturating_sub(tail_windows) * self.window;
+                    utterance.truncate(utterance.len().saturating_sub(cut));
+                }
                 self.reset();
                 return Endpoint::Ended(utterance);
             }
@@ -179,9 +190,9 @@ mod tests {
         let Endpoint::Ended(utterance) = &events[1] else {
             panic!("no end")
         };
-        // Pre-roll + 800 ms of speech + the 600 ms of closing silence.
+        // Pre-roll + 800 ms of speech + the kept tail of the closing silence.
         let ms = utterance.len() as u32 * 1000 / rate;
-        assert!((1600..=1800).contains(&ms), "{ms} ms");
+        assert!((1200..=1350).contains(&ms), "{ms} ms");
         assert!(!e.in_speech());
     }
 
@@ -195,7 +206,7 @@ mod tests {
         audio.extend(vec![0i16; samples_for_ms(rate, 700)]);
         let events = feed(&mut e, &audio, 160);
         assert_eq!(events.len(), 2);
-        assert!(matches!(&events[1], Endpoint::Ended(u) if u.len() >= samples_for_ms(rate, 1200)));
+        assert!(matches!(&events[1], Endpoint::Ended(u) if u.len() >= samples_for_ms(rate, 900)));
     }
 
     #[test]

@@ -327,7 +327,8 @@ fn to_model_rate(audio: &[i16], rate: u32) -> Result<Vec<i16>, AsrError> {
         std::borrow::Cow::Borrowed(audio)
     } else {
         std::borrow::Cow::Owned(
-            resample_all(audio, rate, TELEPHONE_RATE).map_err(|e| AsrError::Failed(e.to_string()))?,
+            resample_all(audio, rate, TELEPHONE_RATE)
+                .map_err(|e| AsrError::Failed(e.to_string()))?,
         )
     };
     Ok(narrow
