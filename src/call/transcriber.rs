@@ -62,7 +62,12 @@ impl CallActor {
             .map_or(crate::media::TELEPHONE_RATE, |l| l.format.in_rate);
         let asr = &self.services.asr;
         let endpointer = t.endpointer.get_or_insert_with(|| asr.endpointer(rate));
-        let Endpoint::Ended(audio) = endpointer.push(samples) else {
+        // Transcription waits for each utterance's end; tentative ends are not used.
+        let Some(Endpoint::Ended(audio)) = endpointer
+            .push(samples)
+            .into_iter()
+            .find(|e| matches!(e, Endpoint::Ended(_)))
+        else {
             return;
         };
         if t.in_flight >= MAX_IN_FLIGHT {

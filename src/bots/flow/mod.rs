@@ -123,8 +123,23 @@ pub struct FlowBot {
 struct Listening {
     endpointer: Endpointer,
     options: SpeechOptions,
-    /// An utterance is with the recogniser; further audio is not listened to.
-    decoding: bool,
+    /// The recognition under way, if any.
+    decoding: Decoding,
+    /// Numbers recognitions, so a withdrawn one's answer is known when it comes.
+    next_token: u64,
+    /// A tentative utterance's result that came before its end was confirmed.
+    early: Option<(u64, Result<Recognition, AsrError>)>,
+}
+
+/// What the recogniser is working on for a listening flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decoding {
+    Nothing,
+    /// The utterance as it is if the caller says no more (`Endpoint::Tentative`): started
+    /// early to save the rest of the closing quiet.
+    Tentative(u64),
+    /// The utterance has ended: its result moves the flow on; further audio is ignored.
+    Final(u64),
 }
 
 /// The variable name without `${…}` and the `voipbin.call.` prefix VoIPBIN flows use.
@@ -576,7 +591,9 @@ impl FlowBot {
         self.listening = Some(Listening {
             endpointer: self.services.asr.endpointer(self.in_rate()),
             options,
-            decoding: false,
+            decoding: Decoding::Nothing,
+            next_token: 0,
+            early: None,
         });
         if std::mem::take(&mut self.barged_in) {
             let recent: Vec<i16> = self.recent.iter().copied().collect();
@@ -589,32 +606,65 @@ impl FlowBot {
         let Some(l) = self.listening.as_mut() else {
             return;
         };
-        if l.decoding {
+        if matches!(l.decoding, Decoding::Final(_)) {
             return;
         }
-        match l.endpointer.push(samples) {
-            Endpoint::Listening => {}
-            Endpoint::Started => {
+        for event in l.endpointer.push(samples) {
+            match event {
+                Endpoint::Listening => {}
                 // Speech began: wait for it to end rather than for the no-input timer.
-                self.cancel_timer(ctx);
-            }
-            Endpoint::Ended(utterance) => {
-                l.decoding = true;
-                let request = Request {
-                    audio: utterance,
-                    rate: l.endpointer.rate(),
-                    grammar: Arc::new(l.options.grammar()),
-                    language: l.options.language.clone(),
-                    partial: None,
-                };
-                self.cancel_timer(ctx);
-                self.recognize(request, ctx);
+                Endpoint::Started => self.cancel_timer(ctx),
+                Endpoint::Tentative(utterance) => self.start_recognition(utterance, false, ctx),
+                Endpoint::Resumed => {
+                    if let Some(l) = self.listening.as_mut() {
+                        l.decoding = Decoding::Nothing;
+                        l.early = None;
+                    }
+                }
+                Endpoint::Ended(utterance) => {
+                    self.cancel_timer(ctx);
+                    let Some(l) = self.listening.as_mut() else {
+                        return;
+                    };
+                    match l.decoding {
+                        // The tentative utterance is this one: its result, now or when it comes.
+                        Decoding::Tentative(token) => {
+                            l.decoding = Decoding::Final(token);
+                            if let Some((_, result)) = l.early.take().filter(|(t, _)| *t == token) {
+                                self.recognized(result, ctx);
+                            }
+                        }
+                        _ => self.start_recognition(utterance, true, ctx),
+                    }
+                }
             }
         }
     }
 
+    fn start_recognition(&mut self, audio: Vec<i16>, last: bool, ctx: &mut Context<Self>) {
+        let Some(l) = self.listening.as_mut() else {
+            return;
+        };
+        l.next_token += 1;
+        let token = l.next_token;
+        l.early = None;
+        l.decoding = if last {
+            Decoding::Final(token)
+        } else {
+            Decoding::Tentative(token)
+        };
+        let request = Request {
+            audio,
+            rate: l.endpointer.rate(),
+            grammar: Arc::new(l.options.grammar()),
+            language: l.options.language.clone(),
+            partial: None,
+        };
+        self.recognize(token, request, ctx);
+    }
+
     /// Recognises one utterance; partial hypotheses go to the call as they come.
-    fn recognize(&mut self, mut request: Request, ctx: &mut Context<Self>) {
+    fn recognize(&mut self, token: u64, mut request: Request, ctx: &mut Context<Self>) {
         let asr = self.services.asr.clone();
         let call = self.call.clone();
         let (partial, mut partials) = tokio::sync::mpsc::channel(PARTIALS);
@@ -637,11 +687,17 @@ impl FlowBot {
                 }
             }
         };
-        ctx.spawn(
-            recognizing
-                .into_actor(self)
-                .map(|result, act, ctx| act.recognized(result, ctx)),
-        );
+        ctx.spawn(recognizing.into_actor(self).map(move |result, act, ctx| {
+            let Some(l) = act.listening.as_mut() else {
+                return;
+            };
+            match l.decoding {
+                Decoding::Final(t) if t == token => act.recognized(result, ctx),
+                Decoding::Tentative(t) if t == token => l.early = Some((token, result)),
+                // Withdrawn (the caller spoke again) or superseded.
+                _ => {}
+            }
+        }));
     }
 
     fn recognized(&mut self, result: Result<Recognition, AsrError>, ctx: &mut Context<Self>) {

@@ -27,6 +27,11 @@ pub enum Endpoint {
     Listening,
     /// Speech has just started.
     Started,
+    /// Half the closing quiet has passed: the utterance as it will be if the caller says no
+    /// more. Recognising it now saves the rest of the wait; `Resumed` withdraws it.
+    Tentative(Vec<i16>),
+    /// The caller spoke again after a `Tentative`.
+    Resumed,
     /// The utterance is complete: its audio (pre-roll included), at the detector's rate.
     Ended(Vec<i16>),
 }
@@ -43,6 +48,8 @@ pub struct Endpointer {
     loud_run: u32,
     quiet_run: u32,
     end_windows: u32,
+    tentative_windows: u32,
+    tentative_sent: bool,
     max_samples: usize,
     /// The utterance so far, once speech started.
     speech: Option<Vec<i16>>,
@@ -63,6 +70,9 @@ impl Endpointer {
             loud_run: 0,
             quiet_run: 0,
             end_windows: (end_silence_ms / WINDOW_MS).max(1),
+            // Half the closing quiet, and always more than the kept tail.
+            tentative_windows: (end_silence_ms / WINDOW_MS / 2).max(TAIL_MS / WINDOW_MS + 1),
+            tentative_sent: false,
             max_samples: samples_for_ms(rate, max_utterance_ms.max(WINDOW_MS)),
             speech: None,
         }
@@ -85,12 +95,13 @@ impl Endpointer {
         self.loud_run = 0;
         self.quiet_run = 0;
         self.speech = None;
+        self.tentative_sent = false;
     }
 
-    /// Feeds audio. An utterance that ends inside `samples` is returned at once; the rest of
+    /// Feeds audio; what happened, in order. Nothing follows an `Ended`: the rest of
     /// `samples` after it is dropped (one utterance per detector run).
-    pub fn push(&mut self, samples: &[i16]) -> Endpoint {
-        let mut outcome = Endpoint::Listening;
+    pub fn push(&mut self, samples: &[i16]) -> Vec<Endpoint> {
+        let mut events = Vec::new();
         let mut rest = samples;
         while !rest.is_empty() {
             let n = (self.window - self.pending.len()).min(rest.len());
@@ -101,11 +112,21 @@ impl Endpointer {
             }
             match self.window_done() {
                 Endpoint::Listening => {}
-                Endpoint::Started => outcome = Endpoint::Started,
-                ended @ Endpoint::Ended(_) => return ended,
+                ended @ Endpoint::Ended(_) => {
+                    events.push(ended);
+                    break;
+                }
+                other => events.push(other),
             }
         }
-        outcome
+        events
+    }
+
+    /// The utterance so far without the closing quiet beyond `TAIL_MS`.
+    fn trimmed(&self, speech: &[i16]) -> Vec<i16> {
+        let tail_windows = (TAIL_MS / WINDOW_MS) as usize;
+        let cut = (self.quiet_run as usize).saturating_sub(tail_windows) * self.window;
+        speech[..speech.len().saturating_sub(cut)].to_vec()
     }
 
     /// One full window in `pending`: classify it and move it where it belongs.
@@ -118,21 +139,30 @@ impl Endpointer {
             self.loud_run = 0;
             self.quiet_run += 1;
         }
-        if let Some(speech) = self.speech.as_mut() {
+        if let Some(mut speech) = self.speech.take() {
             speech.extend_from_slice(&self.pending);
             self.pending.clear();
             let ended_by_quiet = self.quiet_run >= self.end_windows;
             if ended_by_quiet || speech.len() >= self.max_samples {
-                let mut utterance = self.speech.take().unwrap_or_default();
-                if ended_by_quiet {
-                    let tail_windows = (TAIL_MS / WINDOW_MS) as usize;
-                    let cut = (self.quiet_run as usize).saturating_sub(tail_windows) * self.window;
-                    utterance.truncate(utterance.len().saturating_sub(cut));
-                }
+                let utterance = if ended_by_quiet {
+                    self.trimmed(&speech)
+                } else {
+                    speech
+                };
                 self.reset();
                 return Endpoint::Ended(utterance);
             }
-            return Endpoint::Listening;
+            let event = if loud && self.tentative_sent {
+                self.tentative_sent = false;
+                Endpoint::Resumed
+            } else if self.quiet_run == self.tentative_windows {
+                self.tentative_sent = true;
+                Endpoint::Tentative(self.trimmed(&speech))
+            } else {
+                Endpoint::Listening
+            };
+            self.speech = Some(speech);
+            return event;
         }
         self.pre_roll.extend(self.pending.drain(..));
         if self.loud_run >= ONSET_WINDOWS {
@@ -162,12 +192,42 @@ mod tests {
             .collect()
     }
 
+    /// What the detector said, tentative utterances left out.
     fn feed(e: &mut Endpointer, audio: &[i16], chunk: usize) -> Vec<Endpoint> {
         audio
             .chunks(chunk)
-            .map(|c| e.push(c))
-            .filter(|o| *o != Endpoint::Listening)
+            .flat_map(|c| e.push(c))
+            .filter(|o| !matches!(o, Endpoint::Tentative(_) | Endpoint::Resumed))
             .collect()
+    }
+
+    #[test]
+    fn a_tentative_end_is_the_final_utterance_unless_speech_resumes() {
+        let rate = 8000;
+        let mut e = Endpointer::new(rate, 600, 10_000);
+        let mut audio = tone(rate, 500);
+        audio.extend(vec![0i16; samples_for_ms(rate, 400)]);
+        audio.extend(tone(rate, 300));
+        audio.extend(vec![0i16; samples_for_ms(rate, 700)]);
+        let events: Vec<Endpoint> = audio.chunks(160).flat_map(|c| e.push(c)).collect();
+        let kinds: Vec<&str> = events
+            .iter()
+            .map(|e| match e {
+                Endpoint::Listening => "listening",
+                Endpoint::Started => "started",
+                Endpoint::Tentative(_) => "tentative",
+                Endpoint::Resumed => "resumed",
+                Endpoint::Ended(_) => "ended",
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            ["started", "tentative", "resumed", "tentative", "ended"]
+        );
+        let (Endpoint::Tentative(last), Endpoint::Ended(end)) = (&events[3], &events[4]) else {
+            panic!("{kinds:?}")
+        };
+        assert_eq!(last, end, "the tentative utterance is what ends");
     }
 
     #[test]
