@@ -351,7 +351,7 @@ impl Handler<BotCommand> for CallActor {
                     tracing::warn!(call = %self.record.id, error = %e, "transcribe refused");
                 }
             }
-            BotCommand::JoinRoom { room } => self.join_room(room, ctx),
+            BotCommand::JoinRoom { room, password } => self.join_room(room, password, ctx),
             BotCommand::Bridge { bot } => {
                 self.answer();
                 self.bridge(bot, ctx)

@@ -30,6 +30,8 @@ pub struct RoomSpec {
     /// 0 takes `[rooms] max_participants`.
     pub max_participants: u32,
     pub settings: RoomSettings,
+    /// The room's password (`settings.require_password`); the caller has checked its shape.
+    pub password: Option<String>,
 }
 
 /// Open a new room.
@@ -54,21 +56,23 @@ pub struct ReopenRoom {
 }
 
 /// Put a live call in a room named by id or by name in its workspace (created, temporary, on
-/// first use): the flow's `conference_join`. Answers once the call is in, or why not.
+/// first use): the flow's `conference_join`. Answers once the call is in, or why not
+/// (`RoomError::Password` when the room wants a password the call did not give right).
 #[derive(Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), RoomError>")]
 pub struct RoomForCall {
     pub room: String,
     pub workspace: String,
     pub call: Uuid,
     pub addr: Addr<CallActor>,
     pub user: String,
+    pub password: Option<String>,
 }
 
 /// Bridge a live call to a bot: a two-party room holding the call and the bot's new call,
 /// chained to it. Answers once both are in, or why not (then neither is).
 #[derive(Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), RoomError>")]
 pub struct OpenBridge {
     pub master: Uuid,
     pub addr: Addr<CallActor>,
@@ -114,10 +118,12 @@ impl Registry {
             kind: spec.kind,
             max_participants: max,
             settings: spec.settings,
+            password: spec.password,
             status: RoomStatus::Active,
             participants: Vec::new(),
             recording_id: None,
             recording_ids: Vec::new(),
+            tracks: Vec::new(),
             tm_create: now,
             tm_update: now,
             tm_close: None,
@@ -180,13 +186,13 @@ impl Handler<ReopenRoom> for Registry {
 }
 
 impl Handler<RoomForCall> for Registry {
-    type Result = ResponseFuture<Result<(), String>>;
+    type Result = ResponseFuture<Result<(), RoomError>>;
 
     fn handle(&mut self, msg: RoomForCall, ctx: &mut Context<Self>) -> Self::Result {
         let found = match Uuid::parse_str(&msg.room) {
             Ok(id) => self.rooms.live.get(&id).cloned().ok_or_else(|| {
                 // An id names an existing room only; it is never created.
-                format!("room {id} is not open")
+                RoomError::Refused(format!("room {id} is not open"))
             }),
             Err(_) => {
                 let key = (msg.workspace.clone(), msg.room.clone());
@@ -205,11 +211,11 @@ impl Handler<RoomForCall> for Registry {
                                 kind: RoomKind::Temporary,
                                 max_participants: 0,
                                 settings: RoomSettings::default(),
+                                password: None,
                             },
                             ctx,
                         )
-                        .map(|(_, addr)| addr)
-                        .map_err(|e| e.to_string()),
+                        .map(|(_, addr)| addr),
                 }
             }
         };
@@ -221,6 +227,7 @@ impl Handler<RoomForCall> for Registry {
                     addr: msg.addr,
                     user: msg.user,
                     workspace: msg.workspace,
+                    password: msg.password,
                 })
                 .await;
             flatten(joined).map(|_| ())
@@ -229,7 +236,7 @@ impl Handler<RoomForCall> for Registry {
 }
 
 impl Handler<OpenBridge> for Registry {
-    type Result = ResponseFuture<Result<(), String>>;
+    type Result = ResponseFuture<Result<(), RoomError>>;
 
     fn handle(&mut self, msg: OpenBridge, ctx: &mut Context<Self>) -> Self::Result {
         let opened = self.open_room(
@@ -239,11 +246,12 @@ impl Handler<OpenBridge> for Registry {
                 kind: RoomKind::Bridge,
                 max_participants: 2,
                 settings: RoomSettings::default(),
+                password: None,
             },
             ctx,
         );
         Box::pin(async move {
-            let (_, room) = opened.map_err(|e| e.to_string())?;
+            let (_, room) = opened?;
             // The bot's call first: if it cannot start, the caller was never moved.
             let bot = room
                 .send(JoinBot {
@@ -261,6 +269,7 @@ impl Handler<OpenBridge> for Registry {
                     addr: msg.addr,
                     user: msg.user,
                     workspace: msg.workspace,
+                    password: None,
                 })
                 .await;
             if let Err(e) = flatten(joined) {
@@ -273,12 +282,8 @@ impl Handler<OpenBridge> for Registry {
     }
 }
 
-fn flatten<T>(r: Result<Result<T, RoomError>, MailboxError>) -> Result<T, String> {
-    match r {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("the room closed".into()),
-    }
+fn flatten<T>(r: Result<Result<T, RoomError>, MailboxError>) -> Result<T, RoomError> {
+    r.unwrap_or_else(|_| Err(RoomError::Refused("the room closed".into())))
 }
 
 impl Handler<RoomClosed> for Registry {

@@ -38,6 +38,17 @@ const RECENT_MS: u32 = 1000;
 /// Partial hypotheses waiting to be passed on; later ones are dropped while it is full.
 const PARTIALS: usize = 8;
 
+/// Passwords a caller may try for a `conference_join` room with `settings.require_password`
+/// before the flow gives up on it (`${conference_error}`) and goes on.
+const PASSWORD_ATTEMPTS: u32 = 3;
+/// How long the caller has, after the prompt, to key a room password ending with `#`; when it
+/// runs out, the keys pressed so far are tried.
+const PASSWORD_ENTRY_MS: u64 = 15_000;
+/// What a caller hears when a `conference_join` room wants its password.
+const PASSWORD_PROMPT: &str = "Please enter the room password, then press pound.";
+/// The key that ends a room password.
+const PASSWORD_END_KEY: char = '#';
+
 /// A flow compiled once at start-up: the actions and where each id points.
 #[derive(Debug)]
 pub struct FlowProgram {
@@ -86,10 +97,24 @@ enum Wait {
     Fetch,
     /// One utterance (`speech_receive`).
     Speech,
+    /// Keys of a room password, until `#` or the timer.
+    Password,
     /// The caller is in a conference room.
     Room,
     /// Nothing more will run (hung up, transferred, failed or ended).
     Done,
+}
+
+/// A `conference_join` under way: the room, and how many passwords the caller was asked for.
+///
+/// The flow first joins without a password. A room that wants one (`settings.require_password`)
+/// refuses with `RoomLeft { wants_password }`; the caller then hears `PASSWORD_PROMPT`, keys
+/// the digits and `#`, and the flow joins again with them, up to `PASSWORD_ATTEMPTS` times.
+/// After that the refusal lands in `${conference_error}` and the flow goes on.
+#[derive(Debug)]
+struct RoomJoin {
+    room: String,
+    attempts: u32,
 }
 
 /// The flow bot actor for one call.
@@ -117,6 +142,8 @@ pub struct FlowBot {
     recent: VecDeque<i16>,
     /// The last prompt was cut off by the caller: its speech is in `recent`.
     barged_in: bool,
+    /// The `conference_join` under way, from the action until the caller leaves the room.
+    joining: Option<RoomJoin>,
 }
 
 /// A speech action in progress.
@@ -183,6 +210,7 @@ impl FlowBot {
             listening: None,
             recent: VecDeque::new(),
             barged_in: false,
+            joining: None,
         }
     }
 
@@ -429,7 +457,14 @@ impl FlowBot {
                     self.call.do_send(BotCommand::Answer);
                     self.wait = Wait::Room;
                     let room = substitute(conference_id, &self.variables);
-                    self.call.do_send(BotCommand::JoinRoom { room });
+                    self.joining = Some(RoomJoin {
+                        room: room.clone(),
+                        attempts: 0,
+                    });
+                    self.call.do_send(BotCommand::JoinRoom {
+                        room,
+                        password: None,
+                    });
                     return;
                 }
                 Action::Echo { duration, .. } => {
@@ -682,6 +717,46 @@ impl FlowBot {
 }
 
 impl FlowBot {
+    /// The room wants a password: ask the caller for it (keys pressed during the prompt
+    /// count).
+    fn ask_password(&mut self, ctx: &mut Context<Self>) {
+        self.type_ahead.clear();
+        let voice = voice_for("en-US", crate::speech::tts::Gender::default());
+        self.talk(PASSWORD_PROMPT.to_owned(), voice, false, ctx);
+    }
+
+    /// The prompt played: take the keys up to `#`, or wait for them.
+    fn collect_password(&mut self, ctx: &mut Context<Self>) {
+        if let Some(password) = self.take_password() {
+            return self.try_password(password);
+        }
+        self.wait = Wait::Password;
+        self.timer = Some(
+            ctx.run_later(Duration::from_millis(PASSWORD_ENTRY_MS), |act, _ctx| {
+                act.timer = None;
+                let keyed = std::mem::take(&mut act.type_ahead);
+                act.try_password(keyed);
+            }),
+        );
+    }
+
+    /// The keys before the first `#`, if one was pressed.
+    fn take_password(&mut self) -> Option<String> {
+        let end = self.type_ahead.find(PASSWORD_END_KEY)?;
+        let password = self.type_ahead[..end].to_owned();
+        self.type_ahead.drain(..=end);
+        Some(password)
+    }
+
+    fn try_password(&mut self, password: String) {
+        let Some(join) = &self.joining else { return };
+        self.wait = Wait::Room;
+        self.call.do_send(BotCommand::JoinRoom {
+            room: join.room.clone(),
+            password: Some(password),
+        });
+    }
+
     /// Asks the webhook for the rest of the flow; holds the caller after `hold_after`.
     fn fetch(&mut self, request: fetch::Request, hold_after: Duration, ctx: &mut Context<Self>) {
         self.wait = Wait::Fetch;
@@ -788,6 +863,11 @@ impl Handler<BotEvent> for FlowBot {
                         }
                         self.advance(ctx);
                     }
+                } else if self.wait == Wait::Password {
+                    if let Some(password) = self.take_password() {
+                        self.cancel_timer(ctx);
+                        self.try_password(password);
+                    }
                 }
             }
             BotEvent::PromptDone {
@@ -796,11 +876,30 @@ impl Handler<BotEvent> for FlowBot {
             } => {
                 if self.wait == Wait::Prompt(prompt) {
                     self.barged_in = interrupted;
-                    self.advance(ctx);
+                    // The only prompt played during a `conference_join` asks for the password.
+                    if self.joining.is_some() {
+                        self.collect_password(ctx);
+                    } else {
+                        self.advance(ctx);
+                    }
                 }
             }
-            BotEvent::RoomLeft { error } => {
+            BotEvent::RoomLeft {
+                error,
+                wants_password,
+            } => {
                 if self.wait == Wait::Room {
+                    if wants_password {
+                        let again = self
+                            .joining
+                            .as_mut()
+                            .filter(|j| j.attempts < PASSWORD_ATTEMPTS);
+                        if let Some(join) = again {
+                            join.attempts += 1;
+                            return self.ask_password(ctx);
+                        }
+                    }
+                    self.joining = None;
                     match error {
                         Some(e) => {
                             tracing::warn!(call = %self.call_id, error = %e, "conference_join or connect failed; the flow goes on");
