@@ -2,7 +2,8 @@
 //! in one room hear each other (each a tone of its own, told apart by frequency) and never
 //! themselves; mute, the participant limit, leave and hang-up, bots in rooms, the flow's
 //! `conference_join`, workspace isolation and rooms kept across a restart; passwords (API and
-//! keyed by a caller), the waiting room, and recordings with a track per participant.
+//! keyed by a caller), the waiting room, and recordings with a track per participant; the
+//! flow's `connect` to bots: ringback, parallel ringing and the bridge.
 
 mod support;
 
@@ -618,12 +619,13 @@ async fn connect_to_a_bot_bridges_a_chained_call_and_the_flow_goes_on_when_it_en
         .await
         .expect("upgrade");
     c.send_json(initial_info("br1", "front")).await;
-    // The bot's tone comes through the bridge…
+    // The bot's tone comes through the bridge (after a moment of ringback)…
     let heard = listen_until(&mut c, |a| {
-        tone_power(a, 8000, 1300.0) > 1.0e5 && a.len() > 4000
+        a.len() >= 1600 && tone_power(&a[a.len() - 1600..], 8000, 1300.0) > 2.0e6
     })
     .await;
-    assert!(has_tone(&heard, 8000, 1300.0, &[600.0]));
+    let heard = &heard[heard.len() - 1600..];
+    assert!(has_tone(heard, 8000, 1300.0, &[600.0]));
     let master = app.call_by_reference("br1").await;
     let chained = master["chained_call_ids"]
         .as_array()
@@ -652,11 +654,15 @@ async fn connect_to_a_bot_bridges_a_chained_call_and_the_flow_goes_on_when_it_en
         c["action"]["type"] == "talk" && c["type"] == "flow"
     })
     .await;
-    let speech = listen_until(&mut c, |a| {
-        a.len() > 4000 && switchboard::media::pcm::rms(a) > 300.0
+    // What was on its way before the bridge closed may still come first: wait for speech.
+    let tone = tone_power(heard, 8000, 1300.0);
+    listen_until(&mut c, |a| {
+        let last = &a[a.len().saturating_sub(4000)..];
+        last.len() == 4000
+            && switchboard::media::pcm::rms(last) > 300.0
+            && tone_power(last, 8000, 1300.0) < tone / 10.0
     })
     .await;
-    assert!(tone_power(&speech, 8000, 1300.0) < tone_power(&heard, 8000, 1300.0));
     c.send_json(json!({ "disconnect": {} })).await;
     app.wait_hangup("br1").await;
 }
@@ -1087,4 +1093,142 @@ async fn a_room_recorded_with_tracks_keeps_what_each_participant_said() {
             "{id}'s track has only its own voice"
         );
     }
+}
+
+const RINGING_CONFIG: &str = r#"
+[auth]
+live_call_tokens = ["t"]
+
+[bots.front]
+kind = "flow"
+actions = [
+  { type = "connect", destinations = [{ type = "agent", target = "late" }] },
+  { type = "sleep", duration = 600000 },
+]
+
+[bots.front2]
+kind = "flow"
+actions = [
+  { type = "connect", ring_media = "RING", destinations = [
+    { type = "agent", target = "slow" },
+    { type = "agent", target = "late" },
+  ] },
+  { type = "sleep", duration = 600000 },
+]
+
+[bots.late]
+kind = "flow"
+actions = [
+  { type = "sleep", duration = 1000 },
+  { type = "answer" },
+  { type = "play", stream_urls = ["TONE"] },
+]
+
+[bots.slow]
+kind = "flow"
+actions = [
+  { type = "sleep", duration = 20000 },
+  { type = "answer" },
+  { type = "play", stream_urls = ["TONE"] },
+]
+
+[[routes]]
+bot = "front2"
+match = { hotline = "front2" }
+[[routes]]
+bot = "front"
+"#;
+
+/// The audio a caller hears up to the bot's 1300 Hz tone (the ring), then a second of the
+/// bridge.
+async fn ring_then_bridge(c: &mut WsCaller) -> (Vec<i16>, Vec<i16>) {
+    let heard = listen_until(c, |a| {
+        a.len() >= 1600 && tone_power(&a[a.len() - 1600..], 8000, 1300.0) > 1.0e5
+    })
+    .await;
+    let ring = heard[..heard.len() - 1600].to_vec();
+    let bridge = listen_until(c, |a| a.len() >= 8000).await;
+    (ring, bridge)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_plays_ringback_until_the_bot_answers() {
+    let dir = temp_data_dir();
+    let app = spawn_app(&RINGING_CONFIG.replace("TONE", &tone_file(&dir, 30)));
+    let mut c = WsCaller::connect(&app, "/live-call/websocket/rb1/+84900000021?token=t")
+        .await
+        .expect("upgrade");
+    c.send_json(initial_info("rb1", "front")).await;
+    let (ring, bridge) = ring_then_bridge(&mut c).await;
+    // The standard ring (440 + 480 Hz) while the bot's call rings…
+    assert!(ring.len() >= 4000, "{} samples of ring", ring.len());
+    for f in [440.0, 480.0] {
+        assert!(has_tone(&ring, 8000, f, &[1300.0, 700.0]), "{f} Hz rings");
+    }
+    // …and none once the bridge is up.
+    assert!(
+        has_tone(&bridge, 8000, 1300.0, &[440.0, 480.0]),
+        "the ring stops"
+    );
+    let master = app.call_by_reference("rb1").await;
+    assert_eq!(master["type"], "conference", "{master}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_rings_every_bot_and_cancels_those_that_lose() {
+    let dir = temp_data_dir();
+    let ring_path = dir.join("ring-700.wav");
+    let ring: Vec<i16> = (0..8000 * 3)
+        .map(|i| (6000.0 * (2.0 * std::f64::consts::PI * 700.0 * i as f64 / 8000.0).sin()) as i16)
+        .collect();
+    std::fs::write(&ring_path, switchboard::media::wav::encode(&ring, 8000, 1)).expect("wav");
+    let config = RINGING_CONFIG
+        .replace("TONE", &tone_file(&dir, 30))
+        .replace("RING", &ring_path.display().to_string());
+    let app = spawn_app(&config);
+    let mut c = WsCaller::connect(&app, "/live-call/websocket/rb2/+84900000022?token=t")
+        .await
+        .expect("upgrade");
+    c.send_json(initial_info("rb2", "front2")).await;
+    let (ring, bridge) = ring_then_bridge(&mut c).await;
+    // The action's ring_media rang instead of the standard tone.
+    assert!(
+        has_tone(&ring, 8000, 700.0, &[440.0, 1300.0]),
+        "ring_media is heard"
+    );
+    assert!(has_tone(&bridge, 8000, 1300.0, &[700.0]), "the ring stops");
+
+    // Both bots were rung as chained calls; `late` answered first and is bridged, `slow` was
+    // canceled.
+    let master = app.call_by_reference("rb2").await;
+    let chained = master["chained_call_ids"].as_array().expect("ids").clone();
+    assert_eq!(chained.len(), 2, "{master}");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let (winner, loser) = loop {
+        let mut records = Vec::new();
+        for id in &chained {
+            let (status, v) = app
+                .get_json(&format!("/calls/{}", id.as_str().unwrap()))
+                .await;
+            assert_eq!(status, 200, "{v}");
+            records.push(v);
+        }
+        let winner = records.iter().find(|r| r["bot"] == "late").cloned();
+        let loser = records.iter().find(|r| r["bot"] == "slow").cloned();
+        if let (Some(w), Some(l)) = (winner, loser) {
+            if l["status"] == "hangup" {
+                break (w, l);
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the losing bot's call never ended: {records:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(loser["hangup_reason"], "cancel", "{loser}");
+    assert_eq!(loser["master_call_id"], master["id"]);
+    assert_eq!(winner["status"], "progressing", "{winner}");
+    assert_eq!(winner["master_call_id"], master["id"]);
+    assert_eq!(master["room_id"], winner["room_id"], "{master} {winner}");
 }

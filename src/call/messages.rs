@@ -124,10 +124,16 @@ pub enum BotCommand {
         room: String,
         password: Option<String>,
     },
-    /// Connect the caller to bot `bot` through a chained call (this call its master) and a
-    /// two-party room; the bot hears `BotEvent::RoomLeft` when the bridge ends (either side
-    /// leaves or hangs up), or at once when it cannot be made (`error`).
-    Bridge { bot: String },
+    /// Connect the caller to the first of `bots` to answer: one chained call per bot (this
+    /// call their master), rung at once; the first to answer is bridged through a two-party
+    /// room and the others are canceled. Until then the caller hears `ring` (at the leg's
+    /// `out_rate`) or the standard ringback, repeated. The bot hears `BotEvent::RoomLeft` when
+    /// the bridge ends (either side leaves or hangs up), or at once when it cannot be made
+    /// (`error`).
+    Bridge {
+        bots: Vec<String>,
+        ring: Option<Arc<[i16]>>,
+    },
 }
 
 /// Hang the call up from outside (REST, a master call, shutdown).

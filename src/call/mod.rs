@@ -352,9 +352,12 @@ impl Handler<BotCommand> for CallActor {
                 }
             }
             BotCommand::JoinRoom { room, password } => self.join_room(room, password, ctx),
-            BotCommand::Bridge { bot } => {
+            BotCommand::Bridge { bots, ring } => {
                 self.answer();
-                self.bridge(bot, ctx)
+                if self.room.is_none() {
+                    self.start_ringback(ring, ctx);
+                }
+                self.bridge(bots, ctx)
             }
             BotCommand::Failed { detail } => {
                 tracing::warn!(call = %self.record.id, %detail, "bot failed");

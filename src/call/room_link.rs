@@ -98,14 +98,15 @@ impl CallActor {
         self.ask_for_room(ask, ctx);
     }
 
-    /// The flow `connect`s the caller to a bot: a chained call in a two-party room.
-    pub(super) fn bridge(&mut self, bot: String, ctx: &mut Context<Self>) {
+    /// The flow `connect`s the caller to the first of `bots` to answer: chained calls, the
+    /// winner's in a two-party room.
+    pub(super) fn bridge(&mut self, bots: Vec<String>, ctx: &mut Context<Self>) {
         let ask = OpenBridge {
             master: self.record.id,
             addr: ctx.address(),
             workspace: self.record.workspace.clone(),
             user: self.record.source.target.clone(),
-            bot,
+            bots,
         };
         self.ask_for_room(ask, ctx);
     }
@@ -126,12 +127,14 @@ impl CallActor {
             self.registry
                 .send(ask)
                 .into_actor(self)
-                .map(|reply, act, _ctx| {
+                .map(|reply, act, ctx| {
                     let error = match reply {
                         Ok(Ok(())) => return,
                         Ok(Err(e)) => e,
                         Err(_) => RoomError::Refused("the switch is shutting down".to_owned()),
                     };
+                    // Ringback, if a `connect` was ringing, stops with the refusal.
+                    act.end_hold(ctx);
                     act.room_left(Some(error));
                 }),
         );

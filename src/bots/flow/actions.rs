@@ -231,11 +231,16 @@ pub enum Action {
         #[serde(default = "default_loop_count")]
         loop_count: u32,
     },
-    /// Transfer the caller to the first destination.
+    /// Connect the caller: `agent` destinations naming configured bots are all rung at once
+    /// (chained calls), the first to answer is bridged and the others canceled, while the
+    /// caller hears a ringback tone, or `ring_media` (a WAV path or URL, like `play`'s).
+    /// Without such a destination the caller is transferred to the first destination.
     Connect {
         #[serde(default)]
         id: Option<String>,
         destinations: Vec<Destination>,
+        #[serde(default)]
+        ring_media: Option<String>,
     },
     /// Put the caller in the conference room `conference_id` (a room id, or a name in the
     /// call's workspace, created on first use) and go on when the caller leaves it. A room

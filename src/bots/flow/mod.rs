@@ -19,6 +19,7 @@ use actix::prelude::*;
 
 use crate::call::messages::{BotCommand, BotEvent, GetRecord, LegFormat};
 use crate::call::state::HangupReason;
+use crate::room::directory::MAX_RING_DESTINATIONS;
 use crate::services::Services;
 use crate::speech::asr::endpoint::{Endpoint, Endpointer};
 use crate::speech::asr::{AsrError, Recognition, Request};
@@ -431,17 +432,28 @@ impl FlowBot {
                         _ => self.pc += 1,
                     }
                 }
-                Action::Connect { destinations, .. } => {
-                    // A configured bot is reached through the switch itself: a chained call
-                    // bridged to this one; the flow goes on when the bridge ends.
-                    let bot = destinations.iter().find(|d| {
-                        d.kind == "agent" && self.services.config.bots.contains_key(&d.target)
-                    });
-                    if let Some(bot) = bot {
-                        self.wait = Wait::Room;
-                        self.call.do_send(BotCommand::Bridge {
-                            bot: bot.target.clone(),
-                        });
+                Action::Connect {
+                    destinations,
+                    ring_media,
+                    ..
+                } => {
+                    // Configured bots are reached through the switch itself: chained calls
+                    // rung at once, the first to answer bridged to this one; the flow goes on
+                    // when the bridge ends.
+                    let mut bots: Vec<String> = Vec::new();
+                    for d in destinations {
+                        let reachable =
+                            d.kind == "agent" && self.services.config.bots.contains_key(&d.target);
+                        if reachable && !bots.contains(&d.target) {
+                            bots.push(d.target.clone());
+                        }
+                    }
+                    if !bots.is_empty() {
+                        if bots.len() > MAX_RING_DESTINATIONS {
+                            tracing::warn!(call = %self.call_id, bots = bots.len(), "connect: only the first {MAX_RING_DESTINATIONS} bots are rung");
+                            bots.truncate(MAX_RING_DESTINATIONS);
+                        }
+                        self.bridge(bots, ring_media.clone(), ctx);
                         return;
                     }
                     // Anything else is handed over to the caller's side: the flow is done.
@@ -717,6 +729,36 @@ impl FlowBot {
 }
 
 impl FlowBot {
+    /// Rings `bots` for a `connect`, once `ring_media` (if any) is loaded for the caller to
+    /// hear meanwhile; a ring that cannot be loaded leaves the standard tone.
+    fn bridge(&mut self, bots: Vec<String>, ring_media: Option<String>, ctx: &mut Context<Self>) {
+        let Some(url) = ring_media.filter(|u| !u.trim().is_empty()) else {
+            self.wait = Wait::Room;
+            self.call.do_send(BotCommand::Bridge { bots, ring: None });
+            return;
+        };
+        self.wait = Wait::Loading;
+        let http = self.services.http.clone();
+        let rate = self.out_rate();
+        let local_files = self.local_files.clone();
+        let loading = async move { source::load(&http, &url, rate, &local_files).await };
+        ctx.spawn(loading.into_actor(self).map(move |loaded, act, _ctx| {
+            if act.wait != Wait::Loading {
+                return;
+            }
+            let ring = match loaded {
+                Ok(samples) if !samples.is_empty() => Some(samples.into()),
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::warn!(call = %act.call_id, error = %e, "connect: ring_media not loaded; the standard ringback plays");
+                    None
+                }
+            };
+            act.wait = Wait::Room;
+            act.call.do_send(BotCommand::Bridge { bots, ring });
+        }));
+    }
+
     /// The room wants a password: ask the caller for it (keys pressed during the prompt
     /// count).
     fn ask_password(&mut self, ctx: &mut Context<Self>) {
