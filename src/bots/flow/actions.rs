@@ -239,7 +239,7 @@ pub enum Action {
         #[serde(default)]
         id: Option<String>,
         destinations: Vec<Destination>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         ring_media: Option<String>,
     },
     /// Put the caller in the conference room `conference_id` (a room id, or a name in the
