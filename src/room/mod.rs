@@ -159,6 +159,11 @@ pub enum RoomError {
     Password { room: Uuid, given: bool },
 }
 
+/// Compares two secrets in a time that does not tell how much of them matched.
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
 fn password_refusal(room: Uuid, given: bool) -> String {
     if given {
         format!("wrong password for room {room}")
@@ -174,7 +179,7 @@ impl RoomRecord {
             return Ok(());
         }
         match (self.password.as_deref(), given) {
-            (Some(want), Some(got)) if want == got => Ok(()),
+            (Some(want), Some(got)) if same_secret(want, got) => Ok(()),
             (_, given) => Err(RoomError::Password {
                 room: self.id,
                 given: given.is_some(),
@@ -687,5 +692,63 @@ impl Handler<RoomInput> for Room {
                 self.remove(call, false, ctx);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(require: bool, password: Option<&str>) -> RoomRecord {
+        let now = Utc::now();
+        RoomRecord {
+            id: Uuid::new_v4(),
+            workspace: String::new(),
+            name: "r".into(),
+            kind: RoomKind::Temporary,
+            max_participants: 4,
+            settings: RoomSettings {
+                require_password: require,
+                ..RoomSettings::default()
+            },
+            password: password.map(str::to_owned),
+            status: RoomStatus::Active,
+            participants: Vec::new(),
+            recording_id: None,
+            recording_ids: Vec::new(),
+            tracks: Vec::new(),
+            tm_create: now,
+            tm_update: now,
+            tm_close: None,
+        }
+    }
+
+    #[test]
+    fn a_password_is_asked_only_when_required() {
+        let open = record(false, None);
+        assert_eq!(open.password_allows(None), Ok(()));
+        assert_eq!(open.password_allows(Some("1")), Ok(()));
+        let locked = record(true, Some("2468"));
+        assert_eq!(locked.password_allows(Some("2468")), Ok(()));
+        for (given, was_given) in [(None, false), (Some("246"), true), (Some("2469"), true)] {
+            assert_eq!(
+                locked.password_allows(given),
+                Err(RoomError::Password {
+                    room: locked.id,
+                    given: was_given
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn a_stored_room_without_the_new_fields_still_reads() {
+        let mut v = serde_json::to_value(record(false, None)).expect("json");
+        let fields = v.as_object_mut().expect("object");
+        fields.remove("password");
+        fields.remove("tracks");
+        let back: RoomRecord = serde_json::from_value(v).expect("reads");
+        assert_eq!(back.password, None);
+        assert!(back.tracks.is_empty());
     }
 }
