@@ -669,7 +669,7 @@ fn room_recording_body(body: &[u8]) -> Result<(RecordingOptions, bool), ApiError
     path = "/api/v1/calls/rooms/{room_id}/record/start",
     tag = "rooms",
     params(("room_id" = String, Path, description = "The room id (a UUID)")),
-    request_body(content = Option<super::openapi::RecordingOptionsSchema>, content_type = "application/json"),
+    request_body(content = Option<super::openapi::RoomRecordingOptionsSchema>, content_type = "application/json"),
     responses(
         (status = 201, description = "Recording", body = RoomRecordingControl),
         (status = 400, description = "Bad input", body = super::views::ErrorView),
