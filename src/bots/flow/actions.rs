@@ -421,6 +421,14 @@ pub fn validate(actions: &[Action]) -> Result<(), String> {
             Action::Connect { destinations, .. } if destinations.is_empty() => {
                 return Err(format!("[{i}].destinations is empty"));
             }
+            Action::Connect {
+                ring_media: Some(media),
+                ..
+            } if media.trim().is_empty() => {
+                return Err(format!(
+                    "[{i}].ring_media is empty (leave it out for the ring tone)"
+                ));
+            }
             Action::DigitsReceive { key, speech, .. } => {
                 if let Some(bad) = key.chars().find(|c| !is_dtmf(*c)) {
                     return Err(format!("[{i}].key `{bad}` is not a DTMF key"));
@@ -550,6 +558,10 @@ mod tests {
             (
                 r#"actions = [{type = "recording_start", format = "mp3"}]"#,
                 "mp3",
+            ),
+            (
+                r#"actions = [{type = "connect", ring_media = " ", destinations = [{type = "agent", target = "b"}]}]"#,
+                "ring_media",
             ),
         ] {
             let err = parse(text).unwrap_err();
