@@ -5,6 +5,10 @@
 //! room's thread when the recording stops (by the API, its `duration`, or the room closing)
 //! and their rows are journaled under the room's id, like a call's recordings; the room's
 //! record keeps which rows are tracks of which recording (`TrackRef`).
+//!
+//! Memory: every track is as long as the mix (at most `duration`, itself at most
+//! `MAX_RECORDING_SECONDS`), so a recording with tracks holds up to one mix per participant
+//! who spoke (bounded by `max_participants`) besides its own.
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
