@@ -7,8 +7,8 @@
 //! record keeps which rows are tracks of which recording (`TrackRef`).
 //!
 //! Memory: every track is as long as the mix (at most `duration`, itself at most
-//! `MAX_RECORDING_SECONDS`), so a recording with tracks holds up to one mix per participant
-//! who spoke (bounded by `max_participants`) besides its own.
+//! `MAX_RECORDING_SECONDS`), so a recording with tracks holds up to `MAX_TRACKS` mixes
+//! besides its own.
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
@@ -18,6 +18,10 @@ use uuid::Uuid;
 use super::{Room, RoomError};
 use crate::recording::{RecordingOptions, MAX_RECORDING_SECONDS};
 use crate::store::RecordingRow;
+
+/// Tracks one recording keeps at most (participants come and go while it runs); whoever
+/// first speaks after that is only in the mix.
+pub const MAX_TRACKS: usize = 64;
 
 /// One participant's track of a room recording.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,6 +182,7 @@ impl Room {
             for (call, voice) in voices {
                 let at = match tracks.iter().position(|t| t.call == *call) {
                     Some(at) => at,
+                    None if tracks.len() >= MAX_TRACKS => continue,
                     None => {
                         let user = self
                             .record
