@@ -1132,9 +1132,19 @@ actions = [
   { type = "play", stream_urls = ["TONE"] },
 ]
 
+[bots.front3]
+kind = "flow"
+actions = [
+  { type = "connect", destinations = [{ type = "agent", target = "slow" }] },
+  { type = "sleep", duration = 600000 },
+]
+
 [[routes]]
 bot = "front2"
 match = { hotline = "front2" }
+[[routes]]
+bot = "front3"
+match = { hotline = "front3" }
 [[routes]]
 bot = "front"
 "#;
@@ -1231,4 +1241,39 @@ async fn connect_rings_every_bot_and_cancels_those_that_lose() {
     assert_eq!(winner["status"], "progressing", "{winner}");
     assert_eq!(winner["master_call_id"], master["id"]);
     assert_eq!(master["room_id"], winner["room_id"], "{master} {winner}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_who_hangs_up_while_ringing_cancels_the_bot_call() {
+    let dir = temp_data_dir();
+    let app = spawn_app(&RINGING_CONFIG.replace("TONE", &tone_file(&dir, 30)));
+    let mut c = WsCaller::connect(&app, "/live-call/websocket/rb3/+84900000023?token=t")
+        .await
+        .expect("upgrade");
+    c.send_json(initial_info("rb3", "front3")).await;
+    // Ringing: the ring is heard and the bot's call is chained, not answered.
+    let ring = listen_until(&mut c, |a| a.len() >= 4000).await;
+    assert!(has_tone(&ring, 8000, 440.0, &[1300.0]), "the ring is heard");
+    let master = app
+        .wait_for_call("rb3", |c| c["chained_call_ids"][0].is_string())
+        .await;
+    let child = master["chained_call_ids"][0]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    c.send_json(json!({ "disconnect": {} })).await;
+    app.wait_hangup("rb3").await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (_, v) = app.get_json(&format!("/calls/{child}")).await;
+        if v["status"] == "hangup" {
+            assert_eq!(v["hangup_reason"], "cancel", "{v}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the ringing bot call never ended: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
