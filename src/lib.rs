@@ -15,7 +15,8 @@
 //!   (`client.rs`); `protocols::access`, the access rule every ingress checks (tokens, source
 //!   networks).
 //! - `limits`: size limits on ids, numbers, free text, metadata and keys peers send.
-//! - `media`: PCM, WAV, rate conversion, voice activity (barge-in), hold music, DTMF keys.
+//! - `media`: PCM, WAV, rate conversion, voice activity (barge-in), hold music, ringback,
+//!   DTMF keys.
 //! - `speech`: text to speech.
 //! - `http_error`: the JSON error body every HTTP answer carries.
 //! - `api`: the REST API, the Calls API, live events, API keys, their view types, the OpenAPI

@@ -1,7 +1,9 @@
 //! Conference rooms against the real switch: live-call WebSocket callers and a Ringover stream
 //! in one room hear each other (each a tone of its own, told apart by frequency) and never
 //! themselves; mute, the participant limit, leave and hang-up, bots in rooms, the flow's
-//! `conference_join`, workspace isolation and rooms kept across a restart.
+//! `conference_join`, workspace isolation and rooms kept across a restart; passwords (API and
+//! keyed by a caller), the waiting room, and recordings with a track per participant; the
+//! flow's `connect` to bots: ringback, parallel ringing and the bridge.
 
 mod support;
 
@@ -617,12 +619,13 @@ async fn connect_to_a_bot_bridges_a_chained_call_and_the_flow_goes_on_when_it_en
         .await
         .expect("upgrade");
     c.send_json(initial_info("br1", "front")).await;
-    // The bot's tone comes through the bridge…
+    // The bot's tone comes through the bridge (after a moment of ringback)…
     let heard = listen_until(&mut c, |a| {
-        tone_power(a, 8000, 1300.0) > 1.0e5 && a.len() > 4000
+        a.len() >= 1600 && tone_power(&a[a.len() - 1600..], 8000, 1300.0) > 2.0e6
     })
     .await;
-    assert!(has_tone(&heard, 8000, 1300.0, &[600.0]));
+    let heard = &heard[heard.len() - 1600..];
+    assert!(has_tone(heard, 8000, 1300.0, &[600.0]));
     let master = app.call_by_reference("br1").await;
     let chained = master["chained_call_ids"]
         .as_array()
@@ -651,11 +654,15 @@ async fn connect_to_a_bot_bridges_a_chained_call_and_the_flow_goes_on_when_it_en
         c["action"]["type"] == "talk" && c["type"] == "flow"
     })
     .await;
-    let speech = listen_until(&mut c, |a| {
-        a.len() > 4000 && switchboard::media::pcm::rms(a) > 300.0
+    // What was on its way before the bridge closed may still come first: wait for speech.
+    let tone = tone_power(heard, 8000, 1300.0);
+    listen_until(&mut c, |a| {
+        let last = &a[a.len().saturating_sub(4000)..];
+        last.len() == 4000
+            && switchboard::media::pcm::rms(last) > 300.0
+            && tone_power(last, 8000, 1300.0) < tone / 10.0
     })
     .await;
-    assert!(tone_power(&speech, 8000, 1300.0) < tone_power(&heard, 8000, 1300.0));
     c.send_json(json!({ "disconnect": {} })).await;
     app.wait_hangup("br1").await;
 }
@@ -822,4 +829,451 @@ async fn a_room_is_recorded_as_one_wav_of_its_mix() {
             .contains("allow_recording"),
         "{v}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_with_a_password_lets_in_only_calls_that_give_it() {
+    let app = spawn_app(CONFIG);
+    // The password's shape is checked, and it goes with `require_password` only.
+    for (body, why) in [
+        (
+            json!({ "name": "v", "settings": { "require_password": true } }),
+            "no password",
+        ),
+        (
+            json!({ "name": "v", "settings": { "require_password": true }, "password": "12ab" }),
+            "not digits",
+        ),
+        (
+            json!({ "name": "v", "settings": { "require_password": true }, "password": "" }),
+            "empty",
+        ),
+        (json!({ "name": "v", "password": "1234" }), "not required"),
+    ] {
+        let (status, v) = app.post_body("/api/v1/calls/rooms", &body).await;
+        assert_eq!(status, 400, "{why}: {v}");
+        assert!(v["error"]["message"].is_string(), "{v}");
+    }
+    let body =
+        json!({ "name": "vault", "settings": { "require_password": true }, "password": "2468" });
+    let (status, created) = app.post_body("/api/v1/calls/rooms", &body).await;
+    assert_eq!(status, 201, "{created}");
+    assert!(!created.to_string().contains("2468"), "{created}");
+    assert_eq!(created["settings"]["require_password"], true);
+    let room = created["room_id"].as_str().expect("room id").to_owned();
+    let (_, v) = app.get_json(&format!("/api/v1/calls/rooms/{room}")).await;
+    assert!(!v.to_string().contains("2468"), "{v}");
+
+    let (_c, id) = ws_caller(&app, "pw-1", "lobby").await;
+    let (status, v) = join(&app, &room, json!({ "call_id": id })).await;
+    assert_eq!(status, 403, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("needs a password"),
+        "{v}"
+    );
+    let (status, v) = join(&app, &room, json!({ "call_id": id, "password": "1111" })).await;
+    assert_eq!(status, 403, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("wrong password"),
+        "{v}"
+    );
+    let (status, v) = join(&app, &room, json!({ "bot": "beeper", "password": "2468" })).await;
+    assert_eq!(status, 400, "{v}");
+    let (status, p) = join(&app, &room, json!({ "call_id": id, "password": "2468" })).await;
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(p["status"], "joined");
+    // Bots are not asked for it.
+    let (status, p) = join(&app, &room, json!({ "bot": "beeper" })).await;
+    assert_eq!(status, 200, "{p}");
+}
+
+const PASSWORD_CONFIG: &str = r#"
+[bots.vault]
+kind = "flow"
+actions = [
+  { type = "conference_join", conference_id = "vault" },
+  { type = "talk", text = "The room is not for you." },
+  { type = "sleep", duration = 600000 },
+]
+
+[[routes]]
+bot = "vault"
+"#;
+
+/// Waits for the flow's password prompt (a `streamAudio` utterance), then keys `keys`.
+async fn key_after_prompt(c: &mut RingoverClient, keys: &str) {
+    loop {
+        let v = c.next().await.json();
+        if v["type"] == "streamAudio" && stream_audio_samples(&v).len() > 4000 {
+            break;
+        }
+    }
+    for key in keys.chars() {
+        c.send_text(&json!({ "event": "dtmf", "digit": key.to_string() }).to_string())
+            .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conference_join_asks_for_the_password_by_keys_and_gives_up_after_three_tries() {
+    let app = spawn_app(PASSWORD_CONFIG);
+    let body =
+        json!({ "name": "vault", "settings": { "require_password": true }, "password": "4321" });
+    let room = create_room(&app, body).await;
+
+    // A wrong password, then the right one: the caller is in.
+    let mut a = RingoverClient::dial(&app, json!({ "call_id": "pw-a" })).await;
+    key_after_prompt(&mut a, "99#").await;
+    key_after_prompt(&mut a, "4321#").await;
+    let call = app
+        .wait_for_call("pw-a", |c| c["room_id"] == room.as_str())
+        .await;
+    assert_eq!(call["type"], "conference", "{call}");
+    let list = wait_participants(&app, &room, |l| l.len() == 1).await;
+    assert_eq!(list[0]["call_id"], call["id"]);
+
+    // Three wrong passwords: the flow goes on without the room.
+    let mut b = RingoverClient::dial(&app, json!({ "call_id": "pw-b" })).await;
+    for _ in 0..3 {
+        key_after_prompt(&mut b, "1#").await;
+    }
+    let call = app
+        .wait_for_call("pw-b", |c| c["action"]["type"] == "talk")
+        .await;
+    assert_eq!(call["type"], "flow", "{call}");
+    assert_eq!(call["room_id"], Uuid::nil().to_string(), "{call}");
+    let list = wait_participants(&app, &room, |l| l.len() == 1).await;
+    assert_ne!(list[0]["call_id"], call["id"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_room_keeps_callers_out_of_the_mix_until_admitted() {
+    let app = spawn_app(CONFIG);
+    let room = create_room(
+        &app,
+        json!({ "name": "lobby-room", "settings": { "waiting_room": true } }),
+    )
+    .await;
+    let (a, a_id) = ws_caller(&app, "wr-a", "lobby").await;
+    let (b, b_id) = ws_caller(&app, "wr-b", "lobby").await;
+    for id in [&a_id, &b_id] {
+        let (status, p) = join(&app, &room, json!({ "call_id": id })).await;
+        assert_eq!(status, 200, "{p}");
+        assert_eq!(p["status"], "waiting", "{p}");
+    }
+    let list = wait_participants(&app, &room, |l| l.len() == 2).await;
+    assert!(list.iter().all(|p| p["status"] == "waiting"), "{list:?}");
+
+    // Waiting, they neither hear nor are heard.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let ta = tokio::spawn(ws_talker(a, 600.0, stop_rx.clone()));
+    let tb = tokio::spawn(ws_talker(b, 1000.0, stop_rx));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop_tx.send(true).expect("stop");
+    let (a, heard_a) = ta.await.expect("a");
+    let (b, heard_b) = tb.await.expect("b");
+    assert!(tone_power(&heard_a, 8000, 1000.0) < 1.0e4, "A hears B");
+    assert!(tone_power(&heard_b, 8000, 600.0) < 1.0e4, "B hears A");
+
+    // Admitted, they hear each other.
+    for id in [&a_id, &b_id] {
+        let (status, p) = app
+            .post_json(&format!(
+                "/api/v1/calls/rooms/{room}/participants/{id}/admit"
+            ))
+            .await;
+        assert_eq!(status, 200, "{p}");
+        assert_eq!(p["status"], "joined", "{p}");
+    }
+    let (status, v) = app
+        .post_json(&format!(
+            "/api/v1/calls/rooms/{room}/participants/{}/admit",
+            Uuid::new_v4()
+        ))
+        .await;
+    assert_eq!(status, 404, "{v}");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let ta = tokio::spawn(ws_talker(a, 600.0, stop_rx.clone()));
+    let tb = tokio::spawn(ws_talker(b, 1000.0, stop_rx));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop_tx.send(true).expect("stop");
+    let (_a, heard_a) = ta.await.expect("a");
+    let (_b, heard_b) = tb.await.expect("b");
+    // Skip the first half second (jitter buffers filling).
+    let heard = |h: &[i16]| Heard {
+        samples: h.get(4000..).unwrap_or_default().to_vec(),
+        rate: 8000,
+    };
+    hears_others_not_self(&heard(&heard_a), 600.0, &[1000.0]).unwrap_or_else(|e| panic!("A: {e}"));
+    hears_others_not_self(&heard(&heard_b), 1000.0, &[600.0]).unwrap_or_else(|e| panic!("B: {e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_recorded_with_tracks_keeps_what_each_participant_said() {
+    let app = spawn_app(CONFIG);
+    let room = create_room(&app, json!({ "name": "tracked" })).await;
+    let (a, a_id) = ws_caller(&app, "tr-a", "lobby").await;
+    let (b, b_id) = ws_caller(&app, "tr-b", "lobby").await;
+    for id in [&a_id, &b_id] {
+        let (status, p) = join(&app, &room, json!({ "call_id": id })).await;
+        assert_eq!(status, 200, "{p}");
+    }
+    let start = format!("/api/v1/calls/rooms/{room}/record/start");
+    let (status, v) = app.post_body(&start, &json!({ "tracks": "yes" })).await;
+    assert_eq!(status, 400, "{v}");
+    let (status, started) = app.post_body(&start, &json!({ "tracks": true })).await;
+    assert_eq!(status, 201, "{started}");
+    let recording = started["recording_id"].as_str().expect("id").to_owned();
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let ta = tokio::spawn(ws_talker(a, 500.0, stop_rx.clone()));
+    let tb = tokio::spawn(ws_talker(b, 900.0, stop_rx));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, stopped) = app
+        .post_json(&format!("/api/v1/calls/rooms/{room}/record/stop"))
+        .await;
+    assert_eq!(status, 200, "{stopped}");
+    stop_tx.send(true).expect("stop");
+    ta.await.expect("a");
+    tb.await.expect("b");
+
+    let list_path = format!("/api/v1/calls/rooms/{room}/recordings");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let list = loop {
+        let (status, v) = app.get_json(&list_path).await;
+        assert_eq!(status, 200, "{v}");
+        let mix_done = v["recordings"]
+            .as_array()
+            .is_some_and(|r| r.len() == 1 && r[0]["status"] == "done");
+        let tracks_done = v["tracks"]
+            .as_array()
+            .is_some_and(|t| t.len() == 2 && t.iter().all(|t| t["recording"]["status"] == "done"));
+        if mix_done && tracks_done {
+            break v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the mix and both tracks never written: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(list["recordings"][0]["recording_id"], recording.as_str());
+    let (mix_rate, _, mix) = {
+        let url = list["recordings"][0]["download_url"].as_str().unwrap();
+        let r = app.http.get(app.url(url)).send().await.expect("GET");
+        assert_eq!(r.status(), 200);
+        wav_samples(&r.bytes().await.expect("body"))
+    };
+    for (id, own, other) in [(&a_id, 500.0, 900.0), (&b_id, 900.0, 500.0)] {
+        let track = list["tracks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["participant_call_id"] == id.as_str())
+            .unwrap_or_else(|| panic!("no track of {id}: {list}"));
+        assert_eq!(track["of_recording_id"], recording.as_str());
+        let url = track["recording"]["download_url"].as_str().unwrap();
+        let r = app.http.get(app.url(url)).send().await.expect("GET");
+        assert_eq!(r.status(), 200);
+        let (rate, channels, samples) = wav_samples(&r.bytes().await.expect("body"));
+        assert_eq!((rate, channels), (mix_rate, 1));
+        assert_eq!(samples.len(), mix.len(), "tracks line up with the mix");
+        assert!(
+            tone_power(&samples, rate, own) > 1.0e5,
+            "{id} is in its track"
+        );
+        assert!(
+            tone_power(&samples, rate, other) < tone_power(&samples, rate, own) / 100.0,
+            "{id}'s track has only its own voice"
+        );
+    }
+}
+
+const RINGING_CONFIG: &str = r#"
+[auth]
+live_call_tokens = ["t"]
+
+[bots.front]
+kind = "flow"
+actions = [
+  { type = "connect", destinations = [{ type = "agent", target = "late" }] },
+  { type = "sleep", duration = 600000 },
+]
+
+[bots.front2]
+kind = "flow"
+actions = [
+  { type = "connect", ring_media = "RING", destinations = [
+    { type = "agent", target = "slow" },
+    { type = "agent", target = "late" },
+  ] },
+  { type = "sleep", duration = 600000 },
+]
+
+[bots.late]
+kind = "flow"
+actions = [
+  { type = "sleep", duration = 1000 },
+  { type = "answer" },
+  { type = "play", stream_urls = ["TONE"] },
+]
+
+[bots.slow]
+kind = "flow"
+actions = [
+  { type = "sleep", duration = 20000 },
+  { type = "answer" },
+  { type = "play", stream_urls = ["TONE"] },
+]
+
+[bots.front3]
+kind = "flow"
+actions = [
+  { type = "connect", destinations = [{ type = "agent", target = "slow" }] },
+  { type = "sleep", duration = 600000 },
+]
+
+[[routes]]
+bot = "front2"
+match = { hotline = "front2" }
+[[routes]]
+bot = "front3"
+match = { hotline = "front3" }
+[[routes]]
+bot = "front"
+"#;
+
+/// The audio a caller hears up to the bot's 1300 Hz tone (the ring), then a second of the
+/// bridge.
+async fn ring_then_bridge(c: &mut WsCaller) -> (Vec<i16>, Vec<i16>) {
+    let heard = listen_until(c, |a| {
+        a.len() >= 1600 && tone_power(&a[a.len() - 1600..], 8000, 1300.0) > 1.0e5
+    })
+    .await;
+    let ring = heard[..heard.len() - 1600].to_vec();
+    let bridge = listen_until(c, |a| a.len() >= 8000).await;
+    (ring, bridge)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_plays_ringback_until_the_bot_answers() {
+    let dir = temp_data_dir();
+    let app = spawn_app(&RINGING_CONFIG.replace("TONE", &tone_file(&dir, 30)));
+    let mut c = WsCaller::connect(&app, "/live-call/websocket/rb1/+84900000021?token=t")
+        .await
+        .expect("upgrade");
+    c.send_json(initial_info("rb1", "front")).await;
+    let (ring, bridge) = ring_then_bridge(&mut c).await;
+    // The standard ring (440 + 480 Hz) while the bot's call rings…
+    assert!(ring.len() >= 4000, "{} samples of ring", ring.len());
+    for f in [440.0, 480.0] {
+        assert!(has_tone(&ring, 8000, f, &[1300.0, 700.0]), "{f} Hz rings");
+    }
+    // …and none once the bridge is up.
+    assert!(
+        has_tone(&bridge, 8000, 1300.0, &[440.0, 480.0]),
+        "the ring stops"
+    );
+    let master = app.call_by_reference("rb1").await;
+    assert_eq!(master["type"], "conference", "{master}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_rings_every_bot_and_cancels_those_that_lose() {
+    let dir = temp_data_dir();
+    let ring_path = dir.join("ring-700.wav");
+    let ring: Vec<i16> = (0..8000 * 3)
+        .map(|i| (6000.0 * (2.0 * std::f64::consts::PI * 700.0 * i as f64 / 8000.0).sin()) as i16)
+        .collect();
+    std::fs::write(&ring_path, switchboard::media::wav::encode(&ring, 8000, 1)).expect("wav");
+    let config = RINGING_CONFIG
+        .replace("TONE", &tone_file(&dir, 30))
+        .replace("RING", &ring_path.display().to_string());
+    let app = spawn_app(&config);
+    let mut c = WsCaller::connect(&app, "/live-call/websocket/rb2/+84900000022?token=t")
+        .await
+        .expect("upgrade");
+    c.send_json(initial_info("rb2", "front2")).await;
+    let (ring, bridge) = ring_then_bridge(&mut c).await;
+    // The action's ring_media rang instead of the standard tone.
+    assert!(
+        has_tone(&ring, 8000, 700.0, &[440.0, 1300.0]),
+        "ring_media is heard"
+    );
+    assert!(has_tone(&bridge, 8000, 1300.0, &[700.0]), "the ring stops");
+
+    // Both bots were rung as chained calls; `late` answered first and is bridged, `slow` was
+    // canceled.
+    let master = app.call_by_reference("rb2").await;
+    let chained = master["chained_call_ids"].as_array().expect("ids").clone();
+    assert_eq!(chained.len(), 2, "{master}");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let (winner, loser) = loop {
+        let mut records = Vec::new();
+        for id in &chained {
+            let (status, v) = app
+                .get_json(&format!("/calls/{}", id.as_str().unwrap()))
+                .await;
+            assert_eq!(status, 200, "{v}");
+            records.push(v);
+        }
+        let winner = records.iter().find(|r| r["bot"] == "late").cloned();
+        let loser = records.iter().find(|r| r["bot"] == "slow").cloned();
+        if let (Some(w), Some(l)) = (winner, loser) {
+            if l["status"] == "hangup" {
+                break (w, l);
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the losing bot's call never ended: {records:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(loser["hangup_reason"], "cancel", "{loser}");
+    assert_eq!(loser["master_call_id"], master["id"]);
+    assert_eq!(winner["status"], "progressing", "{winner}");
+    assert_eq!(winner["master_call_id"], master["id"]);
+    assert_eq!(master["room_id"], winner["room_id"], "{master} {winner}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_who_hangs_up_while_ringing_cancels_the_bot_call() {
+    let dir = temp_data_dir();
+    let app = spawn_app(&RINGING_CONFIG.replace("TONE", &tone_file(&dir, 30)));
+    let mut c = WsCaller::connect(&app, "/live-call/websocket/rb3/+84900000023?token=t")
+        .await
+        .expect("upgrade");
+    c.send_json(initial_info("rb3", "front3")).await;
+    // Ringing: the ring is heard and the bot's call is chained, not answered.
+    let ring = listen_until(&mut c, |a| a.len() >= 4000).await;
+    assert!(has_tone(&ring, 8000, 440.0, &[1300.0]), "the ring is heard");
+    let master = app
+        .wait_for_call("rb3", |c| c["chained_call_ids"][0].is_string())
+        .await;
+    let child = master["chained_call_ids"][0]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    c.send_json(json!({ "disconnect": {} })).await;
+    app.wait_hangup("rb3").await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (_, v) = app.get_json(&format!("/calls/{child}")).await;
+        if v["status"] == "hangup" {
+            assert_eq!(v["hangup_reason"], "cancel", "{v}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the ringing bot call never ended: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }

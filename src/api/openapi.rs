@@ -68,6 +68,7 @@ pub const TWILIO_TOKEN: &str = "twilio_token";
         super::rooms_api::participants,
         super::rooms_api::mute,
         super::rooms_api::unmute,
+        super::rooms_api::admit,
         super::rooms_api::record_start,
         super::rooms_api::record_stop,
         super::rooms_api::recordings,
@@ -94,6 +95,7 @@ pub const TWILIO_TOKEN: &str = "twilio_token";
         TranscriptView,
         AddressSchema,
         RecordingOptionsSchema,
+        RoomRecordingOptionsSchema,
         InitiateFailure,
         RecordingControl,
         TranscribeAnswer,
@@ -107,6 +109,7 @@ pub const TWILIO_TOKEN: &str = "twilio_token";
         super::rooms_api::LeaveBody,
         super::rooms_api::RoomRecordingControl,
         super::rooms_api::RoomRecordingsView,
+        super::rooms_api::RoomTrackView,
         crate::room::RoomSettings,
     )),
     modifiers(&SecuritySchemes),
@@ -201,6 +204,22 @@ pub struct RecordingOptionsSchema {
     /// Stop when the caller presses one of these keys; empty means never.
     #[schema(default = "")]
     pub end_of_key: String,
+}
+
+/// Optional body of a room's `record/start`: a room recording stops by `duration` or the API
+/// only.
+#[derive(Serialize, ToSchema)]
+#[schema(as = RoomRecordingOptions)]
+pub struct RoomRecordingOptionsSchema {
+    /// Only `wav`.
+    #[schema(default = "wav")]
+    pub format: String,
+    /// Longest recording in seconds; 0 means the switch's limit.
+    #[schema(default = 0)]
+    pub duration: u64,
+    /// Also record one WAV per participant of what that participant said.
+    #[schema(default = false)]
+    pub tracks: bool,
 }
 
 /// `POST /api/v1/calls/initiate` when the call could not be placed: the error and the

@@ -1,5 +1,6 @@
 //! Conference rooms in the Calls API: `/api/v1/calls/rooms` (create), `/{room_id}` (get),
-//! `/join`, `/leave`, `/participants`, and `/participants/{call_id}/mute|unmute`.
+//! `/join`, `/leave`, `/participants`, `/participants/{call_id}/mute|unmute|admit`, and the
+//! room's recordings.
 //! Rooms of another workspace than the API key's are not found, as calls are not.
 
 use actix_web::http::StatusCode;
@@ -13,10 +14,11 @@ use super::calls_api::NO_DIALOUT;
 use super::calls_views::RecordingView;
 use super::{find_record, parse_id, ApiError, ApiState};
 use crate::limits::{self, MAX_NAME_BYTES, MAX_WORKSPACE_BYTES};
+use crate::recording::RecordingOptions;
 use crate::room::directory::{CreateRoom, FindRoom, ReopenRoom, RoomSpec};
 use crate::room::recording::RecordRoom;
 use crate::room::{
-    GetRoom, Join, JoinBot, Leave, Mute, Participant, Room, RoomError, RoomKind, RoomRecord,
+    Admit, GetRoom, Join, JoinBot, Leave, Mute, Participant, Room, RoomError, RoomKind, RoomRecord,
     RoomSettings, RoomStatus,
 };
 
@@ -34,6 +36,10 @@ pub struct CreateRoomBody {
     max_participants: Option<u32>,
     #[serde(default)]
     settings: RoomSettings,
+    /// The digits a call must give to join (1 to `MAX_PASSWORD_DIGITS` of 0-9): required
+    /// with `settings.require_password`, refused without it, never shown back.
+    #[serde(default)]
+    password: Option<String>,
     /// The room's workspace (an API key bound to a workspace always uses its own).
     #[serde(default)]
     workspace: Option<String>,
@@ -53,6 +59,25 @@ pub struct JoinBody {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     destination: Option<serde_json::Value>,
+    /// The room's password, with `call_id`, for a room with `settings.require_password`
+    /// (403 when missing or wrong). Bots are not asked for it.
+    #[serde(default)]
+    password: Option<String>,
+}
+
+/// The longest room password, in digits.
+pub const MAX_PASSWORD_DIGITS: usize = 16;
+
+/// Checks a room's password is a short string of digits (what a caller can key).
+fn check_password(password: &str) -> Result<(), ApiError> {
+    let digits = password.len();
+    if digits == 0 || digits > MAX_PASSWORD_DIGITS || !password.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(ApiError::BadRequest(format!(
+            "password must be 1 to {MAX_PASSWORD_DIGITS} digits (0-9)"
+        )));
+    }
+    Ok(())
 }
 
 /// `POST /leave` body.
@@ -69,6 +94,8 @@ pub struct RoomParticipantView {
     pub call_id: Uuid,
     /// `host`, `participant` or `bot`.
     pub role: &'static str,
+    /// `waiting` (in the waiting room: neither hears nor is heard until admitted) or `joined`.
+    pub status: &'static str,
     pub audio: bool,
     pub video: bool,
     pub muted: bool,
@@ -85,6 +112,7 @@ impl From<&Participant> for RoomParticipantView {
                 crate::room::Role::Participant => "participant",
                 crate::room::Role::Bot => "bot",
             },
+            status: if p.waiting { "waiting" } else { "joined" },
             audio: !p.muted,
             video: false,
             muted: p.muted,
@@ -148,11 +176,25 @@ pub struct RoomRecordingControl {
     pub status: &'static str,
 }
 
-/// A room's recordings (each one's `call_id` is the room's id).
+/// A room's recordings (each one's `call_id` is the room's id): the mixes in `recordings`,
+/// the per-participant tracks of those recorded with `tracks` in `tracks`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RoomRecordingsView {
     pub room_id: Uuid,
     pub recordings: Vec<RecordingView>,
+    pub tracks: Vec<RoomTrackView>,
+}
+
+/// One participant's track of a room recording: what that participant said.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RoomTrackView {
+    /// The recording (of the mix) this track belongs to.
+    pub of_recording_id: Uuid,
+    /// The participant's call, and who it was.
+    pub participant_call_id: Uuid,
+    pub user_id: String,
+    /// The track itself, downloaded like any room recording.
+    pub recording: RecordingView,
 }
 
 /// The room's participants.
@@ -170,6 +212,7 @@ impl From<RoomError> for ApiError {
                 ApiError::Conflict(e.to_string())
             }
             RoomError::TooMany(_) => ApiError::Unavailable,
+            RoomError::Password { .. } => ApiError::Forbidden(e.to_string()),
             RoomError::BadOptions(m) => ApiError::BadRequest(m),
         }
     }
@@ -266,6 +309,20 @@ async fn create_room(
             "type must be `persistent` or `temporary` (bridges are made by `connect`)".into(),
         ));
     }
+    match (&body.password, body.settings.require_password) {
+        (Some(password), true) => check_password(password)?,
+        (None, true) => {
+            return Err(ApiError::BadRequest(
+                "settings.require_password needs a `password`".into(),
+            ))
+        }
+        (Some(_), false) => {
+            return Err(ApiError::BadRequest(
+                "a `password` needs settings.require_password".into(),
+            ))
+        }
+        (None, false) => {}
+    }
     if body.max_participants == Some(0) {
         return Err(ApiError::BadRequest(
             "max_participants must be at least 1".into(),
@@ -286,6 +343,7 @@ async fn create_room(
         kind: body.kind.unwrap_or(RoomKind::Temporary),
         max_participants: body.max_participants.unwrap_or(0),
         settings: body.settings,
+        password: body.password,
     };
     let record = state
         .registry
@@ -335,6 +393,7 @@ async fn get_room(
     responses(
         (status = 200, description = "The new participant", body = RoomParticipantView),
         (status = 400, description = "Bad input", body = super::views::ErrorView),
+        (status = 403, description = "The room's password is missing or wrong", body = super::views::ErrorView),
         (status = 404, description = "Unknown room or call", body = super::views::ErrorView),
         (status = 409, description = "Room full or closed, or the call cannot join", body = super::views::ErrorView),
         (status = 502, description = "A destination this switch cannot dial", body = super::views::ErrorView)
@@ -365,6 +424,11 @@ async fn join_room(
             format!("cannot dial a destination into room {id}: {NO_DIALOUT}"),
         ));
     }
+    if body.password.is_some() && body.call_id.is_none() {
+        return Err(ApiError::BadRequest(
+            "`password` goes with `call_id` only".into(),
+        ));
+    }
     let room = live_room(&state, &caller, id).await?;
     let joined = if let Some(bot) = body.bot {
         limits::check_len("bot", &bot, MAX_NAME_BYTES)
@@ -386,6 +450,7 @@ async fn join_room(
                 addr,
                 user: record.source.target.clone(),
                 workspace: record.workspace.clone(),
+                password: body.password,
             })
             .await;
         // Both are visible to this key, so say why rather than "not found".
@@ -529,6 +594,39 @@ async fn unmute(
     set_muted(&state, &caller, &path, false).await
 }
 
+/// Lets a participant out of the waiting room: from now on it hears the room and is heard.
+#[utoipa::path(
+    post,
+    path = "/api/v1/calls/rooms/{room_id}/participants/{call_id}/admit",
+    tag = "rooms",
+    params(
+        ("room_id" = String, Path, description = "The room id (a UUID)"),
+        ("call_id" = String, Path, description = "The participant's call id")
+    ),
+    responses(
+        (status = 200, description = "The participant, joined", body = RoomParticipantView),
+        (status = 400, description = "Bad input", body = super::views::ErrorView),
+        (status = 404, description = "Unknown room, or the call is not in it", body = super::views::ErrorView)
+    ),
+    security(("api_key" = []))
+)]
+async fn admit(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_room_id(&path.0)?;
+    let call = parse_id(&path.1)?;
+    let room = find_room(&state, &caller, id)
+        .await?
+        .live(|| RoomError::NotIn { room: id, call }.into())?;
+    let p = room
+        .send(Admit { call })
+        .await
+        .map_err(|_| RoomError::Closed(id))??;
+    Ok(HttpResponse::Ok().json(RoomParticipantView::from(&p)))
+}
+
 /// The live room for a recording request (recordings need its mix).
 async fn open_room(
     state: &ApiState,
@@ -540,13 +638,38 @@ async fn open_room(
         .live(|| ApiError::Conflict(format!("room {id} is not open")))
 }
 
-/// Starts recording the room's mix (one mono WAV); the body is optional (`duration`).
+/// Splits a `record/start` body into the recording options and `tracks` (a bool, default
+/// false), which is a room's own option.
+fn room_recording_body(body: &[u8]) -> Result<(RecordingOptions, bool), ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok((super::calls_api::recording_options(body)?, false));
+    }
+    let mut value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("bad JSON body: {e}")))?;
+    let fields = value
+        .as_object_mut()
+        .ok_or_else(|| ApiError::BadRequest("the body must be a JSON object".into()))?;
+    let tracks = match fields.remove("tracks") {
+        None => false,
+        Some(serde_json::Value::Bool(b)) => b,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "`tracks` must be true or false, not {other}"
+            )))
+        }
+    };
+    let rest = serde_json::to_vec(&value).unwrap_or_default();
+    Ok((super::calls_api::recording_options(&rest)?, tracks))
+}
+
+/// Starts recording the room's mix (one mono WAV); the body is optional (`duration`;
+/// `"tracks": true` also records one WAV per participant of what it said).
 #[utoipa::path(
     post,
     path = "/api/v1/calls/rooms/{room_id}/record/start",
     tag = "rooms",
     params(("room_id" = String, Path, description = "The room id (a UUID)")),
-    request_body(content = Option<super::openapi::RecordingOptionsSchema>, content_type = "application/json"),
+    request_body(content = Option<super::openapi::RoomRecordingOptionsSchema>, content_type = "application/json"),
     responses(
         (status = 201, description = "Recording", body = RoomRecordingControl),
         (status = 400, description = "Bad input", body = super::views::ErrorView),
@@ -562,11 +685,12 @@ async fn record_start(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_room_id(&path)?;
-    let options = super::calls_api::recording_options(&body)?;
+    let (options, tracks) = room_recording_body(&body)?;
     let room = open_room(&state, &caller, id).await?;
     let recording_id = room
         .send(RecordRoom {
             start: Some(options),
+            tracks,
         })
         .await
         .map_err(|_| RoomError::Closed(id))??;
@@ -598,7 +722,10 @@ async fn record_stop(
     let id = parse_room_id(&path)?;
     let room = open_room(&state, &caller, id).await?;
     let recording_id = room
-        .send(RecordRoom { start: None })
+        .send(RecordRoom {
+            start: None,
+            tracks: false,
+        })
         .await
         .map_err(|_| RoomError::Closed(id))??;
     Ok(HttpResponse::Ok().json(RoomRecordingControl {
@@ -626,19 +753,33 @@ async fn recordings(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_room_id(&path)?;
-    find_room(&state, &caller, id).await?;
+    let record = match find_room(&state, &caller, id).await? {
+        Found::Live(_, record) | Found::Stored(record) => record,
+    };
     state.store.sync(super::READ_SYNC_TIMEOUT).await;
     let rows = state.store.recordings_of(id).await?;
+    let view = |row: &crate::store::RecordingRow| RecordingView {
+        // Served under the room, not under a call.
+        download_url: format!("/api/v1/calls/rooms/{id}/recordings/{}", row.id),
+        ..RecordingView::from(row)
+    };
+    let mut recordings = Vec::new();
+    let mut tracks = Vec::new();
+    for row in &rows {
+        match record.tracks.iter().find(|t| t.track_id == row.id) {
+            Some(t) => tracks.push(RoomTrackView {
+                of_recording_id: t.recording_id,
+                participant_call_id: t.call_id,
+                user_id: t.user_id.clone(),
+                recording: view(row),
+            }),
+            None => recordings.push(view(row)),
+        }
+    }
     Ok(HttpResponse::Ok().json(RoomRecordingsView {
         room_id: id,
-        recordings: rows
-            .iter()
-            .map(|row| RecordingView {
-                // Served under the room, not under a call.
-                download_url: format!("/api/v1/calls/rooms/{id}/recordings/{}", row.id),
-                ..RecordingView::from(row)
-            })
-            .collect(),
+        recordings,
+        tracks,
     }))
 }
 
@@ -684,6 +825,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(
                 web::resource("/{room_id}/participants/{call_id}/unmute")
                     .route(web::post().to(unmute)),
+            )
+            .service(
+                web::resource("/{room_id}/participants/{call_id}/admit")
+                    .route(web::post().to(admit)),
             )
             .service(web::resource("/{room_id}/record/start").route(web::post().to(record_start)))
             .service(web::resource("/{room_id}/record/stop").route(web::post().to(record_stop)))

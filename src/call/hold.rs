@@ -1,13 +1,15 @@
 //! Hold (`BotCommand::Hold`): the caller's side plays its own hold music, or the call plays
-//! the configured music to it as audio, repeated until bot audio or a hangup ends it.
+//! the configured music to it as audio, repeated until bot audio or a hangup ends it. Ringback
+//! while a `connect` rings (`BotCommand::Bridge`) is repeated the same way.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 
 use super::messages::LegCommand;
 use super::CallActor;
-use crate::media::{duration_ms, hold};
+use crate::media::{duration_ms, hold, ringback};
 
 impl CallActor {
     /// Puts the caller on hold: its own hold music, or ours played as audio and repeated.
@@ -29,7 +31,23 @@ impl CallActor {
                 return;
             }
         };
-        let period = Duration::from_millis(duration_ms(audio.len(), out_rate).max(1));
+        self.repeat(audio, out_rate, ctx);
+    }
+
+    /// Plays ringback while a `connect` rings its bots: `ring` (at the leg's `out_rate`) or the
+    /// standard tone, repeated. It shares hold music's place: the bridge coming up
+    /// (`EnterRoom`) or failing stops it.
+    pub(super) fn start_ringback(&mut self, ring: Option<Arc<[i16]>>, ctx: &mut Context<Self>) {
+        let Some(leg) = &self.leg else { return };
+        let out_rate = leg.format.out_rate;
+        self.cancel_hold(ctx);
+        let audio = ring.unwrap_or_else(|| ringback::period(out_rate).into());
+        self.repeat(audio, out_rate, ctx);
+    }
+
+    /// Plays `audio` now and again every time it ends, until `cancel_hold`.
+    fn repeat(&mut self, audio: Arc<[i16]>, rate: u32, ctx: &mut Context<Self>) {
+        let period = Duration::from_millis(duration_ms(audio.len(), rate).max(1));
         self.play(None, None, audio.clone(), ctx);
         self.hold = Some(ctx.run_interval(period, move |act, ctx| {
             act.play(None, None, audio.clone(), ctx)

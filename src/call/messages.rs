@@ -118,12 +118,22 @@ pub enum BotCommand {
     Transcribe { language: Option<String> },
     /// Put the caller in the conference room `room` (a room id, or a name in the call's
     /// workspace, created on first use). The bot hears `BotEvent::RoomLeft` when the caller
-    /// leaves it, or at once when it cannot join (`error`).
-    JoinRoom { room: String },
-    /// Connect the caller to bot `bot` through a chained call (this call its master) and a
-    /// two-party room; the bot hears `BotEvent::RoomLeft` when the bridge ends (either side
-    /// leaves or hangs up), or at once when it cannot be made (`error`).
-    Bridge { bot: String },
+    /// leaves it, or at once when it cannot join (`error`). `password` is for a room with
+    /// `settings.require_password`.
+    JoinRoom {
+        room: String,
+        password: Option<String>,
+    },
+    /// Connect the caller to the first of `bots` to answer: one chained call per bot (this
+    /// call their master), rung at once; the first to answer is bridged through a two-party
+    /// room and the others are canceled. Until then the caller hears `ring` (at the leg's
+    /// `out_rate`) or the standard ringback, repeated. The bot hears `BotEvent::RoomLeft` when
+    /// the bridge ends (either side leaves or hangs up), or at once when it cannot be made
+    /// (`error`).
+    Bridge {
+        bots: Vec<String>,
+        ring: Option<Arc<[i16]>>,
+    },
 }
 
 /// Hang the call up from outside (REST, a master call, shutdown).
@@ -243,8 +253,13 @@ pub enum BotEvent {
     /// off.
     PromptDone { prompt: u64, interrupted: bool },
     /// The caller left the conference room the bot put it in (`BotCommand::JoinRoom`), or
-    /// could not join it (`error`).
-    RoomLeft { error: Option<String> },
+    /// could not join it (`error`). `wants_password` says the room refused for a missing or
+    /// wrong password (`settings.require_password`): the bot may ask the caller and send
+    /// `JoinRoom` again with one.
+    RoomLeft {
+        error: Option<String>,
+        wants_password: bool,
+    },
     /// The call has ended; the bot should stop.
     Ended,
 }

@@ -351,10 +351,13 @@ impl Handler<BotCommand> for CallActor {
                     tracing::warn!(call = %self.record.id, error = %e, "transcribe refused");
                 }
             }
-            BotCommand::JoinRoom { room } => self.join_room(room, ctx),
-            BotCommand::Bridge { bot } => {
+            BotCommand::JoinRoom { room, password } => self.join_room(room, password, ctx),
+            BotCommand::Bridge { bots, ring } => {
                 self.answer();
-                self.bridge(bot, ctx)
+                if self.room.is_none() {
+                    self.start_ringback(ring, ctx);
+                }
+                self.bridge(bots, ctx)
             }
             BotCommand::Failed { detail } => {
                 tracing::warn!(call = %self.record.id, %detail, "bot failed");

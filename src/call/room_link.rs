@@ -23,6 +23,7 @@ const SILENT_INPUT_RMS: f64 = 30.0;
 const ROOM_UTTERANCE_MS: u32 = 1000;
 use crate::registry::Registry;
 use crate::room::directory::{OpenBridge, RoomForCall};
+use crate::room::RoomError;
 
 /// The room a call is in.
 pub(super) struct RoomLink {
@@ -80,25 +81,32 @@ impl CallActor {
     }
 
     /// The flow asked to put the caller in a room: find or create it, then join.
-    pub(super) fn join_room(&mut self, room: String, ctx: &mut Context<Self>) {
+    pub(super) fn join_room(
+        &mut self,
+        room: String,
+        password: Option<String>,
+        ctx: &mut Context<Self>,
+    ) {
         let ask = RoomForCall {
             room,
             workspace: self.record.workspace.clone(),
             call: self.record.id,
             addr: ctx.address(),
             user: self.record.source.target.clone(),
+            password,
         };
         self.ask_for_room(ask, ctx);
     }
 
-    /// The flow `connect`s the caller to a bot: a chained call in a two-party room.
-    pub(super) fn bridge(&mut self, bot: String, ctx: &mut Context<Self>) {
+    /// The flow `connect`s the caller to the first of `bots` to answer: chained calls, the
+    /// winner's in a two-party room.
+    pub(super) fn bridge(&mut self, bots: Vec<String>, ctx: &mut Context<Self>) {
         let ask = OpenBridge {
             master: self.record.id,
             addr: ctx.address(),
             workspace: self.record.workspace.clone(),
             user: self.record.source.target.clone(),
-            bot,
+            bots,
         };
         self.ask_for_room(ask, ctx);
     }
@@ -107,30 +115,38 @@ impl CallActor {
     /// `RoomLeft { error }` (success is the room's `EnterRoom`).
     fn ask_for_room<M>(&mut self, ask: M, ctx: &mut Context<Self>)
     where
-        M: Message<Result = Result<(), String>> + Send + 'static,
+        M: Message<Result = Result<(), RoomError>> + Send + 'static,
         Registry: Handler<M>,
     {
         if self.room.is_some() {
-            return self.room_left(Some("the caller is already in a room".into()));
+            return self.room_left(Some(RoomError::Refused(
+                "the caller is already in a room".into(),
+            )));
         }
         ctx.spawn(
             self.registry
                 .send(ask)
                 .into_actor(self)
-                .map(|reply, act, _ctx| {
+                .map(|reply, act, ctx| {
                     let error = match reply {
                         Ok(Ok(())) => return,
                         Ok(Err(e)) => e,
-                        Err(_) => "the switch is shutting down".to_owned(),
+                        Err(_) => RoomError::Refused("the switch is shutting down".to_owned()),
                     };
+                    // Ringback, if a `connect` was ringing, stops with the refusal.
+                    act.end_hold(ctx);
                     act.room_left(Some(error));
                 }),
         );
     }
 
-    fn room_left(&mut self, error: Option<String>) {
+    fn room_left(&mut self, error: Option<RoomError>) {
         if let Some(bot) = &self.bot {
-            bot.events.do_send(BotEvent::RoomLeft { error });
+            let wants_password = matches!(error, Some(RoomError::Password { .. }));
+            bot.events.do_send(BotEvent::RoomLeft {
+                error: error.map(|e| e.to_string()),
+                wants_password,
+            });
         }
     }
 

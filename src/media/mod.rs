@@ -6,6 +6,7 @@
 pub mod hold;
 pub mod pcm;
 pub mod resample;
+pub mod ringback;
 pub mod vad;
 pub mod wav;
 

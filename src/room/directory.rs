@@ -2,17 +2,21 @@
 //! by name within a workspace for the flow's `conference_join`). These are the registry's room
 //! handlers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::Utc;
+use tokio::sync::broadcast::{self, error::RecvError};
 use uuid::Uuid;
 
 use super::{
     CloseRoom, Join, JoinBot, Room, RoomError, RoomKind, RoomRecord, RoomSettings, RoomStatus,
 };
+use crate::call::state::{EndCause, Status};
 use crate::call::CallActor;
-use crate::registry::Registry;
+use crate::registry::{GetCall, HangupCall, Registry};
+use crate::store::journal::CallEvent;
 
 /// The open rooms.
 #[derive(Default)]
@@ -30,6 +34,8 @@ pub struct RoomSpec {
     /// 0 takes `[rooms] max_participants`.
     pub max_participants: u32,
     pub settings: RoomSettings,
+    /// The room's password (`settings.require_password`); the caller has checked its shape.
+    pub password: Option<String>,
 }
 
 /// Open a new room.
@@ -54,28 +60,39 @@ pub struct ReopenRoom {
 }
 
 /// Put a live call in a room named by id or by name in its workspace (created, temporary, on
-/// first use): the flow's `conference_join`. Answers once the call is in, or why not.
+/// first use): the flow's `conference_join`. Answers once the call is in, or why not
+/// (`RoomError::Password` when the room wants a password the call did not give right).
 #[derive(Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), RoomError>")]
 pub struct RoomForCall {
     pub room: String,
     pub workspace: String,
     pub call: Uuid,
     pub addr: Addr<CallActor>,
     pub user: String,
+    pub password: Option<String>,
 }
 
-/// Bridge a live call to a bot: a two-party room holding the call and the bot's new call,
-/// chained to it. Answers once both are in, or why not (then neither is).
+/// Bridge a live call to the first of `bots` to answer: one chained call per bot, each in a
+/// two-party room of its own, rung at once (at most `MAX_RING_DESTINATIONS`). The first to
+/// answer gets the caller in its room; the others are hung up before answering, so their
+/// records end `canceling` → `hangup` with `hangup_reason: cancel`. Answers once the caller
+/// is in, or why not (then no bot's call is left).
 #[derive(Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), RoomError>")]
 pub struct OpenBridge {
     pub master: Uuid,
     pub addr: Addr<CallActor>,
     pub workspace: String,
     pub user: String,
-    pub bot: String,
+    pub bots: Vec<String>,
 }
+
+/// Bots one `connect` may ring at once: each is a call and a room of its own.
+pub const MAX_RING_DESTINATIONS: usize = 8;
+
+/// How long a `connect` rings before it gives up on every bot (like a phone left ringing).
+pub const RING_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A room closed (sent by the room as it stops).
 #[derive(Message)]
@@ -114,10 +131,12 @@ impl Registry {
             kind: spec.kind,
             max_participants: max,
             settings: spec.settings,
+            password: spec.password,
             status: RoomStatus::Active,
             participants: Vec::new(),
             recording_id: None,
             recording_ids: Vec::new(),
+            tracks: Vec::new(),
             tm_create: now,
             tm_update: now,
             tm_close: None,
@@ -180,13 +199,13 @@ impl Handler<ReopenRoom> for Registry {
 }
 
 impl Handler<RoomForCall> for Registry {
-    type Result = ResponseFuture<Result<(), String>>;
+    type Result = ResponseFuture<Result<(), RoomError>>;
 
     fn handle(&mut self, msg: RoomForCall, ctx: &mut Context<Self>) -> Self::Result {
         let found = match Uuid::parse_str(&msg.room) {
             Ok(id) => self.rooms.live.get(&id).cloned().ok_or_else(|| {
                 // An id names an existing room only; it is never created.
-                format!("room {id} is not open")
+                RoomError::Refused(format!("room {id} is not open"))
             }),
             Err(_) => {
                 let key = (msg.workspace.clone(), msg.room.clone());
@@ -205,11 +224,11 @@ impl Handler<RoomForCall> for Registry {
                                 kind: RoomKind::Temporary,
                                 max_participants: 0,
                                 settings: RoomSettings::default(),
+                                password: None,
                             },
                             ctx,
                         )
-                        .map(|(_, addr)| addr)
-                        .map_err(|e| e.to_string()),
+                        .map(|(_, addr)| addr),
                 }
             }
         };
@@ -221,6 +240,7 @@ impl Handler<RoomForCall> for Registry {
                     addr: msg.addr,
                     user: msg.user,
                     workspace: msg.workspace,
+                    password: msg.password,
                 })
                 .await;
             flatten(joined).map(|_| ())
@@ -229,38 +249,86 @@ impl Handler<RoomForCall> for Registry {
 }
 
 impl Handler<OpenBridge> for Registry {
-    type Result = ResponseFuture<Result<(), String>>;
+    type Result = ResponseFuture<Result<(), RoomError>>;
 
     fn handle(&mut self, msg: OpenBridge, ctx: &mut Context<Self>) -> Self::Result {
-        let opened = self.open_room(
-            RoomSpec {
+        if msg.bots.is_empty() || msg.bots.len() > MAX_RING_DESTINATIONS {
+            let n = msg.bots.len();
+            return Box::pin(std::future::ready(Err(RoomError::BadOptions(format!(
+                "a connect rings 1 to {MAX_RING_DESTINATIONS} bots, not {n}"
+            )))));
+        }
+        let mut rooms = Vec::with_capacity(msg.bots.len());
+        for _ in &msg.bots {
+            let spec = RoomSpec {
                 workspace: msg.workspace.clone(),
                 name: String::new(),
                 kind: RoomKind::Bridge,
                 max_participants: 2,
                 settings: RoomSettings::default(),
-            },
-            ctx,
-        );
-        Box::pin(async move {
-            let (_, room) = opened.map_err(|e| e.to_string())?;
-            // The bot's call first: if it cannot start, the caller was never moved.
-            let bot = room
-                .send(JoinBot {
-                    bot: msg.bot,
-                    master: Some(msg.master),
-                })
-                .await;
-            if let Err(e) = flatten(bot) {
-                room.do_send(CloseRoom);
-                return Err(e);
+                password: None,
+            };
+            match self.open_room(spec, ctx) {
+                Ok((_, room)) => rooms.push(room),
+                Err(e) => {
+                    rooms.iter().for_each(|r| r.do_send(CloseRoom));
+                    return Box::pin(std::future::ready(Err(e)));
+                }
             }
+        }
+        // Subscribed before any bot's call starts, so that no answer goes unseen.
+        let events = self.services.journal.subscribe();
+        let registry = ctx.address();
+        Box::pin(async move {
+            // The bots' calls first: if none can start, the caller was never moved.
+            let mut ringing = Vec::with_capacity(rooms.len());
+            let mut refused = None;
+            for (room, bot) in rooms.into_iter().zip(msg.bots) {
+                let started = room
+                    .send(JoinBot {
+                        bot,
+                        master: Some(msg.master),
+                    })
+                    .await;
+                match flatten(started) {
+                    Ok(p) => ringing.push((p.call_id, room)),
+                    Err(e) => {
+                        room.do_send(CloseRoom);
+                        refused = Some(e);
+                    }
+                }
+            }
+            if ringing.is_empty() {
+                return Err(refused.unwrap_or_else(|| RoomError::Refused("no bot to ring".into())));
+            }
+            let calls: Vec<Uuid> = ringing.iter().map(|(c, _)| *c).collect();
+            let winner = first_answer(events, &registry, &calls).await;
+            let mut bridge = None;
+            for (call, room) in ringing {
+                if Some(call) == winner {
+                    bridge = Some(room);
+                } else {
+                    // Not answered yet: hanging up cancels it (its room closes as it goes).
+                    registry.do_send(HangupCall {
+                        id: call,
+                        cause: EndCause::Normal,
+                        detail: "another destination answered, or none did in time".into(),
+                    });
+                }
+            }
+            let Some(room) = bridge else {
+                return Err(RoomError::Refused(format!(
+                    "no bot answered within {} s",
+                    RING_TIMEOUT.as_secs()
+                )));
+            };
             let joined = room
                 .send(Join {
                     call: msg.master,
                     addr: msg.addr,
                     user: msg.user,
                     workspace: msg.workspace,
+                    password: None,
                 })
                 .await;
             if let Err(e) = flatten(joined) {
@@ -273,12 +341,53 @@ impl Handler<OpenBridge> for Registry {
     }
 }
 
-fn flatten<T>(r: Result<Result<T, RoomError>, MailboxError>) -> Result<T, String> {
-    match r {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("the room closed".into()),
+/// The first of `calls` to answer (become `progressing`), from the live call events; `None`
+/// when all of them end first or `RING_TIMEOUT` passes.
+async fn first_answer(
+    mut events: broadcast::Receiver<CallEvent>,
+    registry: &Addr<Registry>,
+    calls: &[Uuid],
+) -> Option<Uuid> {
+    let deadline = tokio::time::Instant::now() + RING_TIMEOUT;
+    let mut ended = HashSet::new();
+    loop {
+        let record = match tokio::time::timeout_at(deadline, events.recv()).await {
+            Err(_) | Ok(Err(RecvError::Closed)) => return None,
+            Ok(Ok(event)) => event.record,
+            Ok(Err(RecvError::Lagged(_))) => {
+                // Events were skipped: ask the calls themselves.
+                for &id in calls {
+                    match registry.send(GetCall { id }).await {
+                        Ok(Some(r)) if r.status == Status::Progressing => return Some(id),
+                        Ok(Some(r)) if !r.status.is_ending() => {}
+                        _ => {
+                            ended.insert(id);
+                        }
+                    }
+                }
+                if ended.len() == calls.len() {
+                    return None;
+                }
+                continue;
+            }
+        };
+        if !calls.contains(&record.id) {
+            continue;
+        }
+        if record.status == Status::Progressing {
+            return Some(record.id);
+        }
+        if record.status.is_ending() {
+            ended.insert(record.id);
+            if ended.len() == calls.len() {
+                return None;
+            }
+        }
     }
+}
+
+fn flatten<T>(r: Result<Result<T, RoomError>, MailboxError>) -> Result<T, RoomError> {
+    r.unwrap_or_else(|_| Err(RoomError::Refused("the room closed".into())))
 }
 
 impl Handler<RoomClosed> for Registry {

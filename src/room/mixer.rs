@@ -39,6 +39,9 @@ pub struct Tick {
     pub frames: Vec<(Uuid, Arc<[i16]>)>,
     /// How many participants spoke this tick.
     pub speakers: usize,
+    /// What each participant who spoke said this tick, when the mixer keeps voices
+    /// (`keep_voices`: a recording with one track per participant); empty otherwise.
+    pub voices: Vec<(Uuid, Vec<i16>)>,
 }
 
 /// The mixer of one room.
@@ -47,6 +50,8 @@ pub struct Mixer {
     inputs: Vec<Input>,
     sum: Vec<i32>,
     silence: Arc<[i16]>,
+    /// Whether each tick hands out what every speaker said (`Tick::voices`).
+    keep_voices: bool,
 }
 
 impl Mixer {
@@ -58,7 +63,14 @@ impl Mixer {
             inputs: Vec::new(),
             sum: vec![0; frame],
             silence: vec![0; frame].into(),
+            keep_voices: false,
         }
+    }
+
+    /// Whether ticks hand out each speaker's own frame (`Tick::voices`), for per-participant
+    /// recording tracks.
+    pub fn keep_voices(&mut self, keep: bool) {
+        self.keep_voices = keep;
     }
 
     /// Whether `frame` is this mixer's shared silent frame (nobody else spoke).
@@ -168,10 +180,14 @@ impl Mixer {
             self.sum.iter().map(|s| clip(*s)).collect()
         };
         let mut frames = Vec::with_capacity(self.inputs.len());
+        let mut voices = Vec::new();
         for input in &mut self.inputs {
             if !input.spoke {
                 frames.push((input.id, shared.clone()));
                 continue;
+            }
+            if self.keep_voices {
+                voices.push((input.id, input.queue.iter().take(frame).copied().collect()));
             }
             let own: Arc<[i16]> = if speakers == 1 {
                 // Alone in speaking: everyone else is silent, so it hears silence.
@@ -190,6 +206,7 @@ impl Mixer {
             shared,
             frames,
             speakers,
+            voices,
         }
     }
 }
@@ -270,6 +287,19 @@ mod tests {
         assert_eq!(m.inputs[0].queue.len(), 2 * MAX_QUEUED_FRAMES);
         assert!(m.remove(a).is_some_and(|d| d > 0));
         assert_eq!(m.len(), 1);
+    }
+
+    #[test]
+    fn voices_are_handed_out_only_when_kept() {
+        let mut m = Mixer::new(2);
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        m.add(a);
+        m.add(b);
+        m.push(a, &[5; 8]);
+        assert!(m.tick().voices.is_empty());
+        m.keep_voices(true);
+        let t = m.tick();
+        assert_eq!(t.voices, vec![(a, vec![5, 5])]);
     }
 
     #[test]

@@ -54,8 +54,15 @@ pub enum RoomStatus {
     Closed,
 }
 
-/// The Calls API's room settings. `allow_recording` (default true) is enforced; the others
-/// are kept and shown but not acted on yet.
+/// The Calls API's room settings. `allow_recording` (default true), `waiting_room` and
+/// `require_password` are enforced; `auto_transcribe` is kept and shown but not acted on yet.
+///
+/// `waiting_room`: every call that joins (`Join`) waits, neither hearing the mix nor heard in
+/// it, until the API admits it (`Admit`); there is no automatic admission. Bots added to the
+/// room (`JoinBot`) never wait: the API or a bridge put them there on purpose.
+///
+/// `require_password`: a call joins only with the room's `password` (a string of digits,
+/// given when the room is created and never shown back). Bots are not asked for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RoomSettings {
@@ -95,6 +102,9 @@ pub struct Participant {
     pub user_id: String,
     pub role: Role,
     pub muted: bool,
+    /// In the waiting room (`settings.waiting_room`): not in the mix until admitted.
+    #[serde(default)]
+    pub waiting: bool,
     pub joined_at: DateTime<Utc>,
 }
 
@@ -107,6 +117,10 @@ pub struct RoomRecord {
     pub kind: RoomKind,
     pub max_participants: u32,
     pub settings: RoomSettings,
+    /// The digits a call must give to join when `settings.require_password` is set. Kept
+    /// with the record (so a persistent room keeps it across restarts) but never in a view.
+    #[serde(default)]
+    pub password: Option<String>,
     pub status: RoomStatus,
     /// The participants in the room now.
     pub participants: Vec<Participant>,
@@ -115,6 +129,9 @@ pub struct RoomRecord {
     pub recording_id: Option<Uuid>,
     #[serde(default)]
     pub recording_ids: Vec<Uuid>,
+    /// The per-participant tracks of the room's recordings (`record/start` with `tracks`).
+    #[serde(default)]
+    pub tracks: Vec<recording::TrackRef>,
     pub tm_create: DateTime<Utc>,
     pub tm_update: DateTime<Utc>,
     pub tm_close: Option<DateTime<Utc>>,
@@ -137,6 +154,38 @@ pub enum RoomError {
     TooMany(usize),
     #[error("{0}")]
     BadOptions(String),
+    /// `settings.require_password`: no password was given (`given` false) or a wrong one.
+    #[error("{}", password_refusal(*.room, *.given))]
+    Password { room: Uuid, given: bool },
+}
+
+/// Compares two secrets in a time that does not tell how much of them matched.
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+fn password_refusal(room: Uuid, given: bool) -> String {
+    if given {
+        format!("wrong password for room {room}")
+    } else {
+        format!("room {room} needs a password (settings.require_password)")
+    }
+}
+
+impl RoomRecord {
+    /// Whether `given` lets a call in: always when the room needs no password.
+    pub fn password_allows(&self, given: Option<&str>) -> Result<(), RoomError> {
+        if !self.settings.require_password {
+            return Ok(());
+        }
+        match (self.password.as_deref(), given) {
+            (Some(want), Some(got)) if same_secret(want, got) => Ok(()),
+            (_, given) => Err(RoomError::Password {
+                room: self.id,
+                given: given.is_some(),
+            }),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -152,6 +201,8 @@ pub struct Join {
     /// The call's workspace: a room of a workspace takes only calls of that workspace (for
     /// others it is not found); a room of no workspace takes any call.
     pub workspace: String,
+    /// The room's password, for a room with `settings.require_password`.
+    pub password: Option<String>,
 }
 
 /// Add bot `bot` to the room, as a call of its own (chained to `master` when given).
@@ -175,6 +226,14 @@ pub struct Leave {
 pub struct Mute {
     pub call: Uuid,
     pub muted: bool,
+}
+
+/// Let a participant out of the waiting room into the mix (`settings.waiting_room`). A
+/// participant already in the mix is answered as it is.
+#[derive(Message)]
+#[rtype(result = "Result<Participant, RoomError>")]
+pub struct Admit {
+    pub call: Uuid,
 }
 
 /// The room's current record.
@@ -266,14 +325,19 @@ impl Room {
         } else {
             Role::Host
         };
+        // Bots never wait: the API or a bridge put them in on purpose.
+        let waiting = self.record.settings.waiting_room && !member.bot;
         let participant = Participant {
             call_id: call,
             user_id: user,
             role,
             muted: false,
+            waiting,
             joined_at: Utc::now(),
         };
-        self.mixer.add(call);
+        if !waiting {
+            self.mixer.add(call);
+        }
         self.members.insert(call, member);
         self.record.participants.push(participant.clone());
         if let Some(t) = self.empty_timer.take() {
@@ -283,7 +347,7 @@ impl Room {
             let period = Duration::from_millis(FRAME_MS as u64);
             self.clock = Some(ctx.run_interval(period, |act, _| act.tick()));
         }
-        tracing::info!(room = %self.record.id, call = %call, participants = self.members.len(), "participant joined");
+        tracing::info!(room = %self.record.id, call = %call, participants = self.members.len(), waiting, "participant joined");
         self.publish("room_participant_joined");
         participant
     }
@@ -364,7 +428,7 @@ impl Room {
     fn tick(&mut self) {
         let tick = self.mixer.tick();
         if self.recording.is_some() {
-            self.record_mix(&tick.shared);
+            self.record_mix(&tick.shared, &tick.voices);
         }
         let room = self.record.id;
         for (call, frame) in tick.frames {
@@ -434,6 +498,10 @@ impl Handler<Join> for Room {
         }
         if let Ok(p) = self.participant(msg.call) {
             return Box::pin(fut::ready(Ok(p.clone())));
+        }
+        if let Err(e) = self.record.password_allows(msg.password.as_deref()) {
+            tracing::info!(room = %self.record.id, call = %msg.call, error = %e, "join refused");
+            return Box::pin(fut::ready(Err(e)));
         }
         if let Err(e) = self.admit() {
             return Box::pin(fut::ready(Err(e)));
@@ -571,6 +639,33 @@ impl Handler<Mute> for Room {
     }
 }
 
+impl Handler<Admit> for Room {
+    type Result = Result<Participant, RoomError>;
+
+    fn handle(&mut self, msg: Admit, _ctx: &mut Context<Self>) -> Self::Result {
+        let room = self.record.id;
+        let participant = self
+            .record
+            .participants
+            .iter_mut()
+            .find(|p| p.call_id == msg.call)
+            .ok_or(RoomError::NotIn {
+                room,
+                call: msg.call,
+            })?;
+        if !participant.waiting {
+            return Ok(participant.clone());
+        }
+        participant.waiting = false;
+        let admitted = participant.clone();
+        self.mixer.add(msg.call);
+        self.mixer.set_muted(msg.call, admitted.muted);
+        tracing::info!(room = %room, call = %msg.call, "participant admitted");
+        self.publish("room_updated");
+        Ok(admitted)
+    }
+}
+
 impl Handler<GetRoom> for Room {
     type Result = MessageResult<GetRoom>;
 
@@ -597,5 +692,63 @@ impl Handler<RoomInput> for Room {
                 self.remove(call, false, ctx);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(require: bool, password: Option<&str>) -> RoomRecord {
+        let now = Utc::now();
+        RoomRecord {
+            id: Uuid::new_v4(),
+            workspace: String::new(),
+            name: "r".into(),
+            kind: RoomKind::Temporary,
+            max_participants: 4,
+            settings: RoomSettings {
+                require_password: require,
+                ..RoomSettings::default()
+            },
+            password: password.map(str::to_owned),
+            status: RoomStatus::Active,
+            participants: Vec::new(),
+            recording_id: None,
+            recording_ids: Vec::new(),
+            tracks: Vec::new(),
+            tm_create: now,
+            tm_update: now,
+            tm_close: None,
+        }
+    }
+
+    #[test]
+    fn a_password_is_asked_only_when_required() {
+        let open = record(false, None);
+        assert_eq!(open.password_allows(None), Ok(()));
+        assert_eq!(open.password_allows(Some("1")), Ok(()));
+        let locked = record(true, Some("2468"));
+        assert_eq!(locked.password_allows(Some("2468")), Ok(()));
+        for (given, was_given) in [(None, false), (Some("246"), true), (Some("2469"), true)] {
+            assert_eq!(
+                locked.password_allows(given),
+                Err(RoomError::Password {
+                    room: locked.id,
+                    given: was_given
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn a_stored_room_without_the_new_fields_still_reads() {
+        let mut v = serde_json::to_value(record(false, None)).expect("json");
+        let fields = v.as_object_mut().expect("object");
+        fields.remove("password");
+        fields.remove("tracks");
+        let back: RoomRecord = serde_json::from_value(v).expect("reads");
+        assert_eq!(back.password, None);
+        assert!(back.tracks.is_empty());
     }
 }

@@ -231,11 +231,16 @@ pub enum Action {
         #[serde(default = "default_loop_count")]
         loop_count: u32,
     },
-    /// Transfer the caller to the first destination.
+    /// Connect the caller: `agent` destinations naming configured bots are all rung at once
+    /// (chained calls), the first to answer is bridged and the others canceled, while the
+    /// caller hears a ringback tone, or `ring_media` (a WAV path or URL, like `play`'s).
+    /// Without such a destination the caller is transferred to the first destination.
     Connect {
         #[serde(default)]
         id: Option<String>,
         destinations: Vec<Destination>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ring_media: Option<String>,
     },
     /// Put the caller in the conference room `conference_id` (a room id, or a name in the
     /// call's workspace, created on first use) and go on when the caller leaves it. A room
@@ -416,6 +421,14 @@ pub fn validate(actions: &[Action]) -> Result<(), String> {
             Action::Connect { destinations, .. } if destinations.is_empty() => {
                 return Err(format!("[{i}].destinations is empty"));
             }
+            Action::Connect {
+                ring_media: Some(media),
+                ..
+            } if media.trim().is_empty() => {
+                return Err(format!(
+                    "[{i}].ring_media is empty (leave it out for the ring tone)"
+                ));
+            }
             Action::DigitsReceive { key, speech, .. } => {
                 if let Some(bad) = key.chars().find(|c| !is_dtmf(*c)) {
                     return Err(format!("[{i}].key `{bad}` is not a DTMF key"));
@@ -545,6 +558,10 @@ mod tests {
             (
                 r#"actions = [{type = "recording_start", format = "mp3"}]"#,
                 "mp3",
+            ),
+            (
+                r#"actions = [{type = "connect", ring_media = " ", destinations = [{type = "agent", target = "b"}]}]"#,
+                "ring_media",
             ),
         ] {
             let err = parse(text).unwrap_err();

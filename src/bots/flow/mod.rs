@@ -19,6 +19,7 @@ use actix::prelude::*;
 
 use crate::call::messages::{BotCommand, BotEvent, GetRecord, LegFormat};
 use crate::call::state::HangupReason;
+use crate::room::directory::MAX_RING_DESTINATIONS;
 use crate::services::Services;
 use crate::speech::asr::endpoint::{Endpoint, Endpointer};
 use crate::speech::asr::{AsrError, Recognition, Request};
@@ -37,6 +38,17 @@ const RECENT_MS: u32 = 1000;
 
 /// Partial hypotheses waiting to be passed on; later ones are dropped while it is full.
 const PARTIALS: usize = 8;
+
+/// Passwords a caller may try for a `conference_join` room with `settings.require_password`
+/// before the flow gives up on it (`${conference_error}`) and goes on.
+const PASSWORD_ATTEMPTS: u32 = 3;
+/// How long the caller has, after the prompt, to key a room password ending with `#`; when it
+/// runs out, the keys pressed so far are tried.
+const PASSWORD_ENTRY_MS: u64 = 15_000;
+/// What a caller hears when a `conference_join` room wants its password.
+const PASSWORD_PROMPT: &str = "Please enter the room password, then press pound.";
+/// The key that ends a room password.
+const PASSWORD_END_KEY: char = '#';
 
 /// A flow compiled once at start-up: the actions and where each id points.
 #[derive(Debug)]
@@ -86,10 +98,24 @@ enum Wait {
     Fetch,
     /// One utterance (`speech_receive`).
     Speech,
+    /// Keys of a room password, until `#` or the timer.
+    Password,
     /// The caller is in a conference room.
     Room,
     /// Nothing more will run (hung up, transferred, failed or ended).
     Done,
+}
+
+/// A `conference_join` under way: the room, and how many passwords the caller was asked for.
+///
+/// The flow first joins without a password. A room that wants one (`settings.require_password`)
+/// refuses with `RoomLeft { wants_password }`; the caller then hears `PASSWORD_PROMPT`, keys
+/// the digits and `#`, and the flow joins again with them, up to `PASSWORD_ATTEMPTS` times.
+/// After that the refusal lands in `${conference_error}` and the flow goes on.
+#[derive(Debug)]
+struct RoomJoin {
+    room: String,
+    attempts: u32,
 }
 
 /// The flow bot actor for one call.
@@ -117,6 +143,8 @@ pub struct FlowBot {
     recent: VecDeque<i16>,
     /// The last prompt was cut off by the caller: its speech is in `recent`.
     barged_in: bool,
+    /// The `conference_join` under way, from the action until the caller leaves the room.
+    joining: Option<RoomJoin>,
 }
 
 /// A speech action in progress.
@@ -198,6 +226,7 @@ impl FlowBot {
             listening: None,
             recent: VecDeque::new(),
             barged_in: false,
+            joining: None,
         }
     }
 
@@ -418,17 +447,28 @@ impl FlowBot {
                         _ => self.pc += 1,
                     }
                 }
-                Action::Connect { destinations, .. } => {
-                    // A configured bot is reached through the switch itself: a chained call
-                    // bridged to this one; the flow goes on when the bridge ends.
-                    let bot = destinations.iter().find(|d| {
-                        d.kind == "agent" && self.services.config.bots.contains_key(&d.target)
-                    });
-                    if let Some(bot) = bot {
-                        self.wait = Wait::Room;
-                        self.call.do_send(BotCommand::Bridge {
-                            bot: bot.target.clone(),
-                        });
+                Action::Connect {
+                    destinations,
+                    ring_media,
+                    ..
+                } => {
+                    // Configured bots are reached through the switch itself: chained calls
+                    // rung at once, the first to answer bridged to this one; the flow goes on
+                    // when the bridge ends.
+                    let mut bots: Vec<String> = Vec::new();
+                    for d in destinations {
+                        let reachable =
+                            d.kind == "agent" && self.services.config.bots.contains_key(&d.target);
+                        if reachable && !bots.contains(&d.target) {
+                            bots.push(d.target.clone());
+                        }
+                    }
+                    if !bots.is_empty() {
+                        if bots.len() > MAX_RING_DESTINATIONS {
+                            tracing::warn!(call = %self.call_id, bots = bots.len(), "connect: only the first {MAX_RING_DESTINATIONS} bots are rung");
+                            bots.truncate(MAX_RING_DESTINATIONS);
+                        }
+                        self.bridge(bots, ring_media.clone(), ctx);
                         return;
                     }
                     // Anything else is handed over to the caller's side: the flow is done.
@@ -444,7 +484,14 @@ impl FlowBot {
                     self.call.do_send(BotCommand::Answer);
                     self.wait = Wait::Room;
                     let room = substitute(conference_id, &self.variables);
-                    self.call.do_send(BotCommand::JoinRoom { room });
+                    self.joining = Some(RoomJoin {
+                        room: room.clone(),
+                        attempts: 0,
+                    });
+                    self.call.do_send(BotCommand::JoinRoom {
+                        room,
+                        password: None,
+                    });
                     return;
                 }
                 Action::Echo { duration, .. } => {
@@ -738,6 +785,76 @@ impl FlowBot {
 }
 
 impl FlowBot {
+    /// Rings `bots` for a `connect`, once `ring_media` (if any) is loaded for the caller to
+    /// hear meanwhile; a ring that cannot be loaded leaves the standard tone.
+    fn bridge(&mut self, bots: Vec<String>, ring_media: Option<String>, ctx: &mut Context<Self>) {
+        let Some(url) = ring_media.filter(|u| !u.trim().is_empty()) else {
+            self.wait = Wait::Room;
+            self.call.do_send(BotCommand::Bridge { bots, ring: None });
+            return;
+        };
+        self.wait = Wait::Loading;
+        let http = self.services.http.clone();
+        let rate = self.out_rate();
+        let local_files = self.local_files.clone();
+        let loading = async move { source::load(&http, &url, rate, &local_files).await };
+        ctx.spawn(loading.into_actor(self).map(move |loaded, act, _ctx| {
+            if act.wait != Wait::Loading {
+                return;
+            }
+            let ring = match loaded {
+                Ok(samples) if !samples.is_empty() => Some(samples.into()),
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::warn!(call = %act.call_id, error = %e, "connect: ring_media not loaded; the standard ringback plays");
+                    None
+                }
+            };
+            act.wait = Wait::Room;
+            act.call.do_send(BotCommand::Bridge { bots, ring });
+        }));
+    }
+
+    /// The room wants a password: ask the caller for it (keys pressed during the prompt
+    /// count).
+    fn ask_password(&mut self, ctx: &mut Context<Self>) {
+        self.type_ahead.clear();
+        let voice = voice_for("en-US", crate::speech::tts::Gender::default());
+        self.talk(PASSWORD_PROMPT.to_owned(), voice, false, ctx);
+    }
+
+    /// The prompt played: take the keys up to `#`, or wait for them.
+    fn collect_password(&mut self, ctx: &mut Context<Self>) {
+        if let Some(password) = self.take_password() {
+            return self.try_password(password);
+        }
+        self.wait = Wait::Password;
+        self.timer = Some(
+            ctx.run_later(Duration::from_millis(PASSWORD_ENTRY_MS), |act, _ctx| {
+                act.timer = None;
+                let keyed = std::mem::take(&mut act.type_ahead);
+                act.try_password(keyed);
+            }),
+        );
+    }
+
+    /// The keys before the first `#`, if one was pressed.
+    fn take_password(&mut self) -> Option<String> {
+        let end = self.type_ahead.find(PASSWORD_END_KEY)?;
+        let password = self.type_ahead[..end].to_owned();
+        self.type_ahead.drain(..=end);
+        Some(password)
+    }
+
+    fn try_password(&mut self, password: String) {
+        let Some(join) = &self.joining else { return };
+        self.wait = Wait::Room;
+        self.call.do_send(BotCommand::JoinRoom {
+            room: join.room.clone(),
+            password: Some(password),
+        });
+    }
+
     /// Asks the webhook for the rest of the flow; holds the caller after `hold_after`.
     fn fetch(&mut self, request: fetch::Request, hold_after: Duration, ctx: &mut Context<Self>) {
         self.wait = Wait::Fetch;
@@ -844,6 +961,11 @@ impl Handler<BotEvent> for FlowBot {
                         }
                         self.advance(ctx);
                     }
+                } else if self.wait == Wait::Password {
+                    if let Some(password) = self.take_password() {
+                        self.cancel_timer(ctx);
+                        self.try_password(password);
+                    }
                 }
             }
             BotEvent::PromptDone {
@@ -852,11 +974,30 @@ impl Handler<BotEvent> for FlowBot {
             } => {
                 if self.wait == Wait::Prompt(prompt) {
                     self.barged_in = interrupted;
-                    self.advance(ctx);
+                    // The only prompt played during a `conference_join` asks for the password.
+                    if self.joining.is_some() {
+                        self.collect_password(ctx);
+                    } else {
+                        self.advance(ctx);
+                    }
                 }
             }
-            BotEvent::RoomLeft { error } => {
+            BotEvent::RoomLeft {
+                error,
+                wants_password,
+            } => {
                 if self.wait == Wait::Room {
+                    if wants_password {
+                        let again = self
+                            .joining
+                            .as_mut()
+                            .filter(|j| j.attempts < PASSWORD_ATTEMPTS);
+                        if let Some(join) = again {
+                            join.attempts += 1;
+                            return self.ask_password(ctx);
+                        }
+                    }
+                    self.joining = None;
                     match error {
                         Some(e) => {
                             tracing::warn!(call = %self.call_id, error = %e, "conference_join or connect failed; the flow goes on");
