@@ -783,6 +783,74 @@ async fn recordings(
     }))
 }
 
+/// One line of a room's transcript.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RoomTranscriptEntryView {
+    pub call_id: Uuid,
+    pub user_id: String,
+    /// `text_asr` (a caller said it) or `text_bot` (a bot spoke it).
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub text: String,
+    pub at: String,
+}
+
+/// A room's transcript (`settings.auto_transcribe`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RoomTranscriptView {
+    pub room_id: Uuid,
+    pub transcription: bool,
+    pub entries: Vec<RoomTranscriptEntryView>,
+}
+
+/// What was said in the room while it transcribed (`settings.auto_transcribe`): each
+/// participant's lines from the time it was in the room, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/calls/rooms/{room_id}/transcript",
+    tag = "rooms",
+    params(("room_id" = String, Path, description = "The room id (a UUID)")),
+    responses(
+        (status = 200, description = "The transcript", body = RoomTranscriptView),
+        (status = 404, description = "Unknown room, or another workspace's", body = super::views::ErrorView)
+    ),
+    security(("api_key" = []))
+)]
+async fn transcript(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_room_id(&path)?;
+    let record = match find_room(&state, &caller, id).await? {
+        Found::Live(_, record) | Found::Stored(record) => record,
+    };
+    state.store.sync(super::READ_SYNC_TIMEOUT).await;
+    let mut entries = Vec::new();
+    for stay in &record.transcribed {
+        for row in state.store.transcript_of(stay.call_id).await? {
+            if row.at >= stay.from && stay.to.is_none_or(|to| row.at <= to) {
+                entries.push((
+                    row.at,
+                    RoomTranscriptEntryView {
+                        call_id: stay.call_id,
+                        user_id: stay.user_id.clone(),
+                        kind: row.kind.clone(),
+                        text: row.text.clone(),
+                        at: row.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    },
+                ));
+            }
+        }
+    }
+    entries.sort_by_key(|(at, _)| *at);
+    Ok(HttpResponse::Ok().json(RoomTranscriptView {
+        room_id: id,
+        transcription: record.settings.auto_transcribe,
+        entries: entries.into_iter().map(|(_, e)| e).collect(),
+    }))
+}
+
 /// A finished room recording as a WAV file.
 #[utoipa::path(
     get,
@@ -833,6 +901,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(web::resource("/{room_id}/record/start").route(web::post().to(record_start)))
             .service(web::resource("/{room_id}/record/stop").route(web::post().to(record_stop)))
             .service(web::resource("/{room_id}/recordings").route(web::get().to(recordings)))
+            .service(web::resource("/{room_id}/transcript").route(web::get().to(transcript)))
             .service(
                 web::resource("/{room_id}/recordings/{recording_id}")
                     .route(web::get().to(download)),

@@ -137,6 +137,7 @@ impl Registry {
             recording_id: None,
             recording_ids: Vec::new(),
             tracks: Vec::new(),
+            transcribed: Vec::new(),
             tm_create: now,
             tm_update: now,
             tm_close: None,

@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 use crate::call::messages::{
     AttachLeg, CallerEvent, Delivery, EnterRoom, Hangup, LeftRoom, LegFormat, RoomAudio, RoomInput,
+    Transcribe,
 };
 use crate::call::state::{Address, Direction, EndCause};
 use crate::call::CallActor;
@@ -54,8 +55,11 @@ pub enum RoomStatus {
     Closed,
 }
 
-/// The Calls API's room settings. `allow_recording` (default true), `waiting_room` and
-/// `require_password` are enforced; `auto_transcribe` is kept and shown but not acted on yet.
+/// The Calls API's room settings, all enforced. `allow_recording` defaults to true.
+///
+/// `auto_transcribe`: every caller in the room is transcribed by its call (speech
+/// recognition, `Transcribe`) while it is there, and the room keeps whose lines between which
+/// times are its transcript (`RoomRecord::transcribed`); bots' lines are their prompts' text.
 ///
 /// `waiting_room`: every call that joins (`Join`) waits, neither hearing the mix nor heard in
 /// it, until the API admits it (`Admit`); there is no automatic admission. Bots added to the
@@ -108,6 +112,19 @@ pub struct Participant {
     pub joined_at: DateTime<Utc>,
 }
 
+/// One participant's stay in an `auto_transcribe` room: its call's transcript lines between
+/// `from` and `to` are the room's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transcribed {
+    pub call_id: Uuid,
+    pub user_id: String,
+    pub from: DateTime<Utc>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// Stays kept on a room's record for its transcript.
+pub const MAX_TRANSCRIBED: usize = 1000;
+
 /// A room as the API shows it and the store keeps it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoomRecord {
@@ -132,6 +149,10 @@ pub struct RoomRecord {
     /// The per-participant tracks of the room's recordings (`record/start` with `tracks`).
     #[serde(default)]
     pub tracks: Vec<recording::TrackRef>,
+    /// With `settings.auto_transcribe`: whose lines are the room's transcript, and when each
+    /// was in the room (at most `MAX_TRANSCRIBED`, the oldest dropped first).
+    #[serde(default)]
+    pub transcribed: Vec<Transcribed>,
     pub tm_create: DateTime<Utc>,
     pub tm_update: DateTime<Utc>,
     pub tm_close: Option<DateTime<Utc>>,
@@ -338,6 +359,24 @@ impl Room {
         if !waiting {
             self.mixer.add(call);
         }
+        if self.record.settings.auto_transcribe {
+            // A caller is transcribed by its call while it is here; a bot's lines are its
+            // prompts' text, which its call keeps anyway.
+            if !member.bot {
+                member.addr.do_send(Transcribe {
+                    language: Some(self.services.asr.config().language.clone()),
+                });
+            }
+            if self.record.transcribed.len() >= MAX_TRANSCRIBED {
+                self.record.transcribed.remove(0);
+            }
+            self.record.transcribed.push(Transcribed {
+                call_id: call,
+                user_id: participant.user_id.clone(),
+                from: participant.joined_at,
+                to: None,
+            });
+        }
         self.members.insert(call, member);
         self.record.participants.push(participant.clone());
         if let Some(t) = self.empty_timer.take() {
@@ -363,6 +402,17 @@ impl Room {
             .iter()
             .position(|p| p.call_id == call)?;
         let participant = self.record.participants.remove(at);
+        if self.record.settings.auto_transcribe {
+            if !member.bot {
+                member.addr.do_send(Transcribe { language: None });
+            }
+            let now = Utc::now();
+            for stay in self.record.transcribed.iter_mut().rev() {
+                if stay.call_id == call && stay.to.is_none() {
+                    stay.to = Some(now);
+                }
+            }
+        }
         if tell {
             if member.bot {
                 member.addr.do_send(Hangup {
