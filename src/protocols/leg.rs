@@ -1,13 +1,15 @@
-//! What every caller-protocol session shares: its hold on the call (`CallLink`), the answer to
-//! a refused admission (`Refused`), the fields of the call it asks for (`Caller`), and, for the
-//! gRPC sessions, responses sent in order within the write timeout (`Responses`).
+//! What every caller-protocol session shares: asking for its call (`admit`), its hold on the
+//! call (`CallLink`), the answer to a refused admission (`Refused`), the fields of the call it
+//! asks for (`Caller`), and, for the gRPC sessions, responses sent in order within the write
+//! timeout (`Responses`).
 
+use std::future::Future;
 use std::time::Duration;
 
 use actix::prelude::*;
 use actix_web::http::StatusCode;
 use actix_web_actors::ws::CloseCode;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tonic::{Code, Status};
 use uuid::Uuid;
 
@@ -15,10 +17,73 @@ use crate::call::messages::{AttachLeg, CallerEvent, LegCommand, LegFormat};
 use crate::call::state::{Address, Direction, EndCause};
 use crate::call::CallActor;
 use crate::protocols::ws::Outbound;
-use crate::registry::{AdmitError, NewCall};
+use crate::registry::{AdmitError, CallHandle, CreateCall, NewCall, Registry};
+
+/// The registry's answer to `CreateCall`.
+pub type Admission = Result<Result<CallHandle, AdmitError>, MailboxError>;
+
+/// Why a call ends whose caller went away while it was being admitted.
+const LEFT_BEFORE_ADMITTED: &str = "the caller went away before the call was admitted";
+
+/// Asks the registry to admit `call`. The answer is awaited beside the asker, so a caller
+/// that goes away meanwhile (a WebSocket closed, a gRPC request cancelled: the returned future
+/// is dropped) does not leave the call waiting for a leg that will never attach: the call is
+/// told at once that its caller went away before answer.
+pub fn admit(registry: &Addr<Registry>, call: NewCall) -> impl Future<Output = Admission> {
+    let request = registry.send(CreateCall { call });
+    claimed(async move { request.await.map(|r| r.map(Unclaimed::new)) })
+}
+
+/// The answer of `reply`, awaited on a task of its own; an admitted call nobody takes is
+/// dropped unclaimed, which tells it its caller left.
+fn claimed<F>(reply: F) -> impl Future<Output = Admission>
+where
+    F: Future<Output = Result<Result<Unclaimed, AdmitError>, MailboxError>> + Send + 'static,
+{
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        // Refused by a receiver that is gone: the answer, and its `Unclaimed`, drop here.
+        let _ = tx.send(reply.await);
+    });
+    async move {
+        match rx.await {
+            Ok(Ok(Ok(call))) => call.claim().map(Ok).ok_or(MailboxError::Closed),
+            Ok(Ok(Err(e))) => Ok(Err(e)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(MailboxError::Closed),
+        }
+    }
+}
+
+/// An admitted call on its way to its session; dropped before the session takes it, it tells
+/// the call its caller went away.
+struct Unclaimed(Option<CallHandle>);
+
+impl Unclaimed {
+    fn new(handle: CallHandle) -> Self {
+        Unclaimed(Some(handle))
+    }
+
+    fn claim(mut self) -> Option<CallHandle> {
+        self.0.take()
+    }
+}
+
+impl Drop for Unclaimed {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            handle.addr.do_send(CallerEvent::Gone {
+                cause: EndCause::Canceled,
+                local: false,
+                detail: LEFT_BEFORE_ADMITTED.into(),
+            });
+        }
+    }
+}
 
 /// A session's hold on its call: the call's address and id, and whether the call has been
-/// told the leg is gone (it is told once).
+/// told the leg is gone (it is told once, however the session ends: a session dropped without
+/// saying why tells it from `Drop`).
 #[derive(Debug)]
 pub struct CallLink {
     call: Addr<CallActor>,
@@ -84,6 +149,19 @@ impl CallLink {
             ),
             None => self.gone(EndCause::Normal, false, String::new()),
         }
+    }
+}
+
+impl Drop for CallLink {
+    /// A session that ends without having told its call (a gRPC session stopped or dropped
+    /// other than by its peer's goodbye or its own hangup) fails its call at once, rather than
+    /// leaving it to the media timeout.
+    fn drop(&mut self) {
+        self.gone(
+            EndCause::Failed,
+            true,
+            "the caller's session ended without a hangup".into(),
+        );
     }
 }
 

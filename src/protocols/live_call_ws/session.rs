@@ -14,9 +14,9 @@ use crate::call::messages::{CallerEvent, Delivery, LegCommand, LegFormat};
 use crate::call::state::{EndCause, HangupReason};
 use crate::media::{RateAdapter, TELEPHONE_RATE};
 use crate::protocols::access::call_workspace;
-use crate::protocols::leg::{CallLink, Caller, Phase, Refused};
+use crate::protocols::leg::{admit, CallLink, Caller, Phase, Refused};
 use crate::protocols::ws::{self as transport, Outbound, WriteWatch};
-use crate::registry::{AdmitError, CreateCall, Registry};
+use crate::registry::{AdmitError, Registry};
 
 /// Caller audio is handed to the call at this rate (the rate the protocol's clients usually
 /// send); chunks declared at other rates are resampled to it here.
@@ -204,30 +204,27 @@ impl LiveCallWsSession {
         .call_here(INGRESS, self.call_id.clone());
         self.phase = Phase::Creating;
         let leg = ctx.address().recipient();
-        ctx.wait(
-            self.registry
-                .send(CreateCall { call })
-                .into_actor(self)
-                .map(move |reply, act, ctx| match reply {
-                    Ok(Ok(handle)) => {
-                        let link = CallLink::new(handle.addr, handle.id);
-                        link.attach(
-                            leg,
-                            LegFormat {
-                                in_rate: LEG_IN_RATE,
-                                out_rate: TELEPHONE_RATE,
-                                delivery: Delivery::Paced,
-                                plays_urls: false,
-                                plays_hold_music: false,
-                            },
-                        );
-                        act.switch_call = Some(handle.id);
-                        act.phase = Phase::Attached(link);
-                    }
-                    Ok(Err(e)) => act.refuse_call(e, ctx),
-                    Err(_) => act.refuse_call(AdmitError::Draining, ctx),
-                }),
-        );
+        ctx.wait(admit(&self.registry, call).into_actor(self).map(
+            move |reply, act, ctx| match reply {
+                Ok(Ok(handle)) => {
+                    let link = CallLink::new(handle.addr, handle.id);
+                    link.attach(
+                        leg,
+                        LegFormat {
+                            in_rate: LEG_IN_RATE,
+                            out_rate: TELEPHONE_RATE,
+                            delivery: Delivery::Paced,
+                            plays_urls: false,
+                            plays_hold_music: false,
+                        },
+                    );
+                    act.switch_call = Some(handle.id);
+                    act.phase = Phase::Attached(link);
+                }
+                Ok(Err(e)) => act.refuse_call(e, ctx),
+                Err(_) => act.refuse_call(AdmitError::Draining, ctx),
+            },
+        ));
     }
 
     fn refuse_call(&mut self, e: AdmitError, ctx: &mut ws::WebsocketContext<Self>) {
