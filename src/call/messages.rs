@@ -56,6 +56,9 @@ pub enum CallerEvent {
     Audio(Vec<i16>),
     /// One DTMF key (0-9, *, #, A-D).
     Dtmf(char),
+    /// The caller's audio comes at this rate from now on: the leg's `in_rate` changes
+    /// (live-call clients declare a rate with each chunk; sent when it differs).
+    Rate(u32),
     /// The caller's side is gone. `local` is true when the switch itself ended it (a protocol
     /// error, a write timeout), false when the peer hung up or went away.
     Gone {
@@ -219,6 +222,9 @@ pub enum BotEvent {
     },
     /// Caller audio at the bot's input rate.
     Audio(Vec<i16>),
+    /// The caller's audio comes at this rate from now on (only to bots that take the leg's
+    /// rate, `BotHandle::in_rate` `None`).
+    Rate(u32),
     /// A DTMF key from the caller.
     Dtmf(char),
     /// A prompt from `BotCommand::Say` (or a `BotCommand::Mark`) finished playing, or was cut

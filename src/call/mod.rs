@@ -26,7 +26,7 @@ use actix::prelude::*;
 use chrono::Utc;
 
 use crate::bots::BotHandle;
-use crate::media::StreamResampler;
+use crate::media::RateConverter;
 use crate::registry::{CallChanged, Registry};
 use crate::services::Services;
 use barge_in::BargeIn;
@@ -50,8 +50,8 @@ pub struct CallActor {
     services: Arc<Services>,
     bot: Option<BotHandle>,
     leg: Option<Leg>,
-    /// Caller audio from the leg's rate to the bot's input rate.
-    to_bot: Option<StreamResampler>,
+    /// Caller audio from the leg's rate to the bot's input rate, when they differ.
+    to_bot: Option<RateConverter>,
     /// Bot audio toward the leg (`outbound.rs`); set when the leg attaches.
     outbound: Option<Outbound>,
     /// The timer that sends the next paced frames.
@@ -82,6 +82,8 @@ pub struct CallActor {
     /// Bot audio from the leg's output rate to the recording's rate (one streaming resampler
     /// per recording, not one per frame).
     recorder_bot_rate: Option<crate::media::RateAdapter>,
+    /// Caller audio to the recording's rate, once the leg's rate moved during a recording.
+    recorder_caller_rate: Option<crate::media::RateAdapter>,
     /// The conference room the caller is in (`room_link.rs`); its mix replaces the bot's audio.
     room: Option<room_link::RoomLink>,
 }
@@ -111,6 +113,7 @@ impl CallActor {
             hold: None,
             recorder: None,
             recorder_bot_rate: None,
+            recorder_caller_rate: None,
             room: None,
         }
     }
@@ -151,6 +154,38 @@ impl CallActor {
     }
 }
 
+/// The converter between `from` and `to` Hz on `side` of the call, counted; none when the
+/// rates are equal (or cannot be converted: the audio then passes as it is).
+pub(crate) fn boundary(from: u32, to: u32, side: &'static str) -> Option<RateConverter> {
+    let converter = RateConverter::between(from, to).ok().flatten()?;
+    Some(converter.counted(crate::telemetry::resampler_made(side)))
+}
+
+impl CallActor {
+    /// The leg's caller audio comes at `rate` from now on: the boundary toward the bot (and
+    /// the room) is made again, and a bot that takes the leg's rate follows it.
+    fn caller_rate(&mut self, rate: u32) {
+        let Some(leg) = self.leg.as_mut() else { return };
+        if leg.format.in_rate == rate
+            || !(crate::media::MIN_RATE..=crate::media::MAX_RATE).contains(&rate)
+        {
+            return;
+        }
+        leg.format.in_rate = rate;
+        if let Some(bot) = &self.bot {
+            let bot_in = match bot.in_rate {
+                Some(bot_in) => bot_in,
+                None => {
+                    bot.events.do_send(BotEvent::Rate(rate));
+                    rate
+                }
+            };
+            self.to_bot = boundary(rate, bot_in, "to_bot");
+        }
+        self.room_follows_caller_rate(rate);
+    }
+}
+
 impl Handler<AttachLeg> for CallActor {
     type Result = ();
 
@@ -174,9 +209,7 @@ impl Handler<AttachLeg> for CallActor {
         self.watch_media(ctx);
         if let Some(bot) = &self.bot {
             let bot_in = bot.in_rate.unwrap_or(format.in_rate);
-            if bot_in != format.in_rate {
-                self.to_bot = StreamResampler::new(format.in_rate, bot_in).ok();
-            }
+            self.to_bot = boundary(format.in_rate, bot_in, "to_bot");
             bot.events.do_send(BotEvent::Start {
                 call: Box::new(self.record.clone()),
                 leg: format,
@@ -206,11 +239,7 @@ impl Handler<CallerEvent> for CallActor {
                 }
                 let Some(bot) = &self.bot else { return };
                 let samples = match self.to_bot.as_mut() {
-                    Some(r) => {
-                        let mut out = Vec::with_capacity(samples.len() * 2);
-                        r.process(&samples, &mut out);
-                        out
-                    }
+                    Some(c) => c.converted(&samples),
                     None => samples,
                 };
                 if !samples.is_empty() && bot.events.try_send(BotEvent::Audio(samples)).is_err() {
@@ -229,6 +258,7 @@ impl Handler<CallerEvent> for CallActor {
                     bot.events.do_send(BotEvent::Dtmf(digit));
                 }
             }
+            CallerEvent::Rate(rate) => self.caller_rate(rate),
             CallerEvent::Gone {
                 cause,
                 local,

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::messages::Delivery;
 use super::messages::{BotCommand, BotEvent, EnterRoom, LeftRoom, RoomAudio, RoomInput};
 use super::CallActor;
-use crate::media::{samples_for_ms, StreamResampler};
+use crate::media::{samples_for_ms, RateConverter};
 
 /// Caller audio quieter than this (RMS of s16 samples, about -60 dBFS) is not sent to the room.
 const SILENT_INPUT_RMS: f64 = 30.0;
@@ -30,7 +30,7 @@ pub(super) struct RoomLink {
     input: Recipient<RoomInput>,
     rate: u32,
     /// Caller audio from the leg's rate to the room's, when they differ.
-    to_room: Option<StreamResampler>,
+    to_room: Option<RateConverter>,
     /// Caller frames the room's full mailbox refused.
     dropped: u64,
 }
@@ -58,11 +58,7 @@ impl CallActor {
             return;
         };
         let samples = match link.to_room.as_mut() {
-            Some(r) => {
-                let mut out = Vec::with_capacity(samples.len() * 2 + 16);
-                r.process(&samples, &mut out);
-                out
-            }
+            Some(c) => c.converted(&samples),
             None => samples,
         };
         // Silence is not sent: the mixer hears a participant that sends nothing as silent
@@ -76,6 +72,13 @@ impl CallActor {
             .is_err()
         {
             link.dropped += 1;
+        }
+    }
+
+    /// The leg's caller audio moved to `in_rate`: it reaches the room through a new converter.
+    pub(super) fn room_follows_caller_rate(&mut self, in_rate: u32) {
+        if let Some(link) = self.room.as_mut() {
+            link.to_room = super::boundary(in_rate, link.rate, "to_room");
         }
     }
 
@@ -169,11 +172,9 @@ impl Handler<EnterRoom> for CallActor {
                 self.record.id
             ));
         };
-        let to_room = if in_rate == msg.rate {
-            None
-        } else {
-            Some(StreamResampler::new(in_rate, msg.rate).map_err(|e| e.to_string())?)
-        };
+        let to_room = RateConverter::between(in_rate, msg.rate)
+            .map_err(|e| e.to_string())?
+            .map(|c| c.counted(crate::telemetry::resampler_made("to_room")));
         self.answer();
         self.cancel_hold(ctx);
         // Whatever the bot had queued stops: the caller now hears the room.

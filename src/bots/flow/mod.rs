@@ -569,6 +569,11 @@ impl Handler<BotEvent> for FlowBot {
                     let _ = self.call.try_send(BotCommand::Stream { samples, rate });
                 }
             }
+            BotEvent::Rate(rate) => {
+                if let Some(leg) = self.leg.as_mut() {
+                    leg.in_rate = rate;
+                }
+            }
             BotEvent::Dtmf(digit) => {
                 if self.type_ahead.len() >= MAX_TYPE_AHEAD {
                     self.type_ahead.remove(0);
