@@ -287,8 +287,11 @@ impl Registry {
         let registry = ctx.address();
         let services = self.services.clone();
         let initial = record.clone();
-        let addr = CallActor::start_in_arbiter(&arbiter, move |_| {
-            CallActor::new(initial, registry, services)
+        // The bot starts beside its call, on the call's arbiter, talking to it by messages.
+        let addr = CallActor::start_in_arbiter(&arbiter, move |ctx| {
+            let bot = crate::bots::start(&initial.bot, &services, ctx.address())
+                .map_err(|e| e.to_string());
+            CallActor::new(initial, registry, services, bot)
         });
         self.live.insert(id, addr.clone());
         telemetry::call_admitted(&record.ingress);

@@ -1,6 +1,6 @@
-//! How a call starts and ends: its bot and deadlines at start, the media watchdogs, the
-//! switch's own hangups (`terminating`, then `hangup` once the leg has closed) and the last
-//! words to the bot, the registry and chained calls.
+//! How a call starts and ends: its deadlines at start (and a bot that could not start), the
+//! media watchdogs, the switch's own hangups (`terminating`, then `hangup` once the leg has
+//! closed) and the last words to the bot, the registry and chained calls.
 
 use std::time::{Duration, Instant};
 
@@ -10,7 +10,6 @@ use chrono::Utc;
 use super::messages::{BotEvent, LegCommand};
 use super::state::{self, EndCause, HangupReason};
 use super::CallActor;
-use crate::bots;
 use crate::media::FRAME_MS;
 use crate::registry::{CallEnded, HangupCall};
 
@@ -193,9 +192,8 @@ impl Actor for CallActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(super::MAILBOX_CAPACITY);
-        match bots::start(&self.record.bot, &self.services, ctx.address()) {
-            Ok(bot) => self.bot = Some(bot),
-            Err(e) => return self.end_with(EndCause::Failed, e.to_string(), ctx),
+        if let Some(why) = self.bot_failed.take() {
+            return self.end_with(EndCause::Failed, why, ctx);
         }
         let max_secs = self.services.config.media.max_call_duration;
         if max_secs > 0 {

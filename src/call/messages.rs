@@ -211,6 +211,13 @@ pub enum LegCommand {
 // ---------------------------------------------------------------------------------------------
 // Received by bots.
 
+/// A started bot, as its call sees it (`bots::start` makes it, beside the call).
+pub struct BotHandle {
+    pub events: Recipient<BotEvent>,
+    /// The rate the bot wants caller audio at; `None` takes the leg's rate unchanged.
+    pub in_rate: Option<u32>,
+}
+
 /// What happened on the call, for its bot.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]

@@ -18,6 +18,7 @@ mod recorder;
 mod room_link;
 mod sending;
 pub mod state;
+pub mod view;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +26,6 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use chrono::Utc;
 
-use crate::bots::BotHandle;
 use crate::media::RateConverter;
 use crate::registry::{CallChanged, Registry};
 use crate::services::Services;
@@ -49,6 +49,8 @@ pub struct CallActor {
     registry: Addr<Registry>,
     services: Arc<Services>,
     bot: Option<BotHandle>,
+    /// Why the bot could not be started, until the call starts and ends on it.
+    bot_failed: Option<String>,
     leg: Option<Leg>,
     /// Caller audio from the leg's rate to the bot's input rate, when they differ.
     to_bot: Option<RateConverter>,
@@ -89,13 +91,24 @@ pub struct CallActor {
 }
 
 impl CallActor {
-    /// A new call for `record`; its bot (named in `record.bot`) starts with the actor.
-    pub fn new(record: CallRecord, registry: Addr<Registry>, services: Arc<Services>) -> Self {
+    /// A new call for `record`, answered by `bot` (started beside it by the registry, or why
+    /// it could not be).
+    pub fn new(
+        record: CallRecord,
+        registry: Addr<Registry>,
+        services: Arc<Services>,
+        bot: Result<BotHandle, String>,
+    ) -> Self {
+        let (bot, bot_failed) = match bot {
+            Ok(bot) => (Some(bot), None),
+            Err(why) => (None, Some(why)),
+        };
         CallActor {
             record,
             registry,
             services,
-            bot: None,
+            bot,
+            bot_failed,
             leg: None,
             to_bot: None,
             outbound: None,

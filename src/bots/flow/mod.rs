@@ -6,7 +6,8 @@
 //! (type-ahead). Running off the end of the list hangs up. `fetch` asks a webhook for the
 //! rest of the flow (see `fetch`).
 
-pub mod actions;
+pub use crate::actions;
+pub use crate::actions::FlowProgram;
 mod body;
 mod fetch;
 pub mod source;
@@ -29,28 +30,6 @@ const MAX_IMMEDIATE_STEPS: usize = 1000;
 
 /// Keys kept for type-ahead; older keys beyond this are dropped.
 const MAX_TYPE_AHEAD: usize = 64;
-
-/// A flow compiled once at start-up: the actions and where each id points.
-#[derive(Debug)]
-pub struct FlowProgram {
-    pub actions: Vec<Action>,
-    index: HashMap<String, usize>,
-}
-
-impl FlowProgram {
-    pub fn new(actions: Vec<Action>) -> Self {
-        let index = actions
-            .iter()
-            .enumerate()
-            .filter_map(|(i, a)| a.id().map(|id| (id.to_owned(), i)))
-            .collect();
-        FlowProgram { actions, index }
-    }
-
-    fn target(&self, id: &str) -> Option<usize> {
-        self.index.get(id).copied()
-    }
-}
 
 /// What the flow is waiting for.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,13 +1,13 @@
-//! The flow actions (VoIPBIN-style) as configured, and their validation.
+//! The flow actions (VoIPBIN-style) as configured, their validation, and a flow compiled
+//! once (`FlowProgram`): the schema `config` reads and the flow engine (`bots::flow`) runs.
+//! Below both, it imports nothing of the switch but the call's plain types and `media`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::call::state::{Address, HangupReason};
 use crate::media::is_dtmf;
-use crate::recording::RecordingOptions;
-use crate::speech::tts::Gender;
 
 fn default_language() -> String {
     "en-US".into()
@@ -256,8 +256,83 @@ impl Action {
             "id": self.id().map(str::to_owned).unwrap_or_else(|| format!("#{index}")),
             "type": kind,
             "option": option,
-            "tm_execute": chrono::Utc::now().format(crate::api::views::TIME_FORMAT).to_string(),
+            "tm_execute": chrono::Utc::now().format(crate::call::view::TIME_FORMAT).to_string(),
         })
+    }
+}
+
+/// The voice a `talk` speaks in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Gender {
+    #[default]
+    Female,
+    Male,
+    Neutral,
+}
+
+/// A recording never grows past this, whatever its options say (one hour).
+pub const MAX_RECORDING_SECONDS: u64 = 3600;
+/// How a recording runs (the `recording_start` options).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingOptions {
+    /// Only `wav`.
+    #[serde(default = "default_format")]
+    pub format: String,
+    /// Longest recording in seconds; 0 means `MAX_RECORDING_SECONDS`.
+    #[serde(default)]
+    pub duration: u64,
+    /// Stop after this many seconds of caller silence; 0 means never.
+    #[serde(default)]
+    pub end_of_silence: u64,
+    /// Stop when the caller presses one of these keys; empty means never.
+    #[serde(default)]
+    pub end_of_key: String,
+}
+
+impl RecordingOptions {
+    /// Checks the options; the message names the bad field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.format != "wav" {
+            return Err(format!(
+                "format `{}` is not supported (only `wav`)",
+                self.format
+            ));
+        }
+        if self.duration > MAX_RECORDING_SECONDS {
+            return Err(format!(
+                "duration {} is over the limit of {MAX_RECORDING_SECONDS} seconds",
+                self.duration
+            ));
+        }
+        if let Some(bad) = self.end_of_key.chars().find(|c| !is_dtmf(*c)) {
+            return Err(format!("end_of_key `{bad}` is not a DTMF key"));
+        }
+        Ok(())
+    }
+}
+
+/// A flow compiled once at start-up: the actions and where each id points.
+#[derive(Debug)]
+pub struct FlowProgram {
+    pub actions: Vec<Action>,
+    index: HashMap<String, usize>,
+}
+
+impl FlowProgram {
+    pub fn new(actions: Vec<Action>) -> Self {
+        let index = actions
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| a.id().map(|id| (id.to_owned(), i)))
+            .collect();
+        FlowProgram { actions, index }
+    }
+
+    /// The index of the action with id `id`.
+    pub fn target(&self, id: &str) -> Option<usize> {
+        self.index.get(id).copied()
     }
 }
 
