@@ -239,10 +239,15 @@ async fn a_stream_cancelled_while_its_call_is_admitted_ends_the_call_at_once() {
         "the call waited {:?} for a leg",
         cancelled.elapsed()
     );
+    // Cancelled while admitted, the call is told its caller went away; the race can also be
+    // lost (admitted and attached first, then the stream breaks): the caller hung up.
     assert_eq!(call["hangup_by"], "remote", "{call}");
-    assert_eq!(call["hangup_reason"], "cancel", "{call}");
-    assert_eq!(
-        call["hangup_detail"], "the caller went away before the call was admitted",
-        "{call}"
-    );
+    match call["hangup_reason"].as_str() {
+        Some("cancel") => assert_eq!(
+            call["hangup_detail"], "the caller went away before the call was admitted",
+            "{call}"
+        ),
+        Some("normal") => {}
+        _ => panic!("{call}"),
+    }
 }

@@ -30,20 +30,35 @@ const LEFT_BEFORE_ADMITTED: &str = "the caller went away before the call was adm
 /// is dropped) does not leave the call waiting for a leg that will never attach: the call is
 /// told at once that its caller went away before answer.
 pub fn admit(registry: &Addr<Registry>, call: NewCall) -> impl Future<Output = Admission> {
-    let request = registry.send(CreateCall { call });
-    claimed(async move { request.await.map(|r| r.map(Unclaimed::new)) })
+    claimed(registry.send(CreateCall { call }))
+}
+
+/// What an admitted call does when its session is gone before taking it.
+trait Abandon {
+    fn abandon(self);
+}
+
+impl Abandon for CallHandle {
+    fn abandon(self) {
+        self.addr.do_send(CallerEvent::Gone {
+            cause: EndCause::Canceled,
+            local: false,
+            detail: LEFT_BEFORE_ADMITTED.into(),
+        });
+    }
 }
 
 /// The answer of `reply`, awaited on a task of its own; an admitted call nobody takes is
-/// dropped unclaimed, which tells it its caller left.
-fn claimed<F>(reply: F) -> impl Future<Output = Admission>
+/// dropped unclaimed, which abandons it.
+fn claimed<T, F>(reply: F) -> impl Future<Output = Result<Result<T, AdmitError>, MailboxError>>
 where
-    F: Future<Output = Result<Result<Unclaimed, AdmitError>, MailboxError>> + Send + 'static,
+    T: Abandon + Send + 'static,
+    F: Future<Output = Result<Result<T, AdmitError>, MailboxError>> + Send + 'static,
 {
     let (tx, rx) = oneshot::channel();
     tokio::spawn(async move {
         // Refused by a receiver that is gone: the answer, and its `Unclaimed`, drop here.
-        let _ = tx.send(reply.await);
+        let _ = tx.send(reply.await.map(|r| r.map(Unclaimed::new)));
     });
     async move {
         match rx.await {
@@ -55,28 +70,24 @@ where
     }
 }
 
-/// An admitted call on its way to its session; dropped before the session takes it, it tells
-/// the call its caller went away.
-struct Unclaimed(Option<CallHandle>);
+/// An admitted call on its way to its session; dropped before the session takes it, it is
+/// abandoned (the call is told its caller went away).
+struct Unclaimed<T: Abandon>(Option<T>);
 
-impl Unclaimed {
-    fn new(handle: CallHandle) -> Self {
-        Unclaimed(Some(handle))
+impl<T: Abandon> Unclaimed<T> {
+    fn new(call: T) -> Self {
+        Unclaimed(Some(call))
     }
 
-    fn claim(mut self) -> Option<CallHandle> {
+    fn claim(mut self) -> Option<T> {
         self.0.take()
     }
 }
 
-impl Drop for Unclaimed {
+impl<T: Abandon> Drop for Unclaimed<T> {
     fn drop(&mut self) {
-        if let Some(handle) = self.0.take() {
-            handle.addr.do_send(CallerEvent::Gone {
-                cause: EndCause::Canceled,
-                local: false,
-                detail: LEFT_BEFORE_ADMITTED.into(),
-            });
+        if let Some(call) = self.0.take() {
+            call.abandon();
         }
     }
 }
@@ -364,6 +375,49 @@ impl<T: 'static> Responses<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    /// An admitted call that records being abandoned.
+    struct Flag(Arc<AtomicBool>);
+
+    impl Abandon for Flag {
+        fn abandon(self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_admitted_after_its_session_went_away_is_abandoned() {
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let (answer, answered) = oneshot::channel::<()>();
+        let call = Flag(abandoned.clone());
+        let admission = claimed(async move {
+            let _ = answered.await;
+            Ok(Ok(call))
+        });
+        // The session goes away while the registry is still admitting its call.
+        drop(admission);
+        answer.send(()).expect("the admission is waiting");
+        for _ in 0..200 {
+            if abandoned.load(Ordering::SeqCst) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("the unclaimed call was not abandoned");
+    }
+
+    #[tokio::test]
+    async fn a_call_its_session_takes_is_not_abandoned() {
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let call = Flag(abandoned.clone());
+        let taken = claimed(async move { Ok(Ok(call)) }).await;
+        assert!(matches!(taken, Ok(Ok(Flag(_)))));
+        drop(taken);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!abandoned.load(Ordering::SeqCst));
+    }
 
     #[test]
     fn refusals_map_to_each_protocol() {
