@@ -12,9 +12,10 @@ use chrono::Utc;
 use thiserror::Error;
 use uuid::Uuid;
 
+pub use crate::call::messages::{CallChanged, CallEnded, HangupCall, HangupError};
 use crate::call::messages::{Chain, ChainError, Hangup};
 use crate::call::state::{Address, CallRecord, Direction, EndCause, Status};
-use crate::call::CallActor;
+use crate::call::{CallActor, RegistryLink};
 use crate::room::directory::RoomBook;
 pub use crate::room::directory::RoomClosed;
 use crate::services::Services;
@@ -92,15 +93,6 @@ pub enum AdmitError {
     Chain(#[from] ChainError),
 }
 
-/// Why a hangup request was refused.
-#[derive(Debug, Error, PartialEq, Eq)]
-pub enum HangupError {
-    #[error("call {0} not found")]
-    NotFound(Uuid),
-    #[error("call {0} has already ended")]
-    Ended(Uuid),
-}
-
 // ------------------------------------------------------------------------------------------
 // Messages received by the registry.
 
@@ -117,22 +109,6 @@ pub struct CreateCall {
 #[rtype(result = "Result<(), AdmitError>")]
 pub struct CanAdmit;
 
-/// A call's record changed (sent by the call on every status change).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct CallChanged {
-    pub record: Box<CallRecord>,
-    /// The VoIPBIN event name: `call_ringing`, `call_updated`, `call_hangup`, …
-    pub event: &'static str,
-}
-
-/// A call actor has stopped (sent from its `stopped()`).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct CallEnded {
-    pub id: Uuid,
-}
-
 /// The latest record of a call, live or ended.
 #[derive(Message)]
 #[rtype(result = "Option<CallRecord>")]
@@ -145,15 +121,6 @@ pub struct GetCall {
 #[rtype(result = "Option<Addr<CallActor>>")]
 pub struct FindCall {
     pub id: Uuid,
-}
-
-/// Hang up a live call by id.
-#[derive(Message)]
-#[rtype(result = "Result<(), HangupError>")]
-pub struct HangupCall {
-    pub id: Uuid,
-    pub cause: EndCause,
-    pub detail: String,
 }
 
 /// Counts for health and load reports.
@@ -291,7 +258,7 @@ impl Registry {
         let addr = CallActor::start_in_arbiter(&arbiter, move |ctx| {
             let bot = crate::bots::start(&initial.bot, &services, ctx.address())
                 .map_err(|e| e.to_string());
-            CallActor::new(initial, registry, services, bot)
+            CallActor::new(initial, RegistryLink::of(&registry), services, bot)
         });
         self.live.insert(id, addr.clone());
         telemetry::call_admitted(&record.ingress);

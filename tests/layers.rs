@@ -1,6 +1,7 @@
 //! Imports run downward: the edges that once ran upward (the flow engine importing the API's
 //! views, the configuration importing the flow engine, the shared services importing the bots,
-//! the call starting its own bot) must not come back. Reads `src/` as text.
+//! the call starting its own bot or naming the registry) must not come back. Reads `src/` as
+//! text.
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -7,11 +7,10 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use chrono::Utc;
 
-use super::messages::{BotEvent, LegCommand};
+use super::messages::{BotEvent, CallEnded, HangupCall, LegCommand};
 use super::state::{self, EndCause, HangupReason};
 use super::CallActor;
 use crate::media::FRAME_MS;
-use crate::registry::{CallEnded, HangupCall};
 
 /// A call whose caller leg has not attached by then fails: the protocol session died early.
 const LEG_ATTACH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -89,7 +88,7 @@ impl CallActor {
         }
         self.leave_room_on_hangup();
         for child in &self.record.chained_call_ids {
-            self.registry.do_send(HangupCall {
+            self.registry.hangup.do_send(HangupCall {
                 id: *child,
                 cause: EndCause::Normal,
                 detail: format!("master call {} hung up", self.record.id),
@@ -221,6 +220,8 @@ impl Actor for CallActor {
                 bot.events.do_send(BotEvent::Ended);
             }
         }
-        self.registry.do_send(CallEnded { id: self.record.id });
+        self.registry
+            .ended
+            .do_send(CallEnded { id: self.record.id });
     }
 }

@@ -285,3 +285,40 @@ pub enum RoomInput {
     /// The participant's call is over (or left on its own): remove it at once.
     Gone { call: Uuid },
 }
+
+// ---------------------------------------------------------------------------------------------
+// Received by the registry (`crate::registry`), from calls and the APIs.
+
+/// A call's record changed (sent by the call on every status change).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CallChanged {
+    pub record: Box<CallRecord>,
+    /// The VoIPBIN event name: `call_ringing`, `call_updated`, `call_hangup`, …
+    pub event: &'static str,
+}
+
+/// A call actor has stopped (sent from its `stopped()`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CallEnded {
+    pub id: Uuid,
+}
+
+/// Hang up a live call by id.
+#[derive(Message)]
+#[rtype(result = "Result<(), HangupError>")]
+pub struct HangupCall {
+    pub id: Uuid,
+    pub cause: EndCause,
+    pub detail: String,
+}
+
+/// Why a hangup request was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HangupError {
+    #[error("call {0} not found")]
+    NotFound(Uuid),
+    #[error("call {0} has already ended")]
+    Ended(Uuid),
+}

@@ -27,7 +27,7 @@ use actix::prelude::*;
 use chrono::Utc;
 
 use crate::media::RateConverter;
-use crate::registry::{CallChanged, Registry};
+use crate::room::directory::{OpenBridge, RoomForCall};
 use crate::services::Services;
 use barge_in::BargeIn;
 use lifecycle::PendingEnd;
@@ -38,6 +38,36 @@ use state::{CallRecord, EndCause, HangupReason};
 /// Room in the call's mailbox: media senders use `try_send` and drop audio beyond this.
 pub const MAILBOX_CAPACITY: usize = 256;
 
+/// What a call sends the registry, as recipients: the call never names the registry's type.
+pub struct RegistryLink {
+    pub changed: Recipient<CallChanged>,
+    pub ended: Recipient<CallEnded>,
+    pub hangup: Recipient<HangupCall>,
+    pub rooms: Recipient<RoomForCall>,
+    pub bridges: Recipient<OpenBridge>,
+}
+
+impl RegistryLink {
+    /// The recipients of `registry`.
+    pub fn of<R>(registry: &Addr<R>) -> Self
+    where
+        R: Actor<Context = Context<R>>
+            + Handler<CallChanged>
+            + Handler<CallEnded>
+            + Handler<HangupCall>
+            + Handler<RoomForCall>
+            + Handler<OpenBridge>,
+    {
+        RegistryLink {
+            changed: registry.clone().recipient(),
+            ended: registry.clone().recipient(),
+            hangup: registry.clone().recipient(),
+            rooms: registry.clone().recipient(),
+            bridges: registry.clone().recipient(),
+        }
+    }
+}
+
 struct Leg {
     recipient: Recipient<LegCommand>,
     format: LegFormat,
@@ -46,7 +76,7 @@ struct Leg {
 /// One call.
 pub struct CallActor {
     record: CallRecord,
-    registry: Addr<Registry>,
+    registry: RegistryLink,
     services: Arc<Services>,
     bot: Option<BotHandle>,
     /// Why the bot could not be started, until the call starts and ends on it.
@@ -95,7 +125,7 @@ impl CallActor {
     /// it could not be).
     pub fn new(
         record: CallRecord,
-        registry: Addr<Registry>,
+        registry: RegistryLink,
         services: Arc<Services>,
         bot: Result<BotHandle, String>,
     ) -> Self {
@@ -132,7 +162,7 @@ impl CallActor {
     }
 
     fn publish(&self, event: &'static str) {
-        self.registry.do_send(CallChanged {
+        self.registry.changed.do_send(CallChanged {
             record: Box::new(self.record.clone()),
             event,
         });

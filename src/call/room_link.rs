@@ -21,7 +21,6 @@ const SILENT_INPUT_RMS: f64 = 30.0;
 /// The longest utterance of room audio sent to a whole-utterance caller (SmartIVR,
 /// Ringover's `streamAudio`): what such a caller hears of a room lags by up to this much.
 const ROOM_UTTERANCE_MS: u32 = 1000;
-use crate::registry::Registry;
 use crate::room::directory::{OpenBridge, RoomForCall};
 
 /// The room a call is in.
@@ -91,7 +90,7 @@ impl CallActor {
             addr: ctx.address(),
             user: self.record.source.target.clone(),
         };
-        self.ask_for_room(ask, ctx);
+        self.ask_for_room(self.registry.rooms.clone(), ask, ctx);
     }
 
     /// The flow `connect`s the caller to a bot: a chained call in a two-party room.
@@ -103,32 +102,26 @@ impl CallActor {
             user: self.record.source.target.clone(),
             bot,
         };
-        self.ask_for_room(ask, ctx);
+        self.ask_for_room(self.registry.bridges.clone(), ask, ctx);
     }
 
     /// Asks the registry to put the caller in a room; a refusal goes to the bot as
     /// `RoomLeft { error }` (success is the room's `EnterRoom`).
-    fn ask_for_room<M>(&mut self, ask: M, ctx: &mut Context<Self>)
+    fn ask_for_room<M>(&mut self, to: Recipient<M>, ask: M, ctx: &mut Context<Self>)
     where
         M: Message<Result = Result<(), String>> + Send + 'static,
-        Registry: Handler<M>,
     {
         if self.room.is_some() {
             return self.room_left(Some("the caller is already in a room".into()));
         }
-        ctx.spawn(
-            self.registry
-                .send(ask)
-                .into_actor(self)
-                .map(|reply, act, _ctx| {
-                    let error = match reply {
-                        Ok(Ok(())) => return,
-                        Ok(Err(e)) => e,
-                        Err(_) => "the switch is shutting down".to_owned(),
-                    };
-                    act.room_left(Some(error));
-                }),
-        );
+        ctx.spawn(to.send(ask).into_actor(self).map(|reply, act, _ctx| {
+            let error = match reply {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => e,
+                Err(_) => "the switch is shutting down".to_owned(),
+            };
+            act.room_left(Some(error));
+        }));
     }
 
     fn room_left(&mut self, error: Option<String>) {
