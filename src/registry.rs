@@ -95,6 +95,8 @@ pub enum AdmitError {
 
 // ------------------------------------------------------------------------------------------
 // Messages received by the registry.
+// (`CallChanged`, `CallEnded` and `HangupCall`, which calls send, are defined with the call's
+// messages, so the call never names the registry.)
 
 /// Create and start a call (refused when full, draining or unroutable).
 #[derive(Message)]
