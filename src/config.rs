@@ -13,7 +13,7 @@ use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use thiserror::Error;
 
-use crate::bots::flow::actions::Action;
+use crate::actions::Action;
 use crate::media::STANDARD_RATES;
 
 pub mod asr;
@@ -957,7 +957,7 @@ impl Config {
         for (name, bot) in &self.bots {
             match bot {
                 BotConfig::Flow { actions } => {
-                    crate::bots::flow::actions::validate(actions)
+                    crate::actions::validate(actions)
                         .map_err(|e| ConfigError::Invalid(format!("bots.{name}.actions: {e}")))?;
                 }
                 BotConfig::LiveCall {

@@ -2,9 +2,11 @@
 //!
 //! Module map:
 //! - `app`: starts the listeners, the registry and the call arbiters; shutdown.
+//! - `actions`: the flow actions' schema (read by `config`, run by `bots::flow`).
 //! - `config`: the TOML schema, validated at start-up (`config::cidr`: source networks).
 //! - `registry`: creates calls, finds them by id, learns when they end.
-//! - `call`: the call actor, its pure VoIPBIN state (`call::state`), its messages and playout.
+//! - `call`: the call actor, its pure VoIPBIN state (`call::state`) and JSON view
+//!   (`call::view`), its messages and playout.
 //! - `room`: conference rooms: one actor per room mixing its participants on a 20 ms clock
 //!   (`room::mixer`), found through the registry (`room::directory`).
 //! - `bots`: what answers a call: `bots::start` picks the kind; `bots::flow` is the embedded
@@ -31,6 +33,7 @@
 //! - `tls`: certificates and keys of the HTTP and gRPC listeners (rustls).
 //! - `telemetry`: Prometheus metrics (names, bounded labels, the process-wide recorder).
 
+pub mod actions;
 pub mod api;
 pub mod app;
 pub mod bots;

@@ -7,59 +7,14 @@
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::media::pcm::rms;
 
-/// A recording never grows past this, whatever its options say (one hour).
-pub const MAX_RECORDING_SECONDS: u64 = 3600;
+pub use crate::actions::{RecordingOptions, MAX_RECORDING_SECONDS};
+
 /// Caller audio quieter than this (RMS) counts as silence for `end_of_silence`.
 pub const SILENCE_RMS: f64 = 200.0;
-
-/// How a recording runs (the `recording_start` options).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RecordingOptions {
-    /// Only `wav`.
-    #[serde(default = "default_format")]
-    pub format: String,
-    /// Longest recording in seconds; 0 means `MAX_RECORDING_SECONDS`.
-    #[serde(default)]
-    pub duration: u64,
-    /// Stop after this many seconds of caller silence; 0 means never.
-    #[serde(default)]
-    pub end_of_silence: u64,
-    /// Stop when the caller presses one of these keys; empty means never.
-    #[serde(default)]
-    pub end_of_key: String,
-}
-
-fn default_format() -> String {
-    "wav".into()
-}
-
-impl RecordingOptions {
-    /// Checks the options; the message names the bad field.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.format != "wav" {
-            return Err(format!(
-                "format `{}` is not supported (only `wav`)",
-                self.format
-            ));
-        }
-        if self.duration > MAX_RECORDING_SECONDS {
-            return Err(format!(
-                "duration {} is over the limit of {MAX_RECORDING_SECONDS} seconds",
-                self.duration
-            ));
-        }
-        if let Some(bad) = self.end_of_key.chars().find(|c| !crate::media::is_dtmf(*c)) {
-            return Err(format!("end_of_key `{bad}` is not a DTMF key"));
-        }
-        Ok(())
-    }
-}
 
 /// Why a recording stopped by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

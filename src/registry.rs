@@ -12,9 +12,10 @@ use chrono::Utc;
 use thiserror::Error;
 use uuid::Uuid;
 
+pub use crate::call::messages::{CallChanged, CallEnded, HangupCall, HangupError};
 use crate::call::messages::{Chain, ChainError, Hangup};
 use crate::call::state::{Address, CallRecord, Direction, EndCause, Status};
-use crate::call::CallActor;
+use crate::call::{CallActor, RegistryLink};
 use crate::room::directory::RoomBook;
 pub use crate::room::directory::RoomClosed;
 use crate::services::Services;
@@ -92,17 +93,10 @@ pub enum AdmitError {
     Chain(#[from] ChainError),
 }
 
-/// Why a hangup request was refused.
-#[derive(Debug, Error, PartialEq, Eq)]
-pub enum HangupError {
-    #[error("call {0} not found")]
-    NotFound(Uuid),
-    #[error("call {0} has already ended")]
-    Ended(Uuid),
-}
-
 // ------------------------------------------------------------------------------------------
 // Messages received by the registry.
+// (`CallChanged`, `CallEnded` and `HangupCall`, which calls send, are defined with the call's
+// messages, so the call never names the registry.)
 
 /// Create and start a call (refused when full, draining or unroutable).
 #[derive(Message)]
@@ -117,22 +111,6 @@ pub struct CreateCall {
 #[rtype(result = "Result<(), AdmitError>")]
 pub struct CanAdmit;
 
-/// A call's record changed (sent by the call on every status change).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct CallChanged {
-    pub record: Box<CallRecord>,
-    /// The VoIPBIN event name: `call_ringing`, `call_updated`, `call_hangup`, …
-    pub event: &'static str,
-}
-
-/// A call actor has stopped (sent from its `stopped()`).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct CallEnded {
-    pub id: Uuid,
-}
-
 /// The latest record of a call, live or ended.
 #[derive(Message)]
 #[rtype(result = "Option<CallRecord>")]
@@ -145,15 +123,6 @@ pub struct GetCall {
 #[rtype(result = "Option<Addr<CallActor>>")]
 pub struct FindCall {
     pub id: Uuid,
-}
-
-/// Hang up a live call by id.
-#[derive(Message)]
-#[rtype(result = "Result<(), HangupError>")]
-pub struct HangupCall {
-    pub id: Uuid,
-    pub cause: EndCause,
-    pub detail: String,
 }
 
 /// Counts for health and load reports.
@@ -287,8 +256,11 @@ impl Registry {
         let registry = ctx.address();
         let services = self.services.clone();
         let initial = record.clone();
-        let addr = CallActor::start_in_arbiter(&arbiter, move |_| {
-            CallActor::new(initial, registry, services)
+        // The bot starts beside its call, on the call's arbiter, talking to it by messages.
+        let addr = CallActor::start_in_arbiter(&arbiter, move |ctx| {
+            let bot = crate::bots::start(&initial.bot, &services, ctx.address())
+                .map_err(|e| e.to_string());
+            CallActor::new(initial, RegistryLink::of(&registry), services, bot)
         });
         self.live.insert(id, addr.clone());
         telemetry::call_admitted(&record.ingress);

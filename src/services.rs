@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::bots::flow::FlowProgram;
+use crate::actions::FlowProgram;
 use crate::config::{BotConfig, Config};
 use crate::speech::asr::Asr;
 use crate::speech::tts::Tts;

@@ -46,6 +46,10 @@ pub const ASR_AUDIO_SECONDS: &str = "switchboard_asr_audio_seconds_total";
 pub const ASR_FAILURES: &str = "switchboard_asr_failures_total";
 /// Network bots (`live_call`, `smartivr`) that could not be reached, by `kind`.
 pub const BOT_CONNECT_FAILURES: &str = "switchboard_bot_connect_failures_total";
+/// Rate converters made at calls' boundaries, by `side` (`to_bot`, `to_caller`, `to_room`).
+pub const RESAMPLERS: &str = "switchboard_resamplers_total";
+/// Audio chunks converted at calls' boundaries, by `side`.
+pub const RESAMPLED_CHUNKS: &str = "switchboard_resampled_chunks_total";
 
 /// Every metric name, for the README and the tests.
 pub const ALL: &[&str] = &[
@@ -66,6 +70,8 @@ pub const ALL: &[&str] = &[
     ASR_AUDIO_SECONDS,
     ASR_FAILURES,
     BOT_CONNECT_FAILURES,
+    RESAMPLERS,
+    RESAMPLED_CHUNKS,
 ];
 
 /// Histogram buckets in seconds: call set-up spans tens of milliseconds to tens of seconds.
@@ -148,6 +154,14 @@ fn describe() {
         BOT_CONNECT_FAILURES,
         "Network bots that could not be reached, by kind."
     );
+    describe_counter!(
+        RESAMPLERS,
+        "Rate converters made at calls' boundaries, by side."
+    );
+    describe_counter!(
+        RESAMPLED_CHUNKS,
+        "Audio chunks converted at calls' boundaries, by side."
+    );
 }
 
 /// The ingress label: one of `config::INGRESSES`, else `other`.
@@ -212,6 +226,13 @@ pub fn asr_done(audio_seconds: f64, took: Duration, ok: bool) {
 /// A network bot of `kind` (`live_call`, `smartivr`) could not be reached.
 pub fn bot_connect_failed(kind: &'static str) {
     counter!(BOT_CONNECT_FAILURES, "kind" => kind).increment(1);
+}
+
+/// A call made a rate converter on `side` (`to_bot`, `to_caller`, `to_room`); the counter of
+/// the chunks it converts.
+pub fn resampler_made(side: &'static str) -> Counter {
+    counter!(RESAMPLERS, "side" => side).increment(1);
+    counter!(RESAMPLED_CHUNKS, "side" => side)
 }
 
 /// The store writer wrote `n` writes.

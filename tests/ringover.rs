@@ -374,3 +374,34 @@ async fn twenty_streams_at_once_while_one_misbehaves() {
         assert_eq!(call["hangup_reason"], "normal");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_closed_while_its_call_is_admitted_ends_the_call_at_once() {
+    let app = app_with(r#"[{ type = "sleep", duration = 60000 }]"#, "");
+    let client = RingoverClient::connect(&app, None)
+        .await
+        .expect("WebSocket upgrade");
+    // Keep the registry busy, so the call is still being admitted when the stream closes.
+    for _ in 0..200_000 {
+        app.handle.registry.do_send(switchboard::registry::GetStats);
+    }
+    let mut client = client;
+    client
+        .send_text(&json!({"call_id": "ro-gone-early"}).to_string())
+        .await;
+    drop(client);
+    let closed = Instant::now();
+    let call = app.wait_hangup("ro-gone-early").await;
+    assert!(
+        closed.elapsed() < Duration::from_secs(3),
+        "the call waited {:?} for a leg",
+        closed.elapsed()
+    );
+    // The session holds the close until the call is admitted, then hangs up as the caller
+    // did; had its socket's context been dropped first, the call is told it was canceled.
+    assert_eq!(call["hangup_by"], "remote", "{call}");
+    assert!(
+        call["hangup_reason"] == "normal" || call["hangup_reason"] == "cancel",
+        "{call}"
+    );
+}

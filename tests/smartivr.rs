@@ -220,3 +220,34 @@ async fn fifty_calls_at_once_all_complete() {
         assert_eq!(call["hangup_reason"], "normal");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_cancelled_while_its_call_is_admitted_ends_the_call_at_once() {
+    let app = spawn_menu_app();
+    // Keep the registry busy, so the call is still being admitted when the gateway gives up.
+    for _ in 0..500_000 {
+        app.handle.registry.do_send(switchboard::registry::GetStats);
+    }
+    let grpc = app.grpc_url();
+    let dialing = tokio::spawn(async move { Gateway::dial_at(&grpc, "gone-early").await });
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    dialing.abort();
+    let cancelled = std::time::Instant::now();
+    let call = app.wait_hangup("gone-early").await;
+    assert!(
+        cancelled.elapsed() < std::time::Duration::from_secs(3),
+        "the call waited {:?} for a leg",
+        cancelled.elapsed()
+    );
+    // Cancelled while admitted, the call is told its caller went away; the race can also be
+    // lost (admitted and attached first, then the stream breaks): the caller hung up.
+    assert_eq!(call["hangup_by"], "remote", "{call}");
+    match call["hangup_reason"].as_str() {
+        Some("cancel") => assert_eq!(
+            call["hangup_detail"], "the caller went away before the call was admitted",
+            "{call}"
+        ),
+        Some("normal") => {}
+        _ => panic!("{call}"),
+    }
+}

@@ -172,21 +172,7 @@ pub fn document() -> &'static utoipa::openapi::OpenApi {
     DOC.get_or_init(ApiDoc::openapi)
 }
 
-/// A VoIPBIN address (source or destination).
-#[derive(Serialize, ToSchema)]
-#[schema(as = Address)]
-pub struct AddressSchema {
-    /// `tel`, `sip`, `agent`, `endpoint` (or empty when unknown).
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub target: String,
-    #[schema(default = "")]
-    pub target_name: String,
-    #[schema(default = "")]
-    pub name: String,
-    #[schema(default = "")]
-    pub detail: String,
-}
+pub use crate::call::view::AddressSchema;
 
 /// How a recording runs; every field may be left out.
 #[derive(Serialize, ToSchema)]

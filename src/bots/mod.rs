@@ -12,7 +12,6 @@ use std::time::Duration;
 use actix::prelude::*;
 use thiserror::Error;
 
-use crate::call::messages::BotEvent;
 use crate::call::CallActor;
 use crate::config::BotConfig;
 use crate::protocols::live_call_grpc::client::{LiveCallBot, LiveCallTarget};
@@ -20,12 +19,7 @@ use crate::protocols::smartivr::client::{SmartIvrBot, SmartIvrTarget};
 use crate::protocols::twilio::client::{TwilioStreamBot, TwilioStreamTarget};
 use crate::services::Services;
 
-/// A started bot, as its call sees it.
-pub struct BotHandle {
-    pub events: Recipient<BotEvent>,
-    /// The rate the bot wants caller audio at; `None` takes the leg's rate unchanged.
-    pub in_rate: Option<u32>,
-}
+pub use crate::call::messages::BotHandle;
 
 /// A bot could not be started.
 #[derive(Debug, Error)]

@@ -1,18 +1,16 @@
-//! How a call starts and ends: its bot and deadlines at start, the media watchdogs, the
-//! switch's own hangups (`terminating`, then `hangup` once the leg has closed) and the last
-//! words to the bot, the registry and chained calls.
+//! How a call starts and ends: its deadlines at start (and a bot that could not start), the
+//! media watchdogs, the switch's own hangups (`terminating`, then `hangup` once the leg has
+//! closed) and the last words to the bot, the registry and chained calls.
 
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use chrono::Utc;
 
-use super::messages::{BotEvent, LegCommand};
+use super::messages::{BotEvent, CallEnded, HangupCall, LegCommand};
 use super::state::{self, EndCause, HangupReason};
 use super::CallActor;
-use crate::bots;
 use crate::media::FRAME_MS;
-use crate::registry::{CallEnded, HangupCall};
 
 /// A call whose caller leg has not attached by then fails: the protocol session died early.
 const LEG_ATTACH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -90,7 +88,7 @@ impl CallActor {
         }
         self.leave_room_on_hangup();
         for child in &self.record.chained_call_ids {
-            self.registry.do_send(HangupCall {
+            self.registry.hangup.do_send(HangupCall {
                 id: *child,
                 cause: EndCause::Normal,
                 detail: format!("master call {} hung up", self.record.id),
@@ -193,9 +191,8 @@ impl Actor for CallActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(super::MAILBOX_CAPACITY);
-        match bots::start(&self.record.bot, &self.services, ctx.address()) {
-            Ok(bot) => self.bot = Some(bot),
-            Err(e) => return self.end_with(EndCause::Failed, e.to_string(), ctx),
+        if let Some(why) = self.bot_failed.take() {
+            return self.end_with(EndCause::Failed, why, ctx);
         }
         let max_secs = self.services.config.media.max_call_duration;
         if max_secs > 0 {
@@ -223,6 +220,8 @@ impl Actor for CallActor {
                 bot.events.do_send(BotEvent::Ended);
             }
         }
-        self.registry.do_send(CallEnded { id: self.record.id });
+        self.registry
+            .ended
+            .do_send(CallEnded { id: self.record.id });
     }
 }

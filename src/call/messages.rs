@@ -56,6 +56,9 @@ pub enum CallerEvent {
     Audio(Vec<i16>),
     /// One DTMF key (0-9, *, #, A-D).
     Dtmf(char),
+    /// The caller's audio comes at this rate from now on: the leg's `in_rate` changes
+    /// (live-call clients declare a rate with each chunk; sent when it differs).
+    Rate(u32),
     /// The caller's side is gone. `local` is true when the switch itself ended it (a protocol
     /// error, a write timeout), false when the peer hung up or went away.
     Gone {
@@ -236,6 +239,13 @@ pub enum LegCommand {
 // ---------------------------------------------------------------------------------------------
 // Received by bots.
 
+/// A started bot, as its call sees it (`bots::start` makes it, beside the call).
+pub struct BotHandle {
+    pub events: Recipient<BotEvent>,
+    /// The rate the bot wants caller audio at; `None` takes the leg's rate unchanged.
+    pub in_rate: Option<u32>,
+}
+
 /// What happened on the call, for its bot.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
@@ -247,6 +257,9 @@ pub enum BotEvent {
     },
     /// Caller audio at the bot's input rate.
     Audio(Vec<i16>),
+    /// The caller's audio comes at this rate from now on (only to bots that take the leg's
+    /// rate, `BotHandle::in_rate` `None`).
+    Rate(u32),
     /// A DTMF key from the caller.
     Dtmf(char),
     /// A prompt from `BotCommand::Say` (or a `BotCommand::Mark`) finished playing, or was cut
@@ -304,4 +317,41 @@ pub enum RoomInput {
     Audio { call: Uuid, samples: Vec<i16> },
     /// The participant's call is over (or left on its own): remove it at once.
     Gone { call: Uuid },
+}
+
+// ---------------------------------------------------------------------------------------------
+// Received by the registry (`crate::registry`), from calls and the APIs.
+
+/// A call's record changed (sent by the call on every status change).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CallChanged {
+    pub record: Box<CallRecord>,
+    /// The VoIPBIN event name: `call_ringing`, `call_updated`, `call_hangup`, …
+    pub event: &'static str,
+}
+
+/// A call actor has stopped (sent from its `stopped()`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CallEnded {
+    pub id: Uuid,
+}
+
+/// Hang up a live call by id.
+#[derive(Message)]
+#[rtype(result = "Result<(), HangupError>")]
+pub struct HangupCall {
+    pub id: Uuid,
+    pub cause: EndCause,
+    pub detail: String,
+}
+
+/// Why a hangup request was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HangupError {
+    #[error("call {0} not found")]
+    NotFound(Uuid),
+    #[error("call {0} has already ended")]
+    Ended(Uuid),
 }

@@ -19,6 +19,7 @@ mod room_link;
 mod sending;
 pub mod state;
 mod transcriber;
+pub mod view;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,9 +27,8 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use chrono::Utc;
 
-use crate::bots::BotHandle;
-use crate::media::StreamResampler;
-use crate::registry::{CallChanged, Registry};
+use crate::media::RateConverter;
+use crate::room::directory::{OpenBridge, RoomForCall};
 use crate::services::Services;
 use barge_in::BargeIn;
 use lifecycle::PendingEnd;
@@ -39,6 +39,36 @@ use state::{CallRecord, EndCause, HangupReason};
 /// Room in the call's mailbox: media senders use `try_send` and drop audio beyond this.
 pub const MAILBOX_CAPACITY: usize = 256;
 
+/// What a call sends the registry, as recipients: the call never names the registry's type.
+pub struct RegistryLink {
+    pub changed: Recipient<CallChanged>,
+    pub ended: Recipient<CallEnded>,
+    pub hangup: Recipient<HangupCall>,
+    pub rooms: Recipient<RoomForCall>,
+    pub bridges: Recipient<OpenBridge>,
+}
+
+impl RegistryLink {
+    /// The recipients of `registry`.
+    pub fn of<R>(registry: &Addr<R>) -> Self
+    where
+        R: Actor<Context = Context<R>>
+            + Handler<CallChanged>
+            + Handler<CallEnded>
+            + Handler<HangupCall>
+            + Handler<RoomForCall>
+            + Handler<OpenBridge>,
+    {
+        RegistryLink {
+            changed: registry.clone().recipient(),
+            ended: registry.clone().recipient(),
+            hangup: registry.clone().recipient(),
+            rooms: registry.clone().recipient(),
+            bridges: registry.clone().recipient(),
+        }
+    }
+}
+
 struct Leg {
     recipient: Recipient<LegCommand>,
     format: LegFormat,
@@ -47,12 +77,14 @@ struct Leg {
 /// One call.
 pub struct CallActor {
     record: CallRecord,
-    registry: Addr<Registry>,
+    registry: RegistryLink,
     services: Arc<Services>,
     bot: Option<BotHandle>,
+    /// Why the bot could not be started, until the call starts and ends on it.
+    bot_failed: Option<String>,
     leg: Option<Leg>,
-    /// Caller audio from the leg's rate to the bot's input rate.
-    to_bot: Option<StreamResampler>,
+    /// Caller audio from the leg's rate to the bot's input rate, when they differ.
+    to_bot: Option<RateConverter>,
     /// Bot audio toward the leg (`outbound.rs`); set when the leg attaches.
     outbound: Option<Outbound>,
     /// The timer that sends the next paced frames.
@@ -83,6 +115,8 @@ pub struct CallActor {
     /// Bot audio from the leg's output rate to the recording's rate (one streaming resampler
     /// per recording, not one per frame).
     recorder_bot_rate: Option<crate::media::RateAdapter>,
+    /// Caller audio to the recording's rate, once the leg's rate moved during a recording.
+    recorder_caller_rate: Option<crate::media::RateAdapter>,
     /// The conference room the caller is in (`room_link.rs`); its mix replaces the bot's audio.
     room: Option<room_link::RoomLink>,
     /// Continuous transcription of the caller, while on (`transcriber.rs`).
@@ -90,13 +124,24 @@ pub struct CallActor {
 }
 
 impl CallActor {
-    /// A new call for `record`; its bot (named in `record.bot`) starts with the actor.
-    pub fn new(record: CallRecord, registry: Addr<Registry>, services: Arc<Services>) -> Self {
+    /// A new call for `record`, answered by `bot` (started beside it by the registry, or why
+    /// it could not be).
+    pub fn new(
+        record: CallRecord,
+        registry: RegistryLink,
+        services: Arc<Services>,
+        bot: Result<BotHandle, String>,
+    ) -> Self {
+        let (bot, bot_failed) = match bot {
+            Ok(bot) => (Some(bot), None),
+            Err(why) => (None, Some(why)),
+        };
         CallActor {
             record,
             registry,
             services,
-            bot: None,
+            bot,
+            bot_failed,
             leg: None,
             to_bot: None,
             outbound: None,
@@ -114,13 +159,14 @@ impl CallActor {
             hold: None,
             recorder: None,
             recorder_bot_rate: None,
+            recorder_caller_rate: None,
             room: None,
             transcriber: None,
         }
     }
 
     fn publish(&self, event: &'static str) {
-        self.registry.do_send(CallChanged {
+        self.registry.changed.do_send(CallChanged {
             record: Box::new(self.record.clone()),
             event,
         });
@@ -155,6 +201,38 @@ impl CallActor {
     }
 }
 
+/// The converter between `from` and `to` Hz on `side` of the call, counted; none when the
+/// rates are equal (or cannot be converted: the audio then passes as it is).
+pub(crate) fn boundary(from: u32, to: u32, side: &'static str) -> Option<RateConverter> {
+    let converter = RateConverter::between(from, to).ok().flatten()?;
+    Some(converter.counted(crate::telemetry::resampler_made(side)))
+}
+
+impl CallActor {
+    /// The leg's caller audio comes at `rate` from now on: the boundary toward the bot (and
+    /// the room) is made again, and a bot that takes the leg's rate follows it.
+    fn caller_rate(&mut self, rate: u32) {
+        let Some(leg) = self.leg.as_mut() else { return };
+        if leg.format.in_rate == rate
+            || !(crate::media::MIN_RATE..=crate::media::MAX_RATE).contains(&rate)
+        {
+            return;
+        }
+        leg.format.in_rate = rate;
+        if let Some(bot) = &self.bot {
+            let bot_in = match bot.in_rate {
+                Some(bot_in) => bot_in,
+                None => {
+                    bot.events.do_send(BotEvent::Rate(rate));
+                    rate
+                }
+            };
+            self.to_bot = boundary(rate, bot_in, "to_bot");
+        }
+        self.room_follows_caller_rate(rate);
+    }
+}
+
 impl Handler<AttachLeg> for CallActor {
     type Result = ();
 
@@ -178,9 +256,7 @@ impl Handler<AttachLeg> for CallActor {
         self.watch_media(ctx);
         if let Some(bot) = &self.bot {
             let bot_in = bot.in_rate.unwrap_or(format.in_rate);
-            if bot_in != format.in_rate {
-                self.to_bot = StreamResampler::new(format.in_rate, bot_in).ok();
-            }
+            self.to_bot = boundary(format.in_rate, bot_in, "to_bot");
             bot.events.do_send(BotEvent::Start {
                 call: Box::new(self.record.clone()),
                 leg: format,
@@ -211,11 +287,7 @@ impl Handler<CallerEvent> for CallActor {
                 }
                 let Some(bot) = &self.bot else { return };
                 let samples = match self.to_bot.as_mut() {
-                    Some(r) => {
-                        let mut out = Vec::with_capacity(samples.len() * 2);
-                        r.process(&samples, &mut out);
-                        out
-                    }
+                    Some(c) => c.converted(&samples),
                     None => samples,
                 };
                 if !samples.is_empty() && bot.events.try_send(BotEvent::Audio(samples)).is_err() {
@@ -234,6 +306,7 @@ impl Handler<CallerEvent> for CallActor {
                     bot.events.do_send(BotEvent::Dtmf(digit));
                 }
             }
+            CallerEvent::Rate(rate) => self.caller_rate(rate),
             CallerEvent::Gone {
                 cause,
                 local,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::messages::{Delivery, LegFormat};
 use super::playout::Playout;
 use crate::media::resample::ResampleError;
-use crate::media::{duration_ms, StreamResampler};
+use crate::media::{duration_ms, RateConverter};
 
 /// How far ahead of real time paced audio may run toward the caller (its jitter buffer).
 const PACED_LEAD: Duration = Duration::from_millis(60);
@@ -33,8 +33,8 @@ pub(super) const HOLD_PROMPT: u64 = u64::MAX;
 pub(super) struct Outbound {
     out_rate: u32,
     playout: Playout,
-    /// Streamed bot audio to the leg's output rate.
-    from_bot: Option<StreamResampler>,
+    /// Streamed bot audio to the leg's output rate, when it comes at another rate.
+    from_bot: Option<RateConverter>,
     /// The bot's silence that closes a gathered utterance.
     gap: Duration,
     mode: Mode,
@@ -203,20 +203,20 @@ impl Outbound {
         now: Instant,
     ) -> Result<Streamed, ResampleError> {
         let samples = samples.into();
-        if self.from_bot.as_ref().is_none_or(|r| r.from_rate() != rate) {
-            self.from_bot = Some(StreamResampler::new(rate, self.out_rate)?);
-        }
         // Owned audio at the leg's rate is queued as it is; borrowed audio (a room's shared
         // frame) is copied only when it is not resampled anyway.
         let out = if rate == self.out_rate {
+            self.from_bot = None;
             samples.into_owned()
         } else {
-            let mut out =
-                Vec::with_capacity(samples.len() * self.out_rate as usize / rate as usize + 16);
-            if let Some(r) = self.from_bot.as_mut() {
-                r.process(&samples, &mut out);
+            if self.from_bot.as_ref().is_none_or(|c| c.from_rate() != rate) {
+                self.from_bot = RateConverter::between(rate, self.out_rate)?
+                    .map(|c| c.counted(crate::telemetry::resampler_made("to_caller")));
             }
-            out
+            match self.from_bot.as_mut() {
+                Some(c) => c.converted(&samples),
+                None => samples.into_owned(),
+            }
         };
         match &mut self.mode {
             Mode::Paced { .. } => {

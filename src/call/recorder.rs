@@ -56,6 +56,7 @@ impl CallActor {
     pub(super) fn stop_recording(&mut self, publish: bool) -> Option<Uuid> {
         let recorder = self.recorder.take()?;
         self.recorder_bot_rate = None;
+        self.recorder_caller_rate = None;
         self.record.recording_id = None;
         if publish {
             self.record.tm_update = Utc::now();
@@ -92,9 +93,21 @@ impl CallActor {
         }
     }
 
-    /// Caller audio at the leg's `in_rate`.
+    /// Caller audio at the leg's `in_rate` (converted to the recording's rate when the leg's
+    /// rate moved after the recording started).
     pub(super) fn record_caller(&mut self, samples: &[i16]) {
-        let stop = self.recorder.as_mut().and_then(|r| r.caller(samples));
+        let (Some(recorder), Some(leg)) = (self.recorder.as_mut(), self.leg.as_ref()) else {
+            return;
+        };
+        let stop = if leg.format.in_rate == recorder.rate {
+            recorder.caller(samples)
+        } else {
+            let mut converted = Vec::with_capacity(samples.len() * 3);
+            self.recorder_caller_rate
+                .get_or_insert_with(|| RateAdapter::new(recorder.rate))
+                .convert_into(leg.format.in_rate, samples, &mut converted);
+            recorder.caller(&converted)
+        };
         self.auto_stop(stop);
     }
 

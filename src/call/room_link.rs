@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::messages::Delivery;
 use super::messages::{BotCommand, BotEvent, EnterRoom, LeftRoom, RoomAudio, RoomInput};
 use super::CallActor;
-use crate::media::{samples_for_ms, StreamResampler};
+use crate::media::{samples_for_ms, RateConverter};
 
 /// Caller audio quieter than this (RMS of s16 samples, about -60 dBFS) is not sent to the room.
 const SILENT_INPUT_RMS: f64 = 30.0;
@@ -21,7 +21,6 @@ const SILENT_INPUT_RMS: f64 = 30.0;
 /// The longest utterance of room audio sent to a whole-utterance caller (SmartIVR,
 /// Ringover's `streamAudio`): what such a caller hears of a room lags by up to this much.
 const ROOM_UTTERANCE_MS: u32 = 1000;
-use crate::registry::Registry;
 use crate::room::directory::{OpenBridge, RoomForCall};
 use crate::room::RoomError;
 
@@ -31,7 +30,7 @@ pub(super) struct RoomLink {
     input: Recipient<RoomInput>,
     rate: u32,
     /// Caller audio from the leg's rate to the room's, when they differ.
-    to_room: Option<StreamResampler>,
+    to_room: Option<RateConverter>,
     /// Caller frames the room's full mailbox refused.
     dropped: u64,
 }
@@ -59,11 +58,7 @@ impl CallActor {
             return;
         };
         let samples = match link.to_room.as_mut() {
-            Some(r) => {
-                let mut out = Vec::with_capacity(samples.len() * 2 + 16);
-                r.process(&samples, &mut out);
-                out
-            }
+            Some(c) => c.converted(&samples),
             None => samples,
         };
         // Silence is not sent: the mixer hears a participant that sends nothing as silent
@@ -77,6 +72,13 @@ impl CallActor {
             .is_err()
         {
             link.dropped += 1;
+        }
+    }
+
+    /// The leg's caller audio moved to `in_rate`: it reaches the room through a new converter.
+    pub(super) fn room_follows_caller_rate(&mut self, in_rate: u32) {
+        if let Some(link) = self.room.as_mut() {
+            link.to_room = super::boundary(in_rate, link.rate, "to_room");
         }
     }
 
@@ -95,7 +97,7 @@ impl CallActor {
             user: self.record.source.target.clone(),
             password,
         };
-        self.ask_for_room(ask, ctx);
+        self.ask_for_room(self.registry.rooms.clone(), ask, ctx);
     }
 
     /// The flow `connect`s the caller to the first of `bots` to answer: chained calls, the
@@ -108,36 +110,30 @@ impl CallActor {
             user: self.record.source.target.clone(),
             bots,
         };
-        self.ask_for_room(ask, ctx);
+        self.ask_for_room(self.registry.bridges.clone(), ask, ctx);
     }
 
     /// Asks the registry to put the caller in a room; a refusal goes to the bot as
     /// `RoomLeft { error }` (success is the room's `EnterRoom`).
-    fn ask_for_room<M>(&mut self, ask: M, ctx: &mut Context<Self>)
+    fn ask_for_room<M>(&mut self, to: Recipient<M>, ask: M, ctx: &mut Context<Self>)
     where
         M: Message<Result = Result<(), RoomError>> + Send + 'static,
-        Registry: Handler<M>,
     {
         if self.room.is_some() {
             return self.room_left(Some(RoomError::Refused(
                 "the caller is already in a room".into(),
             )));
         }
-        ctx.spawn(
-            self.registry
-                .send(ask)
-                .into_actor(self)
-                .map(|reply, act, ctx| {
-                    let error = match reply {
-                        Ok(Ok(())) => return,
-                        Ok(Err(e)) => e,
-                        Err(_) => RoomError::Refused("the switch is shutting down".to_owned()),
-                    };
-                    // Ringback, if a `connect` was ringing, stops with the refusal.
-                    act.end_hold(ctx);
-                    act.room_left(Some(error));
-                }),
-        );
+        ctx.spawn(to.send(ask).into_actor(self).map(|reply, act, ctx| {
+            let error = match reply {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => e,
+                Err(_) => RoomError::Refused("the switch is shutting down".to_owned()),
+            };
+            // Ringback, if a `connect` was ringing, stops with the refusal.
+            act.end_hold(ctx);
+            act.room_left(Some(error));
+        }));
     }
 
     fn room_left(&mut self, error: Option<RoomError>) {
@@ -185,11 +181,9 @@ impl Handler<EnterRoom> for CallActor {
                 self.record.id
             ));
         };
-        let to_room = if in_rate == msg.rate {
-            None
-        } else {
-            Some(StreamResampler::new(in_rate, msg.rate).map_err(|e| e.to_string())?)
-        };
+        let to_room = RateConverter::between(in_rate, msg.rate)
+            .map_err(|e| e.to_string())?
+            .map(|c| c.counted(crate::telemetry::resampler_made("to_room")));
         self.answer();
         self.cancel_hold(ctx);
         // Whatever the bot had queued stops: the caller now hears the room.

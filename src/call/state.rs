@@ -156,6 +156,9 @@ pub enum EndCause {
     Dialout,
     /// An answering machine was detected.
     Amd,
+    /// The caller went away before the call was answered (its session closed while the call
+    /// was still being admitted).
+    Canceled,
 }
 
 /// A VoIPBIN address (source or destination).
@@ -358,6 +361,7 @@ pub fn hangup_reason(direction: Direction, before: Status, cause: EndCause) -> H
         EndCause::NoAnswer => HangupReason::Noanswer,
         EndCause::Dialout => HangupReason::Dialout,
         EndCause::Amd => HangupReason::Amd,
+        EndCause::Canceled => HangupReason::Cancel,
         EndCause::Timeout if unanswered => HangupReason::Noanswer,
         EndCause::Timeout => HangupReason::Timeout,
         EndCause::Normal => {
@@ -492,6 +496,13 @@ mod tests {
                 Canceling,
                 EndCause::Normal,
                 HangupBy::Local,
+                HangupReason::Cancel,
+            ),
+            (
+                Direction::Incoming,
+                Ringing,
+                EndCause::Canceled,
+                HangupBy::Remote,
                 HangupReason::Cancel,
             ),
             (

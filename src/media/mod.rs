@@ -10,7 +10,7 @@ pub mod ringback;
 pub mod vad;
 pub mod wav;
 
-pub use resample::{resample_all, Engine, RateAdapter, StreamResampler};
+pub use resample::{resample_all, Engine, RateAdapter, RateConverter, StreamResampler};
 
 /// Samples per second in the telephone band, the rate phone gateways use.
 pub const TELEPHONE_RATE: u32 = 8000;

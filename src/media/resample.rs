@@ -245,6 +245,73 @@ impl RubatoState {
     }
 }
 
+/// One direction of a call's rate boundary (caller to bot, bot to caller, caller to room):
+/// streamed audio from one rate to another. Made only where the two rates differ (`between`
+/// answers `None` for equal rates), so audio already at the right rate is never touched.
+pub struct RateConverter {
+    resampler: StreamResampler,
+    to: u32,
+    /// Counts each chunk converted, when the owner asked (`counted`).
+    chunks: Option<metrics::Counter>,
+}
+
+impl RateConverter {
+    /// A converter from `from` to `to` Hz; `None` when the rates are equal.
+    pub fn between(from: u32, to: u32) -> Result<Option<Self>, ResampleError> {
+        if from == to {
+            return Ok(None);
+        }
+        Ok(Some(RateConverter {
+            resampler: StreamResampler::new(from, to)?,
+            to,
+            chunks: None,
+        }))
+    }
+
+    /// The same converter, counting every chunk it converts on `chunks`.
+    pub fn counted(mut self, chunks: metrics::Counter) -> Self {
+        self.chunks = Some(chunks);
+        self
+    }
+
+    /// The input rate.
+    pub fn from_rate(&self) -> u32 {
+        self.resampler.from_rate()
+    }
+
+    /// The output rate.
+    pub fn to_rate(&self) -> u32 {
+        self.to
+    }
+
+    /// Converts `input`, appending whatever output is ready to `out`.
+    pub fn convert(&mut self, input: &[i16], out: &mut Vec<i16>) {
+        if let Some(chunks) = &self.chunks {
+            chunks.increment(1);
+        }
+        self.resampler.process(input, out);
+    }
+
+    /// `input` converted, in a new buffer.
+    pub fn converted(&mut self, input: &[i16]) -> Vec<i16> {
+        let mut out = Vec::with_capacity(
+            input.len() * self.to as usize / self.from_rate().max(1) as usize + 16,
+        );
+        self.convert(input, &mut out);
+        out
+    }
+
+    /// Pushes out everything held back (the tail of an utterance).
+    pub fn flush(&mut self, out: &mut Vec<i16>) {
+        self.resampler.flush(out);
+    }
+
+    /// Drops all held audio and filter state.
+    pub fn reset(&mut self) {
+        self.resampler.reset();
+    }
+}
+
 /// Brings audio declared at any rate to one fixed rate, with a streaming resampler for the
 /// rate in use (chunks of one stream normally share a rate; a change starts a new one).
 pub struct RateAdapter {
@@ -380,6 +447,53 @@ mod tests {
         r.reset();
         out.clear();
         r.process(&vec![0; 4800], &mut out);
+        assert!(out.iter().all(|&s| s == 0));
+    }
+
+    #[test]
+    fn a_converter_is_made_only_between_different_rates() {
+        assert!(RateConverter::between(8000, 8000).unwrap().is_none());
+        assert!(RateConverter::between(0, 8000).is_err());
+        let up = RateConverter::between(8000, 16000).unwrap().unwrap();
+        assert_eq!((up.from_rate(), up.to_rate()), (8000, 16000));
+    }
+
+    #[test]
+    fn a_converter_works_both_ways_and_streams_like_its_resampler() {
+        for (from, to) in [(16000, 8000), (8000, 16000), (48000, 8000), (8000, 24000)] {
+            let input = tone(440.0, from, 0.5, 8000.0);
+            let mut converter = RateConverter::between(from, to).unwrap().unwrap();
+            let mut reference = StreamResampler::new(from, to).unwrap();
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            for frame in input.chunks(crate::media::samples_for_ms(from, 20)) {
+                converter.convert(frame, &mut a);
+            }
+            reference.process(&input, &mut b);
+            assert_eq!(a, b, "{from} -> {to}");
+            // Half a second in, about half a second out (less what the filter holds back).
+            let expected = to as usize / 2;
+            assert!(
+                a.len() > expected * 8 / 10 && a.len() <= expected,
+                "{from} -> {to}: {}",
+                a.len()
+            );
+            converter.flush(&mut a);
+            assert!(a.len() >= expected, "{from} -> {to}: {}", a.len());
+            // The tone keeps its level through the boundary.
+            let middle = &a[a.len() / 4..a.len() * 3 / 4];
+            let want = level_db(&tone(440.0, to, 0.5, 8000.0));
+            assert!((level_db(middle) - want).abs() < 0.5, "{from} -> {to}");
+        }
+    }
+
+    #[test]
+    fn a_reset_converter_forgets_held_audio() {
+        let mut c = RateConverter::between(16000, 8000).unwrap().unwrap();
+        let mut out = Vec::new();
+        c.convert(&tone(1000.0, 16000, 0.015, 10000.0), &mut out);
+        c.reset();
+        out.clear();
+        c.convert(&[0; 3200], &mut out);
         assert!(out.iter().all(|&s| s == 0));
     }
 

@@ -1,13 +1,15 @@
-//! What every caller-protocol session shares: its hold on the call (`CallLink`), the answer to
-//! a refused admission (`Refused`), the fields of the call it asks for (`Caller`), and, for the
-//! gRPC sessions, responses sent in order within the write timeout (`Responses`).
+//! What every caller-protocol session shares: asking for its call (`admit`), its hold on the
+//! call (`CallLink`), the answer to a refused admission (`Refused`), the fields of the call it
+//! asks for (`Caller`), and, for the gRPC sessions, responses sent in order within the write
+//! timeout (`Responses`).
 
+use std::future::Future;
 use std::time::Duration;
 
 use actix::prelude::*;
 use actix_web::http::StatusCode;
 use actix_web_actors::ws::CloseCode;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tonic::{Code, Status};
 use uuid::Uuid;
 
@@ -15,10 +17,84 @@ use crate::call::messages::{AttachLeg, CallerEvent, LegCommand, LegFormat};
 use crate::call::state::{Address, Direction, EndCause};
 use crate::call::CallActor;
 use crate::protocols::ws::Outbound;
-use crate::registry::{AdmitError, NewCall};
+use crate::registry::{AdmitError, CallHandle, CreateCall, NewCall, Registry};
+
+/// The registry's answer to `CreateCall`.
+pub type Admission = Result<Result<CallHandle, AdmitError>, MailboxError>;
+
+/// Why a call ends whose caller went away while it was being admitted.
+const LEFT_BEFORE_ADMITTED: &str = "the caller went away before the call was admitted";
+
+/// Asks the registry to admit `call`. The answer is awaited beside the asker, so a caller
+/// that goes away meanwhile (a WebSocket closed, a gRPC request cancelled: the returned future
+/// is dropped) does not leave the call waiting for a leg that will never attach: the call is
+/// told at once that its caller went away before answer.
+pub fn admit(registry: &Addr<Registry>, call: NewCall) -> impl Future<Output = Admission> {
+    claimed(registry.send(CreateCall { call }))
+}
+
+/// What an admitted call does when its session is gone before taking it.
+trait Abandon {
+    fn abandon(self);
+}
+
+impl Abandon for CallHandle {
+    fn abandon(self) {
+        self.addr.do_send(CallerEvent::Gone {
+            cause: EndCause::Canceled,
+            local: false,
+            detail: LEFT_BEFORE_ADMITTED.into(),
+        });
+    }
+}
+
+/// The answer of `reply`, awaited on a task of its own; an admitted call nobody takes is
+/// dropped unclaimed, which abandons it.
+fn claimed<T, F>(reply: F) -> impl Future<Output = Result<Result<T, AdmitError>, MailboxError>>
+where
+    T: Abandon + Send + 'static,
+    F: Future<Output = Result<Result<T, AdmitError>, MailboxError>> + Send + 'static,
+{
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        // Refused by a receiver that is gone: the answer, and its `Unclaimed`, drop here.
+        let _ = tx.send(reply.await.map(|r| r.map(Unclaimed::new)));
+    });
+    async move {
+        match rx.await {
+            Ok(Ok(Ok(call))) => call.claim().map(Ok).ok_or(MailboxError::Closed),
+            Ok(Ok(Err(e))) => Ok(Err(e)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(MailboxError::Closed),
+        }
+    }
+}
+
+/// An admitted call on its way to its session; dropped before the session takes it, it is
+/// abandoned (the call is told its caller went away).
+struct Unclaimed<T: Abandon>(Option<T>);
+
+impl<T: Abandon> Unclaimed<T> {
+    fn new(call: T) -> Self {
+        Unclaimed(Some(call))
+    }
+
+    fn claim(mut self) -> Option<T> {
+        self.0.take()
+    }
+}
+
+impl<T: Abandon> Drop for Unclaimed<T> {
+    fn drop(&mut self) {
+        if let Some(call) = self.0.take() {
+            call.abandon();
+        }
+    }
+}
 
 /// A session's hold on its call: the call's address and id, and whether the call has been
-/// told the leg is gone (it is told once).
+/// told the leg is gone (it is told once, however the session ends: a session dropped without
+/// saying why tells it from `Drop`).
 #[derive(Debug)]
 pub struct CallLink {
     call: Addr<CallActor>,
@@ -84,6 +160,19 @@ impl CallLink {
             ),
             None => self.gone(EndCause::Normal, false, String::new()),
         }
+    }
+}
+
+impl Drop for CallLink {
+    /// A session that ends without having told its call (a gRPC session stopped or dropped
+    /// other than by its peer's goodbye or its own hangup) fails its call at once, rather than
+    /// leaving it to the media timeout.
+    fn drop(&mut self) {
+        self.gone(
+            EndCause::Failed,
+            true,
+            "the caller's session ended without a hangup".into(),
+        );
     }
 }
 
@@ -286,6 +375,49 @@ impl<T: 'static> Responses<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    /// An admitted call that records being abandoned.
+    struct Flag(Arc<AtomicBool>);
+
+    impl Abandon for Flag {
+        fn abandon(self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_admitted_after_its_session_went_away_is_abandoned() {
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let (answer, answered) = oneshot::channel::<()>();
+        let call = Flag(abandoned.clone());
+        let admission = claimed(async move {
+            let _ = answered.await;
+            Ok(Ok(call))
+        });
+        // The session goes away while the registry is still admitting its call.
+        drop(admission);
+        answer.send(()).expect("the admission is waiting");
+        for _ in 0..200 {
+            if abandoned.load(Ordering::SeqCst) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("the unclaimed call was not abandoned");
+    }
+
+    #[tokio::test]
+    async fn a_call_its_session_takes_is_not_abandoned() {
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let call = Flag(abandoned.clone());
+        let taken = claimed(async move { Ok(Ok(call)) }).await;
+        assert!(matches!(taken, Ok(Ok(Flag(_)))));
+        drop(taken);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!abandoned.load(Ordering::SeqCst));
+    }
 
     #[test]
     fn refusals_map_to_each_protocol() {

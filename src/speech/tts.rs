@@ -8,7 +8,6 @@ use std::collections::{HashMap, VecDeque};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::io::AsyncWriteExt;
 
@@ -55,15 +54,7 @@ pub struct Tts {
     cache: Mutex<Cache>,
 }
 
-/// The voice a `talk` speaks in.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Gender {
-    #[default]
-    Female,
-    Male,
-    Neutral,
-}
+pub use crate::actions::Gender;
 
 /// The espeak-ng voice for a VoIPBIN language and gender, for example `en-us+f3`.
 pub fn voice_for(language: &str, gender: Gender) -> String {

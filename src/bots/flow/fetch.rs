@@ -12,8 +12,8 @@ use thiserror::Error;
 
 use super::actions::{self, Action};
 use super::body::{self, BodyError};
-use crate::api::views::CallView;
 use crate::call::state::CallRecord;
+use crate::call::view::CallView;
 
 /// Largest webhook answer read, in bytes; a longer answer is dropped as soon as it passes
 /// this (or refused at once when its Content-Length says so).

@@ -6,7 +6,8 @@
 //! (type-ahead). Running off the end of the list hangs up. `fetch` asks a webhook for the
 //! rest of the flow (see `fetch`).
 
-pub mod actions;
+pub use crate::actions;
+pub use crate::actions::FlowProgram;
 mod body;
 mod fetch;
 pub mod source;
@@ -22,7 +23,7 @@ use crate::call::state::HangupReason;
 use crate::room::directory::MAX_RING_DESTINATIONS;
 use crate::services::Services;
 use crate::speech::asr::endpoint::{Endpoint, Endpointer};
-use crate::speech::asr::{AsrError, Recognition, Request};
+use crate::speech::asr::{AsrError, Grammar, Recognition, Request};
 use crate::speech::tts::voice_for;
 use actions::{Action, SpeechOptions};
 
@@ -49,35 +50,6 @@ const PASSWORD_ENTRY_MS: u64 = 15_000;
 const PASSWORD_PROMPT: &str = "Please enter the room password, then press pound.";
 /// The key that ends a room password.
 const PASSWORD_END_KEY: char = '#';
-
-/// A flow compiled once at start-up: the actions and where each id points.
-#[derive(Debug)]
-pub struct FlowProgram {
-    pub actions: Vec<Action>,
-    index: HashMap<String, usize>,
-    /// Some action listens for speech.
-    listens: bool,
-}
-
-impl FlowProgram {
-    pub fn new(actions: Vec<Action>) -> Self {
-        let index = actions
-            .iter()
-            .enumerate()
-            .filter_map(|(i, a)| a.id().map(|id| (id.to_owned(), i)))
-            .collect();
-        let listens = actions.iter().any(|a| a.speech_options().is_some());
-        FlowProgram {
-            actions,
-            index,
-            listens,
-        }
-    }
-
-    fn target(&self, id: &str) -> Option<usize> {
-        self.index.get(id).copied()
-    }
-}
 
 /// What the flow is waiting for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -703,7 +675,7 @@ impl FlowBot {
         let request = Request {
             audio,
             rate: l.endpointer.rate(),
-            grammar: Arc::new(l.options.grammar()),
+            grammar: Arc::new(Grammar::from(&l.options)),
             language: l.options.language.clone(),
             partial: None,
         };
@@ -944,6 +916,21 @@ impl Handler<BotEvent> for FlowBot {
                         .map(|l| l.in_rate)
                         .unwrap_or(crate::media::TELEPHONE_RATE);
                     let _ = self.call.try_send(BotCommand::Stream { samples, rate });
+                }
+            }
+            BotEvent::Rate(rate) => {
+                if let Some(leg) = self.leg.as_mut() {
+                    leg.in_rate = rate;
+                }
+                // Audio at the old rate is of no use to the new one.
+                self.recent.clear();
+                let asr = self.services.asr.clone();
+                if let Some(l) = self.listening.as_mut() {
+                    if l.endpointer.rate() != rate && !matches!(l.decoding, Decoding::Final(_)) {
+                        l.endpointer = asr.endpointer(rate);
+                        l.decoding = Decoding::Nothing;
+                        l.early = None;
+                    }
                 }
             }
             BotEvent::Dtmf(digit) => {

@@ -208,7 +208,11 @@ impl Handler<BotEvent> for LiveCallBot {
                 }
             }
             // The live_call protocol carries no keys; prompts are the service's business.
-            BotEvent::Dtmf(_) | BotEvent::PromptDone { .. } | BotEvent::RoomLeft { .. } => {}
+            // Caller audio comes at the bot's own `sample_rate` (`Rate` goes to other bots).
+            BotEvent::Dtmf(_)
+            | BotEvent::PromptDone { .. }
+            | BotEvent::RoomLeft { .. }
+            | BotEvent::Rate(_) => {}
             BotEvent::Ended => {
                 if let Some(tx) = self.tx.take() {
                     let _ = tx.try_send(ClientRequest {

@@ -27,8 +27,8 @@ use crate::pb::live_call::{
     ClientRequest, HealthCheckRequest, HealthCheckResponse, ServerResponse,
 };
 use crate::protocols::access::{call_workspace, grant_of};
-use crate::protocols::leg::{CallLink, Caller, Refused, Responses};
-use crate::registry::{CreateCall, GetStats, Registry};
+use crate::protocols::leg::{admit, CallLink, Caller, Refused, Responses};
+use crate::registry::{GetStats, Registry};
 use session::LiveCallGrpcSession;
 
 pub use crate::pb::live_call::live_call_server::LiveCallServer;
@@ -103,9 +103,7 @@ impl LiveCall for LiveCallService {
             metadata: None,
         }
         .call(INGRESS, info.call_id.clone());
-        let handle = self
-            .registry
-            .send(CreateCall { call })
+        let handle = admit(&self.registry, call)
             .await
             .map_err(|_| Status::unavailable("switch is shutting down"))?
             .map_err(|e| Refused::of(&e).status())?;

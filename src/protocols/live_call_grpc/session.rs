@@ -10,13 +10,12 @@ use tonic::{Status, Streaming};
 use super::convert;
 use crate::call::messages::{CallerEvent, Delivery, LegCommand, LegFormat};
 use crate::call::state::{EndCause, HangupReason};
-use crate::media::RateAdapter;
 use crate::pb::live_call::{client_request, ClientRequest, InitialInfo, ServerResponse};
 use crate::protocols::leg::{CallLink, GrpcLeg, Responses};
 use crate::protocols::StreamBreak;
 
-/// Caller audio goes to the call at this rate; chunks at other rates are resampled here.
-const LEG_IN_RATE: u32 = 16000;
+/// The leg's caller rate until a chunk declares another (a chunk without a rate is at it).
+const DEFAULT_IN_RATE: u32 = 16000;
 /// Room for call commands: the call drops audio (and counts it) rather than queue past this.
 const LEG_MAILBOX: usize = 64;
 
@@ -27,7 +26,9 @@ pub struct LiveCallGrpcSession {
     responses: Responses<ServerResponse>,
     info: InitialInfo,
     out_rate: u32,
-    resampler: RateAdapter,
+    /// The rate of the caller audio the call gets: the rate the gateway declared last. Chunks
+    /// go to the call as they are; the call converts them, once, where its bot needs another.
+    in_rate: u32,
     /// Audio frames dropped because the gateway was not reading.
     dropped_frames: u64,
     /// A gateway that takes no response, or no audio, for this long is hung up.
@@ -51,7 +52,7 @@ impl LiveCallGrpcSession {
             responses,
             info,
             out_rate,
-            resampler: RateAdapter::new(LEG_IN_RATE),
+            in_rate: DEFAULT_IN_RATE,
             dropped_frames: 0,
             write_timeout,
             refusing_since: None,
@@ -63,7 +64,7 @@ impl LiveCallGrpcSession {
         self.link.attach(
             ctx.address().recipient(),
             LegFormat {
-                in_rate: LEG_IN_RATE,
+                in_rate: DEFAULT_IN_RATE,
                 out_rate: self.out_rate,
                 delivery: Delivery::Paced,
                 plays_urls: false,
@@ -92,7 +93,7 @@ impl LiveCallGrpcSession {
     fn on_request(&mut self, request: ClientRequest, ctx: &mut Context<Self>) {
         match request.data {
             Some(client_request::Data::PlayAudio(chunk)) => {
-                let (rate, samples) = match convert::client_chunk(&chunk, LEG_IN_RATE) {
+                let (rate, samples) = match convert::client_chunk(&chunk, DEFAULT_IN_RATE) {
                     Ok(a) => a,
                     Err(e) => {
                         return self
@@ -100,13 +101,16 @@ impl LiveCallGrpcSession {
                             .send(convert::error(400, &e.to_string()), false, ctx)
                     }
                 };
-                let samples = self.resampler.convert(rate, samples);
-                if self
-                    .link
-                    .call()
-                    .try_send(CallerEvent::Audio(samples))
-                    .is_err()
-                {
+                let call = self.link.call();
+                // A new rate is told first; a call too busy to hear it gets neither (the next
+                // chunk tries again), so audio never reaches it labelled with the wrong rate.
+                if rate != self.in_rate {
+                    if call.try_send(CallerEvent::Rate(rate)).is_err() {
+                        return self.frames.dropped("call_busy");
+                    }
+                    self.in_rate = rate;
+                }
+                if call.try_send(CallerEvent::Audio(samples)).is_err() {
                     self.frames.dropped("call_busy");
                 }
             }

@@ -12,15 +12,14 @@ use super::convert::{self, ClientFrame, FrameError, InitialInfo, Staff};
 use super::{Settings, INGRESS};
 use crate::call::messages::{CallerEvent, Delivery, LegCommand, LegFormat};
 use crate::call::state::{EndCause, HangupReason};
-use crate::media::{RateAdapter, TELEPHONE_RATE};
+use crate::media::TELEPHONE_RATE;
 use crate::protocols::access::call_workspace;
-use crate::protocols::leg::{CallLink, Caller, Phase, Refused};
+use crate::protocols::leg::{admit, CallLink, Caller, Phase, Refused};
 use crate::protocols::ws::{self as transport, Outbound, WriteWatch};
-use crate::registry::{AdmitError, CreateCall, Registry};
+use crate::registry::{AdmitError, Registry};
 
-/// Caller audio is handed to the call at this rate (the rate the protocol's clients usually
-/// send); chunks declared at other rates are resampled to it here.
-const LEG_IN_RATE: u32 = 16000;
+/// The leg's caller rate until a chunk declares another (a chunk without a rate is at it).
+const DEFAULT_IN_RATE: u32 = 16000;
 /// Room for call commands: the call drops audio (and counts it) rather than queue past this.
 const LEG_MAILBOX: usize = 64;
 /// Ping the client this often.
@@ -44,8 +43,9 @@ pub struct LiveCallWsSession {
     phase: Phase,
     /// The switch's id of the call once it is admitted, on every log line about it.
     switch_call: Option<Uuid>,
-    /// Converts caller chunks declared at another rate to `LEG_IN_RATE`.
-    resampler: RateAdapter,
+    /// The rate of the caller audio the call gets: the rate the client declared last. Chunks
+    /// go to the call as they are; the call converts them, once, where its bot needs another.
+    in_rate: u32,
     scratch: Vec<u8>,
     last_heard: Instant,
     settings: Settings,
@@ -76,7 +76,7 @@ impl LiveCallWsSession {
             workspace,
             phase: Phase::Waiting,
             switch_call: None,
-            resampler: RateAdapter::new(LEG_IN_RATE),
+            in_rate: DEFAULT_IN_RATE,
             scratch: Vec::new(),
             last_heard: Instant::now(),
             writes: WriteWatch::new(settings.write_timeout),
@@ -157,7 +157,14 @@ impl LiveCallWsSession {
         if samples.is_empty() {
             return;
         }
-        let samples = self.resampler.convert(rate, samples);
+        // A new rate is told first; a call too busy to hear it gets neither (the next chunk
+        // tries again), so audio never reaches it labelled with the wrong rate.
+        if rate != self.in_rate {
+            if call.try_send(CallerEvent::Rate(rate)).is_err() {
+                return self.frames.dropped("call_busy");
+            }
+            self.in_rate = rate;
+        }
         if call.try_send(CallerEvent::Audio(samples)).is_err() {
             self.frames.dropped("call_busy");
         }
@@ -204,30 +211,27 @@ impl LiveCallWsSession {
         .call_here(INGRESS, self.call_id.clone());
         self.phase = Phase::Creating;
         let leg = ctx.address().recipient();
-        ctx.wait(
-            self.registry
-                .send(CreateCall { call })
-                .into_actor(self)
-                .map(move |reply, act, ctx| match reply {
-                    Ok(Ok(handle)) => {
-                        let link = CallLink::new(handle.addr, handle.id);
-                        link.attach(
-                            leg,
-                            LegFormat {
-                                in_rate: LEG_IN_RATE,
-                                out_rate: TELEPHONE_RATE,
-                                delivery: Delivery::Paced,
-                                plays_urls: false,
-                                plays_hold_music: false,
-                            },
-                        );
-                        act.switch_call = Some(handle.id);
-                        act.phase = Phase::Attached(link);
-                    }
-                    Ok(Err(e)) => act.refuse_call(e, ctx),
-                    Err(_) => act.refuse_call(AdmitError::Draining, ctx),
-                }),
-        );
+        ctx.wait(admit(&self.registry, call).into_actor(self).map(
+            move |reply, act, ctx| match reply {
+                Ok(Ok(handle)) => {
+                    let link = CallLink::new(handle.addr, handle.id);
+                    link.attach(
+                        leg,
+                        LegFormat {
+                            in_rate: DEFAULT_IN_RATE,
+                            out_rate: TELEPHONE_RATE,
+                            delivery: Delivery::Paced,
+                            plays_urls: false,
+                            plays_hold_music: false,
+                        },
+                    );
+                    act.switch_call = Some(handle.id);
+                    act.phase = Phase::Attached(link);
+                }
+                Ok(Err(e)) => act.refuse_call(e, ctx),
+                Err(_) => act.refuse_call(AdmitError::Draining, ctx),
+            },
+        ));
     }
 
     fn refuse_call(&mut self, e: AdmitError, ctx: &mut ws::WebsocketContext<Self>) {

@@ -15,10 +15,10 @@ use super::convert::{self, FrameError};
 use super::{Settings, INGRESS};
 use crate::call::messages::{CallerEvent, Delivery, LegCommand, LegFormat};
 use crate::call::state::EndCause;
-use crate::protocols::leg::{CallLink, Caller, Phase, Refused};
+use crate::protocols::leg::{admit, CallLink, Caller, Phase, Refused};
 use crate::protocols::ws::{self as transport, Outbound, WriteWatch};
 use crate::protocols::KeyRate;
-use crate::registry::{AdmitError, CreateCall, Registry};
+use crate::registry::{AdmitError, Registry};
 
 /// A media server must send its first frame (metadata or audio) within this time.
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
@@ -106,8 +106,7 @@ impl RingoverSession {
         }
         .call_here(INGRESS, reference);
         ctx.wait(
-            self.registry
-                .send(CreateCall { call })
+            admit(&self.registry, call)
                 .into_actor(self)
                 .map(|reply, act, ctx| match reply {
                     Ok(Ok(handle)) => {

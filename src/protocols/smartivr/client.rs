@@ -130,24 +130,17 @@ impl SmartIvrBot {
         }
         match SmartIvrResponseType::try_from(r.r#type) {
             Ok(SmartIvrResponseType::ResultTts) => {
-                let samples = if r.audio_content.starts_with(b"RIFF") {
+                // A WAV prompt keeps its own rate: the call converts it once, to its leg's.
+                let (samples, rate) = if r.audio_content.starts_with(b"RIFF") {
                     match wav::parse(&r.audio_content) {
-                        Ok(a) if a.rate == TELEPHONE_RATE => a.samples,
-                        Ok(a) => {
-                            match crate::media::resample_all(&a.samples, a.rate, TELEPHONE_RATE) {
-                                Ok(s) => s,
-                                Err(e) => {
-                                    return tracing::warn!(call = %self.call_label, error = %e, "bot audio refused")
-                                }
-                            }
-                        }
+                        Ok(a) => (a.samples, a.rate),
                         Err(e) => {
                             return tracing::warn!(call = %self.call_label, error = %e, "bot audio refused")
                         }
                     }
                 } else {
                     match pcm::decode_s16le(&r.audio_content) {
-                        Ok(s) => s,
+                        Ok(s) => (s, TELEPHONE_RATE),
                         Err(e) => {
                             return tracing::warn!(call = %self.call_label, error = %e, "bot audio refused")
                         }
@@ -165,7 +158,7 @@ impl SmartIvrBot {
                     prompt,
                     text,
                     audio,
-                    rate: TELEPHONE_RATE,
+                    rate,
                 });
             }
             Ok(SmartIvrResponseType::CallWait) => self.call.do_send(BotCommand::Hold),
@@ -280,8 +273,9 @@ impl Handler<BotEvent> for SmartIvrBot {
                     self.playing = None;
                 }
             }
-            // Network bots never put their caller in a room.
-            BotEvent::RoomLeft { .. } => {}
+            // Network bots never put their caller in a room; caller audio comes at their own
+            // rate (`Rate` goes to other bots).
+            BotEvent::RoomLeft { .. } | BotEvent::Rate(_) => {}
             BotEvent::Ended => {
                 self.done = true;
                 self.tx = None;

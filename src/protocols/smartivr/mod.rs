@@ -20,8 +20,8 @@ use crate::config::TtsAudio;
 use crate::pb::smartivr::smart_ivr_phonegateway_server::SmartIvrPhonegateway;
 use crate::pb::smartivr::{SmartIvrRequest, SmartIvrResponse};
 use crate::protocols::access::grant_of;
-use crate::protocols::leg::{CallLink, Caller, Refused, Responses};
-use crate::registry::{CreateCall, Registry};
+use crate::protocols::leg::{admit, CallLink, Caller, Refused, Responses};
+use crate::registry::Registry;
 use session::SmartIvrSession;
 
 pub use crate::pb::smartivr::smart_ivr_phonegateway_server::SmartIvrPhonegatewayServer;
@@ -96,9 +96,7 @@ impl SmartIvrPhonegateway for SmartIvrService {
             ..Default::default()
         }
         .call(INGRESS, conversation_id.clone());
-        let handle = self
-            .registry
-            .send(CreateCall { call })
+        let handle = admit(&self.registry, call)
             .await
             .map_err(|_| Status::unavailable("switch is shutting down"))?
             .map_err(|e| Refused::of(&e).status())?;

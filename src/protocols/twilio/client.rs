@@ -538,8 +538,9 @@ impl Handler<BotEvent> for TwilioStreamBot {
                     self.send(mark);
                 }
             }
-            // Network bots never put their caller in a room.
-            BotEvent::RoomLeft { .. } => {}
+            // Network bots never put their caller in a room; caller audio comes at their own
+            // rate (`Rate` goes to other bots).
+            BotEvent::RoomLeft { .. } | BotEvent::Rate(_) => {}
             BotEvent::Ended => {
                 let stop = self
                     .writer

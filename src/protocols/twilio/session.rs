@@ -19,10 +19,10 @@ use crate::call::messages::{CallerEvent, Delivery, LegCommand, LegFormat};
 use crate::call::state::EndCause;
 use crate::media::{samples_for_ms, TELEPHONE_RATE};
 use crate::protocols::access::{call_workspace, Grant};
-use crate::protocols::leg::{CallLink, Caller, Phase, Refused};
+use crate::protocols::leg::{admit, CallLink, Caller, Phase, Refused};
 use crate::protocols::ws::{self as transport, Outbound, WriteWatch};
 use crate::protocols::KeyRate;
-use crate::registry::{AdmitError, CreateCall, Registry};
+use crate::registry::{AdmitError, Registry};
 use crate::telemetry::Frames;
 
 /// A peer must send `start` within this time.
@@ -161,8 +161,7 @@ impl TwilioSession {
         }
         .call_here(INGRESS, reference);
         ctx.wait(
-            self.registry
-                .send(CreateCall { call })
+            admit(&self.registry, call)
                 .into_actor(self)
                 .map(|reply, act, ctx| match reply {
                     Ok(Ok(handle)) => {

@@ -27,9 +27,6 @@ use crate::config::{AsrConfig, AsrEngineKind};
 /// The Debian packages the embedded engine needs.
 pub const SPHINX_PACKAGES: &str = "libpocketsphinx3 pocketsphinx-en-us";
 
-/// Longest phrase list or grammar text accepted, in bytes.
-pub const MAX_GRAMMAR_BYTES: usize = 16 * 1024;
-
 /// What the recogniser may hear.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Grammar {
@@ -80,6 +77,18 @@ impl Grammar {
         match (inside.next(), inside.next()) {
             (Some((i, _)), None) => phrases[i].clone(),
             _ => heard,
+        }
+    }
+}
+
+impl From<&crate::actions::SpeechOptions> for Grammar {
+    /// The grammar a speech action listens with: its JSGF text, its phrases, or (neither)
+    /// dictation.
+    fn from(options: &crate::actions::SpeechOptions) -> Grammar {
+        match &options.grammar {
+            Some(text) => Grammar::Jsgf(text.clone()),
+            None if options.phrases.is_empty() => Grammar::Dictation,
+            None => Grammar::Phrases(options.phrases.clone()),
         }
     }
 }

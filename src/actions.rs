@@ -1,14 +1,13 @@
-//! The flow actions (VoIPBIN-style) as configured, and their validation.
+//! The flow actions (VoIPBIN-style) as configured, their validation, and a flow compiled
+//! once (`FlowProgram`): the schema `config` reads and the flow engine (`bots::flow`) runs.
+//! Below both, it imports nothing of the switch but the call's plain types and `media`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::call::state::{Address, HangupReason};
 use crate::media::is_dtmf;
-use crate::recording::RecordingOptions;
-use crate::speech::asr::{normalise, Grammar, MAX_GRAMMAR_BYTES};
-use crate::speech::tts::Gender;
 
 fn default_language() -> String {
     "en-US".into()
@@ -31,6 +30,9 @@ fn default_method() -> String {
 fn default_fetch_timeout() -> u64 {
     10_000
 }
+
+/// Longest phrase list or grammar text a speech action may carry, in bytes.
+pub const MAX_SPEECH_BYTES: usize = 16 * 1024;
 
 fn default_speech_variable() -> String {
     "speech".into()
@@ -55,25 +57,17 @@ pub struct SpeechOptions {
 }
 
 impl SpeechOptions {
-    /// The recogniser's grammar for these options.
-    pub fn grammar(&self) -> Grammar {
-        match &self.grammar {
-            Some(text) => Grammar::Jsgf(text.clone()),
-            None if self.phrases.is_empty() => Grammar::Dictation,
-            None => Grammar::Phrases(self.phrases.clone()),
-        }
-    }
-
     fn validate(&self) -> Result<(), String> {
         if self.grammar.is_some() && !self.phrases.is_empty() {
             return Err("takes `phrases` or `grammar`, not both".into());
         }
         let size = self.grammar.as_ref().map_or(0, String::len)
             + self.phrases.iter().map(String::len).sum::<usize>();
-        if size > MAX_GRAMMAR_BYTES {
-            return Err(format!("phrases/grammar exceed {MAX_GRAMMAR_BYTES} bytes"));
+        if size > MAX_SPEECH_BYTES {
+            return Err(format!("phrases/grammar exceed {MAX_SPEECH_BYTES} bytes"));
         }
-        if let Some(empty) = self.phrases.iter().position(|p| normalise(p).is_empty()) {
+        let no_words = |p: &String| !p.chars().any(char::is_alphanumeric);
+        if let Some(empty) = self.phrases.iter().position(no_words) {
             return Err(format!("phrases[{empty}] has no words"));
         }
         if self.variable.trim().is_empty() {
@@ -370,8 +364,90 @@ impl Action {
             "id": self.id().map(str::to_owned).unwrap_or_else(|| format!("#{index}")),
             "type": kind,
             "option": option,
-            "tm_execute": chrono::Utc::now().format(crate::api::views::TIME_FORMAT).to_string(),
+            "tm_execute": chrono::Utc::now().format(crate::call::view::TIME_FORMAT).to_string(),
         })
+    }
+}
+
+/// The voice a `talk` speaks in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Gender {
+    #[default]
+    Female,
+    Male,
+    Neutral,
+}
+
+/// A recording never grows past this, whatever its options say (one hour).
+pub const MAX_RECORDING_SECONDS: u64 = 3600;
+/// How a recording runs (the `recording_start` options).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingOptions {
+    /// Only `wav`.
+    #[serde(default = "default_format")]
+    pub format: String,
+    /// Longest recording in seconds; 0 means `MAX_RECORDING_SECONDS`.
+    #[serde(default)]
+    pub duration: u64,
+    /// Stop after this many seconds of caller silence; 0 means never.
+    #[serde(default)]
+    pub end_of_silence: u64,
+    /// Stop when the caller presses one of these keys; empty means never.
+    #[serde(default)]
+    pub end_of_key: String,
+}
+
+impl RecordingOptions {
+    /// Checks the options; the message names the bad field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.format != "wav" {
+            return Err(format!(
+                "format `{}` is not supported (only `wav`)",
+                self.format
+            ));
+        }
+        if self.duration > MAX_RECORDING_SECONDS {
+            return Err(format!(
+                "duration {} is over the limit of {MAX_RECORDING_SECONDS} seconds",
+                self.duration
+            ));
+        }
+        if let Some(bad) = self.end_of_key.chars().find(|c| !is_dtmf(*c)) {
+            return Err(format!("end_of_key `{bad}` is not a DTMF key"));
+        }
+        Ok(())
+    }
+}
+
+/// A flow compiled once at start-up: the actions and where each id points.
+#[derive(Debug)]
+pub struct FlowProgram {
+    pub actions: Vec<Action>,
+    index: HashMap<String, usize>,
+    /// Some action listens for speech.
+    pub listens: bool,
+}
+
+impl FlowProgram {
+    pub fn new(actions: Vec<Action>) -> Self {
+        let index = actions
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| a.id().map(|id| (id.to_owned(), i)))
+            .collect();
+        let listens = actions.iter().any(|a| a.speech_options().is_some());
+        FlowProgram {
+            actions,
+            index,
+            listens,
+        }
+    }
+
+    /// The index of the action with id `id`.
+    pub fn target(&self, id: &str) -> Option<usize> {
+        self.index.get(id).copied()
     }
 }
 
