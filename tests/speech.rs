@@ -457,3 +457,57 @@ async fn a_missing_engine_is_a_clear_error_and_the_switch_stays_up() {
     let (status, health) = app.get_json("/health").await;
     assert_eq!(status, 200, "{health}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_with_auto_transcribe_keeps_what_its_callers_say() {
+    let flow = r#"
+[bots.meet]
+kind = "flow"
+actions = [
+  { type = "answer" },
+  { type = "conference_join", conference_id = "townhall" },
+  { type = "hangup" },
+]
+[[routes]]
+bot = "meet"
+"#;
+    let app = spawn_app(flow);
+    let (status, room) = app
+        .post_body(
+            "/api/v1/calls/rooms",
+            &json!({ "name": "townhall", "type": "persistent",
+                     "settings": { "auto_transcribe": true } }),
+        )
+        .await;
+    assert_eq!(status, 201, "{room}");
+    let room_id = room["room_id"].as_str().unwrap().to_owned();
+    let gw = Gateway::dial(&app, "asr-room-1").await;
+    eventually("the caller is in the room", || async {
+        let (_, r) = app
+            .get_json(&format!("/api/v1/calls/rooms/{room_id}"))
+            .await;
+        r["current_participants"] == 1
+    })
+    .await;
+    for chunk in utterance("please check the balance of my account").chunks(800) {
+        gw.send_audio(chunk).await;
+    }
+    let call = app.call_by_reference("asr-room-1").await;
+    let call_id = call["id"].as_str().unwrap().to_owned();
+    eventually("the room's transcript has the caller's line", || async {
+        let (_, t) = app
+            .get_json(&format!("/api/v1/calls/rooms/{room_id}/transcript"))
+            .await;
+        t["transcription"] == true
+            && t["entries"].as_array().is_some_and(|e| {
+                e.iter().any(|l| {
+                    l["type"] == "text_asr"
+                        && l["call_id"] == call_id.as_str()
+                        && l["text"].as_str().is_some_and(|t| !t.trim().is_empty())
+                })
+            })
+    })
+    .await;
+    gw.hang_up();
+    app.wait_hangup("asr-room-1").await;
+}
