@@ -45,8 +45,12 @@ fn utterance(text: &str) -> Vec<i16> {
 
 /// A SmartIVR gateway speaks `text` in 100 ms messages and collects responses up to the next
 /// RESULT_TTS, which it returns with the kinds and `text_asr` seen before it.
+/// Responses wait in the stream while it speaks.
 async fn gateway_says(gw: &mut Gateway, text: &str) -> (Vec<(i32, String)>, String) {
+    // In real time, as a gateway streams a live caller.
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
     for chunk in utterance(text).chunks(800) {
+        tick.tick().await;
         gw.send_audio(chunk).await;
     }
     let mut seen = Vec::new();

@@ -81,7 +81,6 @@ impl CallActor {
             rate,
             grammar: Arc::new(Grammar::Dictation),
             language: t.language.clone(),
-            partial: None,
         };
         let asr = asr.clone();
         let at = Utc::now();

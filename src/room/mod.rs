@@ -767,6 +767,7 @@ mod tests {
             recording_id: None,
             recording_ids: Vec::new(),
             tracks: Vec::new(),
+            transcribed: Vec::new(),
             tm_create: now,
             tm_update: now,
             tm_close: None,

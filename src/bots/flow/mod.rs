@@ -37,9 +37,6 @@ const MAX_TYPE_AHEAD: usize = 64;
 /// Caller audio kept while a flow may listen, for speech that barged in over a prompt.
 const RECENT_MS: u32 = 1000;
 
-/// Partial hypotheses waiting to be passed on; later ones are dropped while it is full.
-const PARTIALS: usize = 8;
-
 /// Passwords a caller may try for a `conference_join` room with `settings.require_password`
 /// before the flow gives up on it (`${conference_error}`) and goes on.
 const PASSWORD_ATTEMPTS: u32 = 3;
@@ -677,42 +674,32 @@ impl FlowBot {
             rate: l.endpointer.rate(),
             grammar: Arc::new(Grammar::from(&l.options)),
             language: l.options.language.clone(),
-            partial: None,
         };
         self.recognize(token, request, ctx);
     }
 
-    /// Recognises one utterance; partial hypotheses go to the call as they come.
-    fn recognize(&mut self, token: u64, mut request: Request, ctx: &mut Context<Self>) {
+    /// Recognises one utterance. A tentative utterance's text, when it comes before the end
+    /// is confirmed, goes to the call as a partial result (SmartIVR RECOGNIZE).
+    fn recognize(&mut self, token: u64, request: Request, ctx: &mut Context<Self>) {
         let asr = self.services.asr.clone();
-        let call = self.call.clone();
-        let (partial, mut partials) = tokio::sync::mpsc::channel(PARTIALS);
-        request.partial = Some(partial);
-        let recognizing = async move {
-            let recognition = asr.recognize(request);
-            tokio::pin!(recognition);
-            loop {
-                tokio::select! {
-                    biased;
-                    result = &mut recognition => {
-                        while let Ok(text) = partials.try_recv() {
-                            call.do_send(BotCommand::Heard { text, partial: true });
-                        }
-                        return result;
-                    }
-                    Some(text) = partials.recv() => {
-                        call.do_send(BotCommand::Heard { text, partial: true });
-                    }
-                }
-            }
-        };
+        let recognizing = async move { asr.recognize(request).await };
         ctx.spawn(recognizing.into_actor(self).map(move |result, act, ctx| {
             let Some(l) = act.listening.as_mut() else {
                 return;
             };
             match l.decoding {
                 Decoding::Final(t) if t == token => act.recognized(result, ctx),
-                Decoding::Tentative(t) if t == token => l.early = Some((token, result)),
+                Decoding::Tentative(t) if t == token => {
+                    if let Ok(r) = &result {
+                        if !r.text.is_empty() {
+                            act.call.do_send(BotCommand::Heard {
+                                text: r.text.clone(),
+                                partial: true,
+                            });
+                        }
+                    }
+                    l.early = Some((token, result));
+                }
                 // Withdrawn (the caller spoke again) or superseded.
                 _ => {}
             }

@@ -20,7 +20,6 @@ use std::time::Instant;
 
 use futures_util::future::BoxFuture;
 use thiserror::Error;
-use tokio::sync::mpsc;
 
 use crate::config::{AsrConfig, AsrEngineKind};
 
@@ -137,8 +136,6 @@ pub struct Request {
     pub grammar: Arc<Grammar>,
     /// `en-US` style; engines that take a language use it.
     pub language: String,
-    /// Partial hypotheses, best effort (dropped when the channel is full).
-    pub partial: Option<mpsc::Sender<String>>,
 }
 
 /// A recogniser.

@@ -25,8 +25,6 @@ use crate::media::{resample_all, TELEPHONE_RATE};
 
 /// Grammars a decoder keeps compiled; past it they are all dropped and compiled again.
 const MAX_GRAMMARS: usize = 32;
-/// Audio fed to the decoder between partial hypotheses (250 ms at 16 kHz).
-const PARTIAL_EVERY: usize = 4000;
 /// The search pocketsphinx builds from `-lm` (dictation).
 const DICTATION_SEARCH: &CStr = c"_default";
 
@@ -160,15 +158,16 @@ impl Decoder {
             // Dither from a fixed seed: the same audio is recognised the same way every time.
             "-seed".into(),
             "1".into(),
-            // Wider beams than the defaults (1e-48, 1e-48, 7e-29): on telephone audio folded
-            // to 16 kHz they took exact matches on 30 IVR phrases × 4 espeak-ng voices from
-            // 88 % to 92 %, at about 0.04× real time (BENCHMARKS.md, "Speech recognition").
+            // Wider beams than the defaults (1e-48, 1e-48, 7e-29): measured through the whole
+            // switch on 30 IVR phrases × 4 espeak-ng voices at 8 kHz, 1e-80 took 89 % exact and
+            // these 90 %, at 0.03 s of decoder CPU per second of speech (BENCHMARKS.md,
+            // "Speech recognition").
             "-beam".into(),
-            "1e-80".into(),
+            "1e-100".into(),
             "-pbeam".into(),
-            "1e-80".into(),
+            "1e-100".into(),
             "-wbeam".into(),
-            "1e-60".into(),
+            "1e-80".into(),
         ];
         let owned: Vec<CString> = args
             .iter()
@@ -275,17 +274,11 @@ impl Decoder {
             if (self.api.ps_start_utt)(self.ps) < 0 {
                 return Err(AsrError::Failed("cannot start an utterance".into()));
             }
-            let mut last_partial = String::new();
-            for chunk in audio.chunks(PARTIAL_EVERY) {
-                (self.api.ps_process_raw)(self.ps, chunk.as_ptr(), chunk.len(), 0, 0);
-                if let Some(partial) = &job.partial {
-                    let hyp = self.hypothesis();
-                    if !hyp.is_empty() && hyp != last_partial {
-                        let _ = partial.try_send(hyp.clone());
-                        last_partial = hyp;
-                    }
-                }
-            }
+            // Not as a whole utterance (`full_utt` 0): cepstral mean normalisation then
+            // starts from the decoder's running estimate of the line, which on short IVR
+            // phrases recognised 88 % exactly against 64 % when computed over each utterance
+            // alone (BENCHMARKS.md, "Speech recognition").
+            (self.api.ps_process_raw)(self.ps, audio.as_ptr(), audio.len(), 0, 0);
             (self.api.ps_end_utt)(self.ps);
         }
         let text = self.hypothesis();
@@ -318,7 +311,8 @@ impl Drop for Decoder {
 /// knows there (on espeak-ng phrases the grammar matched nothing). Zero-stuffing 8 kHz audio
 /// without the usual low-pass instead mirrors the telephone band into the upper band
 /// (spectral folding, a classic cheap bandwidth extension). Measured on 30 IVR phrases × 4
-/// voices: 92 % exact, against 99 % for native wideband speech and 83 % for sample-and-hold.
+/// voices, decoded alone: 92 % exact, against 99 % for native wideband speech and 83 % for
+/// sample-and-hold.
 /// Callers at other rates are brought to 8 kHz first: a 16 kHz leg often carries telephone
 /// audio upsampled on the way (that too matched nothing), and one path for every caller keeps
 /// results the same whatever the protocol. The gain of 2 keeps the level of the base band.
@@ -341,7 +335,6 @@ struct Job {
     audio: Vec<i16>,
     rate: u32,
     grammar: Arc<Grammar>,
-    partial: Option<tokio::sync::mpsc::Sender<String>>,
     reply: oneshot::Sender<Result<Recognition, AsrError>>,
 }
 
@@ -437,7 +430,6 @@ impl Engine for SphinxPool {
                 audio: request.audio,
                 rate: request.rate,
                 grammar: request.grammar,
-                partial: request.partial,
                 reply,
             };
             match jobs.try_send(job) {
