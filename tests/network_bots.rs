@@ -134,6 +134,18 @@ impl SmartIvrPhonegateway for Callbot {
                     seen.audio_frames.push(msg.audio_content.len());
                     heard += msg.audio_content.len() / 2;
                     if heard >= 8000 {
+                        // What it heard, as a speech bot reports it, then goodbye.
+                        let _ = tx
+                            .send(Ok(SmartIvrResponse {
+                                r#type: T::ResultAsr as i32,
+                                text_asr: "a low hum".into(),
+                                status: Some(IvrStatus {
+                                    code: 200,
+                                    message: String::new(),
+                                }),
+                                ..Default::default()
+                            }))
+                            .await;
                         let _ = tx
                             .send(Ok(SmartIvrResponse {
                                 r#type: T::CallEnd as i32,
@@ -220,4 +232,19 @@ async fn websocket_caller_talks_to_an_upstream_smartivr_callbot() {
     assert_eq!(call["hangup_by"], "local");
     assert_eq!(call["hangup_reason"], "normal");
     assert_eq!(call["bot"], "upstream");
+    // The callbot's RESULT_ASR is the caller's line in the transcript, beside its own words.
+    let (_, transcript) = app
+        .get_json(&format!(
+            "/api/v1/calls/{}/transcript",
+            call["id"].as_str().unwrap()
+        ))
+        .await;
+    let lines: Vec<(&str, &str)> = transcript["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["type"].as_str().unwrap(), e["text"].as_str().unwrap()))
+        .collect();
+    assert!(lines.contains(&("text_bot", "hi there")), "{lines:?}");
+    assert!(lines.contains(&("text_asr", "a low hum")), "{lines:?}");
 }
