@@ -214,6 +214,10 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
     // the worker that accepted its socket, beside its session, and actix spreads connections
     // over the workers in turn, so WebSocket calls use every core as other calls do.
     .workers(arbiter_count)
+    // Media frames are small and paced: without TCP_NODELAY a frame written while the previous
+    // one is unacknowledged waits for the peer's delayed ACK (up to 40 ms on Linux), which was
+    // the whole of the WebSocket round trip's p99 (BENCHMARKS.md).
+    .tcp_nodelay(true)
     .disable_signals()
     .shutdown_timeout(1);
     let http = match http_tls {

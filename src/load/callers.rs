@@ -80,7 +80,7 @@ async fn ws_caller(i: usize, ctx: Arc<CallCtx>, frames: Arc<WsFrames>) {
         "ws://{}/live-call/websocket/load-{i}/+1555{i:07}?token={}",
         ctx.opts.http, ctx.opts.token
     );
-    let ws = match tokio_tungstenite::connect_async(url).await {
+    let ws = match tokio_tungstenite::connect_async_with_config(url, None, true).await {
         Ok((ws, _)) => ws,
         Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status().as_u16() == 503 => {
             return Counters::add(&c.refused, 1)
@@ -150,7 +150,7 @@ async fn ws_caller(i: usize, ctx: Arc<CallCtx>, frames: Arc<WsFrames>) {
 async fn ringover_caller(i: usize, ctx: Arc<CallCtx>, silence: Arc<Vec<u8>>, burst: Arc<Vec<u8>>) {
     let c = &ctx.counters;
     let url = format!("ws://{}/ringover/stream", ctx.opts.http);
-    let ws = match tokio_tungstenite::connect_async(url).await {
+    let ws = match tokio_tungstenite::connect_async_with_config(url, None, true).await {
         Ok((ws, _)) => ws,
         Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status().as_u16() == 503 => {
             return Counters::add(&c.refused, 1)
@@ -242,7 +242,7 @@ impl TwilioFrames {
 async fn twilio_caller(i: usize, ctx: Arc<CallCtx>, frames: Arc<TwilioFrames>) {
     let c = &ctx.counters;
     let url = format!("ws://{}/twilio/stream", ctx.opts.http);
-    let ws = match tokio_tungstenite::connect_async(url).await {
+    let ws = match tokio_tungstenite::connect_async_with_config(url, None, true).await {
         Ok((ws, _)) => ws,
         Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status().as_u16() == 503 => {
             return Counters::add(&c.refused, 1)
@@ -534,7 +534,7 @@ async fn greeted_call(i: usize, opts: &LoadOptions, c: &Counters, channel: Optio
                 "ws://{}/live-call/websocket/setup-{i}/+1?token={}",
                 opts.http, opts.token
             );
-            let Ok((mut ws, _)) = tokio_tungstenite::connect_async(url).await else {
+            let Ok((mut ws, _)) = tokio_tungstenite::connect_async_with_config(url, None, true).await else {
                 return Counters::add(&c.refused, 1);
             };
             let info = serde_json::json!({ "initial_info": { "call_id": format!("setup-{i}") } });
