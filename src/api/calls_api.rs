@@ -365,20 +365,29 @@ async fn history(
 }
 
 /// Sends `Record` to a live call `caller` may see.
+/// The actor of a call the caller may see and that is not ending (409 otherwise).
+async fn live_call(
+    state: &ApiState,
+    caller: &Caller,
+    id: Uuid,
+) -> Result<actix::Addr<crate::call::CallActor>, ApiError> {
+    let record = find_record(state, caller, id).await?;
+    state
+        .registry
+        .send(FindCall { id })
+        .await
+        .map_err(|_| ApiError::Unavailable)?
+        .filter(|_| !record.status.is_ending())
+        .ok_or_else(|| ApiError::Conflict(format!("call {id} has ended")))
+}
+
 async fn record_control(
     state: &ApiState,
     caller: &Caller,
     id: Uuid,
     start: Option<RecordingOptions>,
 ) -> Result<Uuid, ApiError> {
-    let record = find_record(state, caller, id).await?;
-    let call = state
-        .registry
-        .send(FindCall { id })
-        .await
-        .map_err(|_| ApiError::Unavailable)?
-        .filter(|_| !record.status.is_ending())
-        .ok_or_else(|| ApiError::Conflict(format!("call {id} has ended")))?;
+    let call = live_call(state, caller, id).await?;
     call.send(Record { start })
         .await
         .map_err(|_| ApiError::Conflict(format!("call {id} has ended")))?
@@ -631,14 +640,7 @@ async fn transcribe(
         Some(l) => l,
         None => state.asr.config().language.clone(),
     };
-    let record = find_record(&state, &caller, id).await?;
-    let call = state
-        .registry
-        .send(FindCall { id })
-        .await
-        .map_err(|_| ApiError::Unavailable)?
-        .filter(|_| !record.status.is_ending())
-        .ok_or_else(|| ApiError::Conflict(format!("call {id} has ended")))?;
+    let call = live_call(&state, &caller, id).await?;
     if start {
         state
             .asr

@@ -534,7 +534,9 @@ async fn greeted_call(i: usize, opts: &LoadOptions, c: &Counters, channel: Optio
                 "ws://{}/live-call/websocket/setup-{i}/+1?token={}",
                 opts.http, opts.token
             );
-            let Ok((mut ws, _)) = tokio_tungstenite::connect_async_with_config(url, None, true).await else {
+            let Ok((mut ws, _)) =
+                tokio_tungstenite::connect_async_with_config(url, None, true).await
+            else {
                 return Counters::add(&c.refused, 1);
             };
             let info = serde_json::json!({ "initial_info": { "call_id": format!("setup-{i}") } });
