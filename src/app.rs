@@ -173,6 +173,10 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
     let access = access_rules(&config)?;
     let services = Services::with_journal(config.clone(), store.journal.clone());
     let asr = services.asr.clone();
+    // Flows that listen get a loaded recogniser before their first caller speaks.
+    if services.flows.values().any(|f| f.listens) {
+        asr.warm_up();
+    }
     let registry = Registry::new(services, arbiters.iter().map(|a| a.handle()).collect()).start();
 
     // HTTP: REST now, WebSockets later, on one listener.

@@ -196,6 +196,25 @@ impl Asr {
             .unwrap_or_else(|e| Err(AsrError::Failed(e.to_string())))
     }
 
+    /// Loads the engine now, on a thread of its own, so the first caller does not wait for
+    /// it (pocketsphinx: the library and a decoder, about half a second). A failure is
+    /// logged here and reported again to whatever needs speech.
+    pub fn warm_up(&self) {
+        let Some(engine) = self.engine.clone() else {
+            return;
+        };
+        let spawned = std::thread::Builder::new()
+            .name("asr-warm-up".into())
+            .spawn(move || {
+                if let Err(e) = engine.ready() {
+                    tracing::warn!(error = %e, "speech recognition is not available");
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start loading speech recognition");
+        }
+    }
+
     /// Recognises one utterance, and records how long it took.
     pub async fn recognize(&self, request: Request) -> Result<Recognition, AsrError> {
         let Some(engine) = self.engine.clone() else {
