@@ -19,6 +19,9 @@ run --protocol ws --bot room --room-size 5 --calls 500 --ramp-seconds 20 --hold-
 run --protocol smartivr --mode setup --calls 5000 --concurrency 200
 run --protocol smartivr --mode churn --calls 20000 --concurrency 200
 echo
+echo "== cargo bench --bench speech"
+cargo bench --quiet --bench speech
+echo
 echo "== cargo bench --bench mixer"
 cargo bench --quiet --bench mixer
 echo
