@@ -331,6 +331,8 @@ enum StandIn {
     Answer,
     Fail,
     Hang,
+    /// An answer far over the switch's 64 KiB bound.
+    Huge,
 }
 
 /// A local OpenAI-style `/v1/audio/transcriptions` endpoint: reads one multipart POST per
@@ -377,9 +379,11 @@ async fn stand_in(mode: StandIn) -> (String, tokio::sync::mpsc::UnboundedReceive
                 let body = String::from_utf8_lossy(&buf[head_end..]).into_owned();
                 let request = String::from_utf8_lossy(&buf[..head_end]).into_owned();
                 let _ = seen_tx.send(format!("{request}\n{body}"));
+                let huge = format!("{{\"text\": \"{}\"}}", "a".repeat(1 << 20));
                 let (status, answer) = match mode {
                     StandIn::Answer => ("200 OK", r#"{"text": "Check my balance."}"#),
                     StandIn::Fail => ("500 Internal Server Error", r#"{"error": "model crashed"}"#),
+                    StandIn::Huge => ("200 OK", huge.as_str()),
                     StandIn::Hang => {
                         tokio::time::sleep(Duration::from_secs(120)).await;
                         return;
@@ -402,6 +406,7 @@ async fn the_http_engine_answers_fails_and_times_out_clearly() {
         (StandIn::Answer, "Your balance is ten dollars."),
         (StandIn::Fail, "500"),
         (StandIn::Hang, "timed out"),
+        (StandIn::Huge, "over 65536 bytes"),
     ] {
         let (url, mut seen) = stand_in(mode).await;
         let app = spawn_app(&format!(

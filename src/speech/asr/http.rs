@@ -52,6 +52,26 @@ impl HttpEngine {
     }
 }
 
+/// The answer's body, read chunk by chunk and refused once it passes `MAX_ANSWER_BYTES`
+/// (before reading it at all when its length says so).
+async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
+    let too_big = || format!("the answer is over {MAX_ANSWER_BYTES} bytes");
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
+    {
+        return Err(too_big());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(too_big());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// `en-US` → `en`: the endpoints take ISO-639-1.
 fn iso_639_1(language: &str) -> String {
     language
@@ -110,7 +130,7 @@ impl Engine for HttpEngine {
                 }
             })?;
             let status = response.status();
-            let bytes = tokio::time::timeout(timeout, response.bytes())
+            let bytes = tokio::time::timeout(timeout, read_capped(response))
                 .await
                 .map_err(|_| AsrError::Timeout(timeout.as_millis() as u64))?
                 .map_err(|e| AsrError::Failed(format!("{url}: {e}")))?;
@@ -118,11 +138,6 @@ impl Engine for HttpEngine {
                 let detail = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
                 return Err(AsrError::Failed(format!(
                     "{url} answered {status}: {detail}"
-                )));
-            }
-            if bytes.len() > MAX_ANSWER_BYTES {
-                return Err(AsrError::Failed(format!(
-                    "{url} answered more than {MAX_ANSWER_BYTES} bytes"
                 )));
             }
             let answer: Answer = serde_json::from_slice(&bytes).map_err(|e| {
