@@ -408,18 +408,7 @@ async fn a_bot_in_the_room_is_heard_and_its_call_is_recorded() {
         )
         .await;
     assert_eq!(status, 200);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, v) = app.get_json(&format!("/calls/{bot_call}")).await;
-        if v["status"] == "hangup" {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "bot call never hung up: {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    app.wait_hangup_by_id(&bot_call).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -638,18 +627,7 @@ async fn connect_to_a_bot_bridges_a_chained_call_and_the_flow_goes_on_when_it_en
     assert_eq!(child["bot"], "beeper");
     assert_eq!(child["direction"], "outgoing");
     // …and when the bot hangs up, the caller's flow goes on ("Welcome back.").
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let (_, child) = app.get_json(&format!("/calls/{child_id}")).await;
-        if child["status"] == "hangup" {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "bot call never ended: {child}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    app.wait_hangup_by_id(&child_id).await;
     app.wait_for_call("br1", |c| {
         c["action"]["type"] == "talk" && c["type"] == "flow"
     })
@@ -687,19 +665,8 @@ async fn hanging_up_the_master_hangs_up_the_bridged_bot_call() {
     c.send_json(json!({ "disconnect": {} })).await;
     let master = app.wait_hangup("br2").await;
     assert_eq!(master["hangup_by"], "remote");
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let (_, child) = app.get_json(&format!("/calls/{child_id}")).await;
-        if child["status"] == "hangup" {
-            assert_eq!(child["hangup_reason"], "normal", "{child}");
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "chained call never ended: {child}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let child = app.wait_hangup_by_id(&child_id).await;
+    assert_eq!(child["hangup_reason"], "normal", "{child}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1263,17 +1230,6 @@ async fn a_caller_who_hangs_up_while_ringing_cancels_the_bot_call() {
         .to_owned();
     c.send_json(json!({ "disconnect": {} })).await;
     app.wait_hangup("rb3").await;
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let (_, v) = app.get_json(&format!("/calls/{child}")).await;
-        if v["status"] == "hangup" {
-            assert_eq!(v["hangup_reason"], "cancel", "{v}");
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the ringing bot call never ended: {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let v = app.wait_hangup_by_id(&child).await;
+    assert_eq!(v["hangup_reason"], "cancel", "{v}");
 }

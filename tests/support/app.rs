@@ -180,6 +180,22 @@ impl TestApp {
         self.wait_for_call(reference, |c| c["status"] == "hangup")
             .await
     }
+
+    /// Waits until the call with id `id` (`GET /calls/{id}`) has hung up; its record.
+    pub async fn wait_hangup_by_id(&self, id: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let (_, call) = self.get_json(&format!("/calls/{id}")).await;
+            if call["status"] == "hangup" {
+                return call;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "call {id} never hung up: {call}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
 }
 
 /// The PostgreSQL server tests may use, from `SWITCHBOARD_TEST_POSTGRES_URL`.
