@@ -9,7 +9,7 @@ use super::views::CallView;
 use crate::call::state::{CallRecord, Status};
 use crate::store::{RecordingRow, TranscriptRow};
 
-fn rfc3339(t: &DateTime<Utc>) -> String {
+pub(super) fn rfc3339(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 

@@ -14,6 +14,7 @@ use tokio::sync::broadcast::{error::RecvError, Receiver};
 use uuid::Uuid;
 
 use super::auth::Caller;
+use super::calls_views::rfc3339;
 use super::rooms_api::RoomView;
 use super::views::CallView;
 use super::{find_record, parse_id, ApiError, ApiState};
@@ -43,7 +44,7 @@ fn transcript_frame(ev: &TranscriptEvent) -> Bytes {
         "call_id": ev.call_id,
         "type": ev.kind,
         "text": ev.text,
-        "at": ev.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "at": rfc3339(&ev.at),
     });
     Bytes::from(format!("event: transcript\ndata: {data}\n\n"))
 }

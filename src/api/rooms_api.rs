@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::auth::Caller;
 use super::calls_api::NO_DIALOUT;
-use super::calls_views::RecordingView;
+use super::calls_views::{rfc3339, RecordingView};
 use super::{find_record, parse_id, ApiError, ApiState};
 use crate::limits::{self, MAX_NAME_BYTES, MAX_WORKSPACE_BYTES};
 use crate::recording::RecordingOptions;
@@ -230,6 +230,13 @@ enum Found {
 }
 
 impl Found {
+    /// The room's record, live or stored.
+    fn record(self) -> RoomRecord {
+        match self {
+            Found::Live(_, record) | Found::Stored(record) => record,
+        }
+    }
+
     /// The open room's address, or `closed()` for a room only the store knows.
     fn live(self, closed: impl FnOnce() -> ApiError) -> Result<actix::Addr<Room>, ApiError> {
         match self {
@@ -753,9 +760,7 @@ async fn recordings(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_room_id(&path)?;
-    let record = match find_room(&state, &caller, id).await? {
-        Found::Live(_, record) | Found::Stored(record) => record,
-    };
+    let record = find_room(&state, &caller, id).await?.record();
     state.store.sync(super::READ_SYNC_TIMEOUT).await;
     let rows = state.store.recordings_of(id).await?;
     let view = |row: &crate::store::RecordingRow| RecordingView {
@@ -822,9 +827,7 @@ async fn transcript(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_room_id(&path)?;
-    let record = match find_room(&state, &caller, id).await? {
-        Found::Live(_, record) | Found::Stored(record) => record,
-    };
+    let record = find_room(&state, &caller, id).await?.record();
     state.store.sync(super::READ_SYNC_TIMEOUT).await;
     let mut entries = Vec::new();
     for stay in &record.transcribed {
@@ -837,7 +840,7 @@ async fn transcript(
                         user_id: stay.user_id.clone(),
                         kind: row.kind.clone(),
                         text: row.text.clone(),
-                        at: row.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                        at: rfc3339(&row.at),
                     },
                 ));
             }
