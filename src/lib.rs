@@ -19,7 +19,9 @@
 //! - `limits`: size limits on ids, numbers, free text, metadata and keys peers send.
 //! - `media`: PCM, WAV, rate conversion, voice activity (barge-in), hold music, ringback,
 //!   DTMF keys.
-//! - `speech`: text to speech.
+//! - `speech`: text to speech and speech recognition.
+//! - `http_body`: reading a remote answer's body within a size limit (flow downloads and
+//!   webhooks, the HTTP speech recogniser).
 //! - `http_error`: the JSON error body every HTTP answer carries.
 //! - `api`: the REST API, the Calls API, live events, API keys, their view types, the OpenAPI
 //!   document (`/openapi.json`, Swagger UI at `/docs`) and the softphone page (`/phone`).
@@ -41,6 +43,7 @@ pub mod call;
 pub mod config;
 pub mod dial;
 pub mod grpc_ops;
+pub mod http_body;
 pub mod http_error;
 pub mod limits;
 pub mod load;

@@ -76,8 +76,7 @@ impl Default for AsrConfig {
 impl AsrConfig {
     /// Checks values that would make recognition misbehave.
     pub fn validate(&self) -> Result<(), String> {
-        let http_url = self.url.starts_with("http://") || self.url.starts_with("https://");
-        if self.engine == AsrEngineKind::Http && !http_url {
+        if self.engine == AsrEngineKind::Http && !crate::actions::is_http_url(&self.url) {
             return Err(format!(
                 "asr.url `{}` must be an http(s) URL when asr.engine = \"http\"",
                 self.url

@@ -11,9 +11,9 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use super::actions::{self, Action};
-use super::body::{self, BodyError};
 use crate::call::state::CallRecord;
 use crate::call::view::CallView;
+use crate::http_body::{self as body, BodyError};
 
 /// Largest webhook answer read, in bytes; a longer answer is dropped as soon as it passes
 /// this (or refused at once when its Content-Length says so).

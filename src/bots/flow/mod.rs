@@ -8,7 +8,6 @@
 
 pub use crate::actions;
 pub use crate::actions::FlowProgram;
-mod body;
 mod fetch;
 pub mod source;
 

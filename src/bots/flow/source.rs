@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 use tokio::io::AsyncReadExt;
 
-use super::body::{self, BodyError};
+use crate::http_body::{self as body, BodyError};
 use crate::media::{resample_all, wav};
 
 /// Largest file `play` reads, in bytes (about 17 minutes of 8 kHz 16-bit audio).

@@ -14,6 +14,7 @@ use tokio::sync::Semaphore;
 
 use super::{AsrError, Engine, Grammar, Recognition, Request};
 use crate::config::AsrConfig;
+use crate::http_body::{self, BodyError};
 use crate::media::wav;
 
 /// The longest answer read from the endpoint.
@@ -52,24 +53,17 @@ impl HttpEngine {
     }
 }
 
-/// The answer's body, read chunk by chunk and refused once it passes `MAX_ANSWER_BYTES`
-/// (before reading it at all when its length says so).
-async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
-    let too_big = || format!("the answer is over {MAX_ANSWER_BYTES} bytes");
-    if response
-        .content_length()
-        .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
-    {
-        return Err(too_big());
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
-        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(too_big());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+/// The answer's body, refused once it passes `MAX_ANSWER_BYTES` (before reading it at all
+/// when its length says so).
+async fn read_capped(response: reqwest::Response) -> Result<Vec<u8>, String> {
+    http_body::read_limited(response, MAX_ANSWER_BYTES)
+        .await
+        .map_err(|e| match e {
+            BodyError::Http(e) => e.to_string(),
+            BodyError::DeclaredTooLarge { .. } | BodyError::TooLarge { .. } => {
+                format!("the answer is over {MAX_ANSWER_BYTES} bytes")
+            }
+        })
 }
 
 /// `en-US` → `en`: the endpoints take ISO-639-1.
