@@ -9,6 +9,9 @@
 #         python3 with venv   the suite makes virtual environments of real Python peers (grpcio)
 #                             and of Playwright, which drives Debian's Chromium.
 #         chromium            that browser (/usr/bin/chromium; Playwright downloads none).
+#         sip-tester          SIPp, the SIP peer of the SIP tests (callers, called sides, load).
+#         baresip-core        baresip, a second, independent SIP user agent for interop.
+#         nginx               the load balancer in front of two switches in the cluster tests.
 
 # Prints the Debian packages missing for `$1` (run or test), space-separated.
 missing_packages() {
@@ -20,6 +23,9 @@ missing_packages() {
   [[ -d /usr/share/pocketsphinx/model/en-us/en-us ]] || missing+=(pocketsphinx-en-us)
   if [[ $1 == test ]]; then
     [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+    command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
+    command -v baresip >/dev/null 2>&1 || missing+=(baresip-core)
+    [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
     if ! command -v python3 >/dev/null 2>&1; then
       missing+=(python3 python3-venv)
     elif ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
