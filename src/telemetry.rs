@@ -255,15 +255,63 @@ pub fn store_queued(queued: usize) {
     gauge!(STORE_QUEUED).set(queued as f64);
 }
 
-/// One protocol session's frame counters, looked up once so that counting a frame is one
-/// atomic add.
+/// A session's frames are added to their metric in batches of this many (and the rest when
+/// the session ends): per frame the session only bumps a field of its own. The metric lags a
+/// live call by less than a second of 20 ms frames.
+const FRAME_BATCH: u32 = 50;
+
+/// One counter of a session's frames, added to its metric in batches.
+pub struct FrameCount {
+    counter: Counter,
+    pending: u32,
+}
+
+impl FrameCount {
+    fn new(counter: Counter) -> Self {
+        FrameCount {
+            counter,
+            pending: 0,
+        }
+    }
+
+    /// One more frame.
+    pub fn add(&mut self) {
+        self.pending += 1;
+        if self.pending >= FRAME_BATCH {
+            self.flush();
+        }
+    }
+
+    /// Adds what is pending to the metric now.
+    pub fn flush(&mut self) {
+        if self.pending > 0 {
+            self.counter.increment(u64::from(self.pending));
+            self.pending = 0;
+        }
+    }
+}
+
+impl Clone for FrameCount {
+    /// A copy counts on its own, from zero; what this one has pending stays here.
+    fn clone(&self) -> Self {
+        FrameCount::new(self.counter.clone())
+    }
+}
+
+impl Drop for FrameCount {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// One protocol session's frame counters, looked up once; counting a frame is a local add.
 #[derive(Clone)]
 pub struct Frames {
     protocol: &'static str,
     /// Frames read from the caller.
-    pub received: Counter,
+    pub received: FrameCount,
     /// Frames written toward the caller.
-    pub sent: Counter,
+    pub sent: FrameCount,
 }
 
 impl Frames {
@@ -272,8 +320,8 @@ impl Frames {
     pub fn new(protocol: &'static str) -> Self {
         Frames {
             protocol,
-            received: counter!(FRAMES_IN, "protocol" => protocol),
-            sent: counter!(FRAMES_OUT, "protocol" => protocol),
+            received: FrameCount::new(counter!(FRAMES_IN, "protocol" => protocol)),
+            sent: FrameCount::new(counter!(FRAMES_OUT, "protocol" => protocol)),
         }
     }
 

@@ -154,7 +154,7 @@ impl StreamHandler<Result<ClientRequest, Status>> for LiveCallGrpcSession {
     fn handle(&mut self, item: Result<ClientRequest, Status>, ctx: &mut Context<Self>) {
         match item {
             Ok(request) => {
-                self.frames.received.increment(1);
+                self.frames.received.add();
                 self.on_request(request, ctx)
             }
             Err(status) => self.refuse_stream(status, ctx),
@@ -180,7 +180,7 @@ impl Handler<LegCommand> for LiveCallGrpcSession {
                     .is_ok()
                 {
                     self.refusing_since = None;
-                    self.frames.sent.increment(1);
+                    self.frames.sent.add();
                     return;
                 }
                 self.dropped_frames += 1;

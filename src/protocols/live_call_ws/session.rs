@@ -133,7 +133,7 @@ impl LiveCallWsSession {
         }
         let frame = convert::audio_output(samples, &mut self.scratch);
         ctx.text(frame);
-        self.frames.sent.increment(1);
+        self.frames.sent.add();
     }
 
     fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
@@ -298,7 +298,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for LiveCallWsSession
     fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
         if let Ok(ws::Message::Text(_) | ws::Message::Binary(_)) = &item {
-            self.frames.received.increment(1);
+            self.frames.received.add();
         }
         match item {
             Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),

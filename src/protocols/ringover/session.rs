@@ -232,7 +232,7 @@ impl RingoverSession {
             return;
         }
         if audio {
-            self.frames.sent.increment(1);
+            self.frames.sent.add();
         }
         ctx.text(text);
     }
@@ -284,7 +284,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for RingoverSession {
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
         if let Ok(ws::Message::Text(_) | ws::Message::Binary(_)) = &item {
-            self.frames.received.increment(1);
+            self.frames.received.add();
         }
         match item {
             Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),

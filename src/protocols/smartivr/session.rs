@@ -70,7 +70,7 @@ impl SmartIvrSession {
     }
 
     fn frame(&mut self, msg: SmartIvrRequest, ctx: &mut Context<Self>) {
-        self.frames.received.increment(1);
+        self.frames.received.add();
         self.events.clear();
         if let Err(e) = convert::inbound(&msg, &self.conversation_id, &mut self.events) {
             self.protocol_error(e, ctx);
@@ -169,12 +169,12 @@ impl Handler<LegCommand> for SmartIvrSession {
         match msg {
             LegCommand::Play { text, audio } => {
                 let response = convert::tts(text, &audio, self.tts_audio);
-                self.frames.sent.increment(1);
+                self.frames.sent.add();
                 self.responses.send(response, false, ctx);
             }
             LegCommand::Audio(audio) => {
                 let response = convert::tts(None, &audio, self.tts_audio);
-                self.frames.sent.increment(1);
+                self.frames.sent.add();
                 self.responses.send(response, false, ctx);
             }
             // The next RESULT_TTS replaces what the gateway plays; there is no stop message.

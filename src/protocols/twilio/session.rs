@@ -290,7 +290,7 @@ impl TwilioSession {
         // A new utterance queues behind what the peer still plays (Twilio buffers it); only
         // barge-in and a bot's stop cut audio off (`clear`).
         for chunk in audio.chunks(samples_for_ms(TELEPHONE_RATE, MEDIA_CHUNK_MS)) {
-            self.frames.sent.increment(1);
+            self.frames.sent.add();
             ctx.text(self.writer.outbound_media(chunk));
         }
         self.prompts += 1;
@@ -359,7 +359,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for TwilioSession {
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
         if let Ok(ws::Message::Text(_) | ws::Message::Binary(_)) = &item {
-            self.frames.received.increment(1);
+            self.frames.received.add();
         }
         match item {
             Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),
