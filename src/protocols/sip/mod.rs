@@ -1,0 +1,8 @@
+//! SIP and RTP as a caller protocol: SDP offer/answer (`sdp`), RTP packets and the sending
+//! clock (`rtp`), the jitter buffer on the way in (`jitter`), and DTMF as RFC 4733 events and
+//! SIP INFO (`dtmf`).
+
+pub mod dtmf;
+pub mod jitter;
+pub mod rtp;
+pub mod sdp;
