@@ -229,6 +229,9 @@ pub enum LegCommand {
     /// then the final text (SmartIVR RECOGNIZE and RESULT_ASR; other protocols have no
     /// message for it).
     Heard { text: String, partial: bool },
+    /// The bot answered: the call is `progressing` (a SIP leg sends its 200 OK now; legs whose
+    /// protocol has no answer ignore it).
+    Answered,
     /// The call is over: say so on the protocol and close.
     End {
         reason: HangupReason,

@@ -183,6 +183,9 @@ impl CallActor {
         ) {
             if let Some(event) = self.record.answer(Utc::now()) {
                 self.publish(event);
+                if let Some(leg) = &self.leg {
+                    leg.recipient.do_send(LegCommand::Answered);
+                }
             }
         }
     }

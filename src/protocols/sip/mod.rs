@@ -4,5 +4,13 @@
 
 pub mod dtmf;
 pub mod jitter;
+pub mod ports;
 pub mod rtp;
 pub mod sdp;
+pub mod server;
+pub mod session;
+
+pub use server::{start, SipHandle};
+
+/// The ingress name of SIP calls (`[[routes]] match.ingress`).
+pub const INGRESS: &str = "sip";
