@@ -186,6 +186,11 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
     let registry = Registry::new(services, arbiters.iter().map(|a| a.handle()).collect()).start();
 
     // HTTP: REST now, WebSockets later, on one listener.
+    let sip = crate::protocols::sip::start(&config.sip, registry.clone())
+        .await
+        .map_err(AppError::Start)?;
+    let sip_addr = sip.as_ref().map(|s| s.addr);
+
     let http_listener = bind(config.http.listen)?;
     let http_addr = http_listener
         .local_addr()
@@ -196,6 +201,7 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
         config: config.clone(),
         access: Arc::new(access.api),
         asr,
+        sip: sip.as_ref().map(|s| s.dialer()),
     };
     let ws_state = LiveCallWsState {
         registry: registry.clone(),
@@ -316,11 +322,6 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
             });
         })
         .map_err(|e| AppError::Start(e.to_string()))?;
-
-    let sip = crate::protocols::sip::start(&config.sip, registry.clone())
-        .await
-        .map_err(AppError::Start)?;
-    let sip_addr = sip.as_ref().map(|s| s.addr);
 
     let (http_tls, grpc_tls) = (
         config.http.tls_cert.is_some(),

@@ -2,7 +2,7 @@
 
 mod support;
 
-use support::sip::{free_udp_port, loud, sipp, sipp_with_files, ulaw_wav, Ear};
+use support::sip::{free_udp_port, loud, sipp, sipp_with_files, ulaw_wav, Ear, Sipp};
 use support::*;
 
 /// `[sip]` on an ephemeral loopback port, with a small RTP range of its own.
@@ -137,4 +137,142 @@ async fn options_is_answered_and_bad_input_changes_nothing() {
         Some(0),
         "{page}"
     );
+}
+
+/// `[sip]` with a trunk at a SIPp server on `trunk_port`, a short ring timeout, and a greeter
+/// for calls the API places.
+fn trunk_app(trunk_port: u16, credentials: &str) -> TestApp {
+    spawn_app(&format!(
+        r#"{}ring_timeout_ms = 1500
+[sip.trunks.carrier]
+host = "127.0.0.1"
+port = {trunk_port}
+caller_id = "+15550001"
+{credentials}
+[bots.greeter]
+kind = "flow"
+actions = [
+  {{ type = "answer" }},
+  {{ type = "talk", text = "Hello, this is the switch calling." }},
+  {{ type = "hangup" }},
+]
+[[routes]]
+bot = "greeter"
+"#,
+        sip_toml()
+    ))
+}
+
+async fn initiate(app: &TestApp, number: &str, reference: &str) -> serde_json::Value {
+    let (status, call) = app
+        .post_body(
+            "/api/v1/calls/initiate",
+            &serde_json::json!({
+                "destination": { "type": "tel", "target": number },
+                "reference": reference,
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{call}");
+    assert_eq!(call["call"]["direction"], "outgoing", "{call}");
+    assert_eq!(call["call"]["status"], "dialing", "{call}");
+    call
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_call_through_a_trunk_is_answered_and_heard_both_ways() {
+    let port = free_udp_port();
+    let ear = Ear::new().await;
+    let uas = Sipp::server(
+        port,
+        "uas_answer.xml",
+        &[("hear_port", ear.port.to_string())],
+        &[("callee.wav", ulaw_wav(&tone_8k(440.0, 3000, 8000.0)))],
+    );
+    let app = trunk_app(port, "");
+    let call = initiate(&app, "+15551234", "out-answer-1").await;
+    let heard = ear
+        .listen(|h| h.samples.len() >= 8000 && loud(&h.samples, 500.0))
+        .await;
+    assert!(
+        loud(&heard.samples, 500.0),
+        "the callee heard the bot ({} packets)",
+        heard.packets
+    );
+    let run = uas.finish().await;
+    assert!(run.success, "SIPp failed:\n{}", run.output);
+    let id = call["call_id"].as_str().expect("id");
+    let ended = app.wait_hangup_by_id(id).await;
+    assert!(ended["tm_progressing"].is_string(), "answered: {ended}");
+    assert_eq!(ended["hangup_reason"], "normal", "{ended}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_callee_ends_the_call_as_busy() {
+    let port = free_udp_port();
+    let uas = Sipp::server(port, "uas_busy.xml", &[], &[]);
+    let app = trunk_app(port, "");
+    let call = initiate(&app, "+15551235", "out-busy-1").await;
+    let ended = app
+        .wait_hangup_by_id(call["call_id"].as_str().expect("id"))
+        .await;
+    assert_eq!(ended["hangup_reason"], "busy", "{ended}");
+    let run = uas.finish().await;
+    assert!(run.success, "SIPp failed:\n{}", run.output);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callee_that_never_answers_ends_as_noanswer_after_the_ring_timeout() {
+    let port = free_udp_port();
+    let uas = Sipp::server(port, "uas_ring.xml", &[], &[]);
+    let app = trunk_app(port, "");
+    let call = initiate(&app, "+15551236", "out-ring-1").await;
+    let id = call["call_id"].as_str().expect("id");
+    let ended = app.wait_hangup_by_id(id).await;
+    assert_eq!(ended["hangup_reason"], "noanswer", "{ended}");
+    assert!(ended["tm_ringing"].is_string(), "it rang: {ended}");
+    let run = uas.finish().await;
+    assert!(run.success, "SIPp saw CANCEL:\n{}", run.output);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_end_while_ringing_cancels_the_invite() {
+    let port = free_udp_port();
+    let uas = Sipp::server(port, "uas_ring.xml", &[], &[]);
+    let app = spawn_app(&format!(
+        "{}ring_timeout_ms = 60000\n[sip.trunks.carrier]\nhost = \"127.0.0.1\"\nport = {port}\n[bots.greeter]\nkind = \"flow\"\nactions = [{{ type = \"answer\" }}, {{ type = \"hangup\" }}]\n[[routes]]\nbot = \"greeter\"\n",
+        sip_toml()
+    ));
+    let call = initiate(&app, "+15551237", "out-cancel-1").await;
+    let id = call["call_id"].as_str().expect("id").to_owned();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (_, c) = app.get_json(&format!("/calls/{id}")).await;
+        if c["status"] == "ringing" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never rang: {c}");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let (status, body) = app.post_json(&format!("/api/v1/calls/{id}/end")).await;
+    assert_eq!(status, 200, "{body}");
+    let ended = app.wait_hangup_by_id(&id).await;
+    assert_eq!(ended["hangup_reason"], "cancel", "{ended}");
+    let run = uas.finish().await;
+    assert!(run.success, "SIPp saw CANCEL:\n{}", run.output);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trunk_that_challenges_gets_the_digest_and_answers() {
+    let port = free_udp_port();
+    let uas = Sipp::server(port, "uas_auth.xml", &[], &[]);
+    let app = trunk_app(port, "username = \"trunkuser\"\npassword = \"trunkpass\"\n");
+    let call = initiate(&app, "+15551238", "out-auth-1").await;
+    let ended = app
+        .wait_hangup_by_id(call["call_id"].as_str().expect("id"))
+        .await;
+    let run = uas.finish().await;
+    assert!(run.success, "SIPp failed:\n{}", run.output);
+    assert!(ended["tm_progressing"].is_string(), "answered: {ended}");
+    assert_eq!(ended["hangup_reason"], "normal", "{ended}");
 }

@@ -49,58 +49,102 @@ pub async fn sipp_with_files(
     keys: &[(&str, String)],
     files: &[(&str, Vec<u8>)],
 ) -> SippRun {
-    let dir = std::env::temp_dir().join(format!("switchboard-sipp-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).expect("sipp dir");
-    for (name, bytes) in files {
-        std::fs::write(dir.join(name), bytes).expect("sipp file");
+    let args = vec![
+        sip.to_string(),
+        "-s".into(),
+        service.into(),
+        "-cid_str".into(),
+        call_id.into(),
+        "-p".into(),
+        free_udp_port().to_string(),
+    ];
+    Sipp::start(scenario_name, args, keys, files).finish().await
+}
+
+/// A SIPp process running one scenario.
+pub struct Sipp {
+    child: tokio::process::Child,
+    dir: PathBuf,
+}
+
+impl Sipp {
+    /// A SIPp server (UAS) on 127.0.0.1:`port` for one call of `scenario_name`.
+    pub fn server(
+        port: u16,
+        scenario_name: &str,
+        keys: &[(&str, String)],
+        files: &[(&str, Vec<u8>)],
+    ) -> Sipp {
+        Sipp::start(
+            scenario_name,
+            vec!["-p".into(), port.to_string()],
+            keys,
+            files,
+        )
     }
-    let mut cmd = tokio::process::Command::new("sipp");
-    cmd.arg(sip.to_string())
-        .arg("-sf")
-        .arg(scenario(scenario_name))
-        .args(["-s", service, "-m", "1", "-l", "1", "-i", "127.0.0.1"])
-        .args(["-p", &free_udp_port().to_string()])
-        .args(["-mp", &free_udp_port().to_string()])
-        .args(["-cid_str", call_id])
-        .args(["-timeout", "60s", "-timeout_error", "-nostdin"])
-        .args(["-trace_err", "-trace_msg"])
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    for (k, v) in keys {
-        cmd.args(["-key", k, v]);
+
+    fn start(
+        scenario_name: &str,
+        args: Vec<String>,
+        keys: &[(&str, String)],
+        files: &[(&str, Vec<u8>)],
+    ) -> Sipp {
+        let dir = std::env::temp_dir().join(format!("switchboard-sipp-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("sipp dir");
+        for (name, bytes) in files {
+            std::fs::write(dir.join(name), bytes).expect("sipp file");
+        }
+        let mut cmd = tokio::process::Command::new("sipp");
+        cmd.args(&args)
+            .arg("-sf")
+            .arg(scenario(scenario_name))
+            .args(["-m", "1", "-l", "1", "-i", "127.0.0.1"])
+            .args(["-mp", &free_udp_port().to_string()])
+            .args(["-timeout", "60s", "-timeout_error", "-nostdin"])
+            .args(["-trace_err", "-trace_msg"])
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in keys {
+            cmd.args(["-key", k, v]);
+        }
+        let child = cmd.spawn().expect("sipp runs (Debian package sip-tester)");
+        Sipp { child, dir }
     }
-    let child = cmd.spawn().expect("sipp runs (Debian package sip-tester)");
-    let out = tokio::time::timeout(PATIENCE * 3, child.wait_with_output())
-        .await
-        .expect("sipp finished in time")
-        .expect("sipp output");
-    // SIPp's message and error traces, for a failure's message.
-    let mut output = String::from_utf8_lossy(&out.stderr).into_owned();
-    if let Ok(entries) = std::fs::read_dir(&dir) {
-        for e in entries.flatten() {
-            if e.path().extension().is_some_and(|x| x == "log") {
-                let Ok(text) = std::fs::read_to_string(e.path()) else {
-                    continue;
-                };
-                let tail: String = text
-                    .chars()
-                    .rev()
-                    .take(4000)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect();
-                output.push_str(&format!("\n--- {}\n{tail}", e.path().display()));
+
+    /// Waits for SIPp to finish its call.
+    pub async fn finish(self) -> SippRun {
+        let out = tokio::time::timeout(PATIENCE * 3, self.child.wait_with_output())
+            .await
+            .expect("sipp finished in time")
+            .expect("sipp output");
+        // SIPp's message and error traces, for a failure's message.
+        let mut output = String::from_utf8_lossy(&out.stderr).into_owned();
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for e in entries.flatten() {
+                if e.path().extension().is_some_and(|x| x == "log") {
+                    let Ok(text) = std::fs::read_to_string(e.path()) else {
+                        continue;
+                    };
+                    let tail: String = text
+                        .chars()
+                        .rev()
+                        .take(6000)
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .rev()
+                        .collect();
+                    output.push_str(&format!("\n--- {}\n{tail}", e.path().display()));
+                }
             }
         }
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    SippRun {
-        success: out.status.success(),
-        output,
+        let _ = std::fs::remove_dir_all(&self.dir);
+        SippRun {
+            success: out.status.success(),
+            output,
+        }
     }
 }
 

@@ -14,3 +14,18 @@ pub use server::{start, SipHandle};
 
 /// The ingress name of SIP calls (`[[routes]] match.ingress`).
 pub const INGRESS: &str = "sip";
+pub mod outbound;
+
+pub use outbound::Dialer;
+
+/// The far end's SDP of an outgoing call until it answers: no address, no formats.
+fn media_session_placeholder() -> sdp::Session {
+    let nowhere = outbound::nowhere();
+    sdp::Session {
+        address: nowhere.ip(),
+        port: nowhere.port(),
+        formats: Vec::new(),
+        ptime: None,
+        direction: sdp::Direction::SendRecv,
+    }
+}

@@ -37,9 +37,15 @@ pub struct SipHandle {
     /// The address SIP is bound to (port 0 resolved).
     pub addr: SocketAddr,
     cancel: CancellationToken,
+    dialer: super::Dialer,
 }
 
 impl SipHandle {
+    /// What places outgoing calls through this listener.
+    pub fn dialer(&self) -> super::Dialer {
+        self.dialer.clone()
+    }
+
     /// Stops the endpoint (no new SIP traffic is read).
     pub fn stop(&self) {
         self.cancel.cancel();
@@ -124,6 +130,7 @@ pub async fn start(
         per_second: config.invites_per_second as f64,
         sources: Mutex::new(HashMap::new()),
     };
+    let shared_for_dialer = shared.clone();
     let served = cancel.clone();
     actix::spawn(async move {
         tokio::select! {
@@ -136,6 +143,7 @@ pub async fn start(
     Ok(Some(SipHandle {
         addr: bound,
         cancel,
+        dialer: super::Dialer::new(shared_for_dialer, config.clone()),
     }))
 }
 

@@ -22,7 +22,7 @@ use super::rtp::{self, Clock, Packet};
 use super::sdp::{Agreed, Direction, Local, Session};
 use super::server::Shared;
 use super::INGRESS;
-use crate::call::messages::{CallerEvent, Delivery, LegCommand, LegFormat};
+use crate::call::messages::{AttachDialer, CallerEvent, Delivery, LegCommand, LegFormat};
 use crate::call::state::{EndCause, HangupReason};
 use crate::media::{FRAME_MS, TELEPHONE_RATE};
 use crate::protocols::leg::{admit, CallLink, Caller};
@@ -86,8 +86,27 @@ impl Latch {
     }
 }
 
+/// What a session placing an outgoing call has until the far end answers.
+pub(super) struct Outgoing {
+    /// The INVITE's client transaction, to its final answer.
+    pub invite: Option<tokio::task::JoinHandle<rsipstack::dialog::invitation::InviteAsyncResult>>,
+    /// How long the far end may ring before the call ends with `noanswer`.
+    pub ring_timeout: Duration,
+}
+
+/// The leg format of every SIP session: 8 kHz both ways, paced.
+const FORMAT: LegFormat = LegFormat {
+    in_rate: TELEPHONE_RATE,
+    out_rate: TELEPHONE_RATE,
+    delivery: Delivery::Paced,
+    plays_urls: false,
+    plays_hold_music: false,
+};
+
 /// The session actor.
 pub struct SipSession {
+    /// Set when this session places an outgoing call (a client dialog).
+    outgoing: Option<Outgoing>,
     shared: Arc<Shared>,
     dialog: InviteDialog,
     states: Option<DialogStateReceiver>,
@@ -135,6 +154,41 @@ impl SipSession {
         port: RtpPort,
         offer: Offer,
     ) {
+        let session = Self::new(shared, dialog, states, port, offer);
+        SipSession::create(|ctx| {
+            ctx.set_mailbox_capacity(MAILBOX);
+            session
+        });
+    }
+
+    /// Starts the session placing an outgoing call for `link`'s call (its INVITE is under
+    /// way); `offer` holds what the switch offered until the answer replaces it.
+    pub(super) fn start_outbound(
+        shared: Arc<Shared>,
+        dialog: InviteDialog,
+        states: DialogStateReceiver,
+        port: RtpPort,
+        offer: Offer,
+        link: CallLink,
+        outgoing: Outgoing,
+    ) {
+        let mut session = Self::new(shared, dialog, states, port, offer);
+        session.call_label = Some(link.id());
+        session.link = Some(link);
+        session.outgoing = Some(outgoing);
+        SipSession::create(|ctx| {
+            ctx.set_mailbox_capacity(MAILBOX);
+            session
+        });
+    }
+
+    fn new(
+        shared: Arc<Shared>,
+        dialog: InviteDialog,
+        states: DialogStateReceiver,
+        port: RtpPort,
+        offer: Offer,
+    ) -> SipSession {
         let remote = SocketAddr::new(offer.session.address, offer.session.port);
         let local = Local {
             address: shared.public_ip,
@@ -143,7 +197,8 @@ impl SipSession {
             version: 1,
             direction: offer.session.direction.answer(),
         };
-        let session = SipSession {
+        SipSession {
+            outgoing: None,
             shared,
             dialog,
             states: Some(states),
@@ -176,11 +231,136 @@ impl SipSession {
             packet: Vec::with_capacity(rtp::HEADER + FRAME),
             logged: Vec::new(),
             frames: Frames::new(INGRESS),
+        }
+    }
+
+    /// Takes the far end's SDP (an answer, or early media in a 183).
+    fn take_remote_sdp(&mut self, body: &[u8]) -> bool {
+        match Session::parse(body).and_then(|s| s.agree().map(|a| (s, a))) {
+            Ok((s, a)) => {
+                self.remote = SocketAddr::new(s.address, s.port);
+                self.remote_direction = s.direction;
+                self.offer.agreed = a;
+                self.offer.session = s;
+                true
+            }
+            Err(e) => {
+                tracing::warn!(call = self.call_label.map(|c| c.to_string()), error = %e, "unusable SDP from the far end");
+                false
+            }
+        }
+    }
+
+    /// Starts placing the outgoing call.
+    fn start_dialing(&mut self, ctx: &mut Context<Self>) {
+        let Some(outgoing) = self.outgoing.as_mut() else {
+            return;
         };
-        SipSession::create(|ctx| {
-            ctx.set_mailbox_capacity(MAILBOX);
-            session
+        let ring_timeout = outgoing.ring_timeout;
+        if let Some(link) = &self.link {
+            link.call().do_send(AttachDialer {
+                dialer: ctx.address().recipient(),
+            });
+        }
+        if let Some(invite) = outgoing.invite.take() {
+            ctx.spawn(
+                actix::fut::wrap_future::<_, Self>(invite)
+                    .map(|result, act, ctx| act.invite_done(result, ctx)),
+            );
+        }
+        ctx.run_later(ring_timeout, move |act, ctx| {
+            if !act.answered && !act.ended {
+                act.cancel_invite();
+                act.leave(
+                    EndCause::NoAnswer,
+                    false,
+                    format!("no answer within {} ms", ring_timeout.as_millis()),
+                    ctx,
+                );
+            }
         });
+    }
+
+    fn cancel_invite(&mut self) {
+        self.ended = true;
+        let dialog = self.dialog.clone();
+        actix::spawn(async move {
+            let _ = dialog.cancel().await;
+        });
+    }
+
+    fn leave(&mut self, cause: EndCause, local: bool, detail: String, ctx: &mut Context<Self>) {
+        if let Some(link) = self.link.as_mut() {
+            link.gone(cause, local, detail);
+        }
+        ctx.stop();
+    }
+
+    /// The INVITE's final answer.
+    fn invite_done(
+        &mut self,
+        result: Result<rsipstack::dialog::invitation::InviteAsyncResult, tokio::task::JoinError>,
+        ctx: &mut Context<Self>,
+    ) {
+        let response = match result {
+            Ok(Ok((_, response))) => response,
+            Ok(Err(e)) => {
+                let cause = if self.ended {
+                    EndCause::Canceled
+                } else {
+                    EndCause::Dialout
+                };
+                return self.leave(cause, false, format!("INVITE failed: {e}"), ctx);
+            }
+            Err(e) => return self.leave(EndCause::Failed, true, e.to_string(), ctx),
+        };
+        let Some(response) = response else {
+            let cause = if self.ended {
+                EndCause::Canceled
+            } else {
+                EndCause::Dialout
+            };
+            return self.leave(cause, false, "no final answer to the INVITE".into(), ctx);
+        };
+        let code = response.status_code.code();
+        if (200..300).contains(&code) {
+            if self.ended {
+                // Answered as it was cancelled: the stack ends that dialog with a BYE.
+                return ctx.stop();
+            }
+            if !self.take_remote_sdp(&response.body) {
+                self.answered = true;
+                self.hang_up(HangupReason::Failed);
+                return self.leave(
+                    EndCause::Failed,
+                    true,
+                    "the far end answered without a usable SDP".into(),
+                    ctx,
+                );
+            }
+            self.answered = true;
+            self.audio_in = Latch::default();
+            self.events_in = Latch::default();
+            self.jitter.reset();
+            if let Some(link) = &self.link {
+                link.attach(ctx.address().recipient(), FORMAT);
+                link.call().do_send(CallerEvent::Answered);
+            }
+            return;
+        }
+        let cause = match code {
+            486 | 600 => EndCause::Busy,
+            408 | 480 => EndCause::NoAnswer,
+            487 => EndCause::Canceled,
+            _ => EndCause::Dialout,
+        };
+        self.ended = true;
+        self.leave(
+            cause,
+            false,
+            format!("{code} {}", response.status_code),
+            ctx,
+        );
     }
 
     fn log_once(&mut self, cause: &'static str, detail: &str) {
@@ -219,16 +399,7 @@ impl SipSession {
             move |reply, act, ctx| match reply {
                 Ok(Ok(handle)) => {
                     let link = CallLink::new(handle.addr, handle.id);
-                    link.attach(
-                        leg,
-                        LegFormat {
-                            in_rate: TELEPHONE_RATE,
-                            out_rate: TELEPHONE_RATE,
-                            delivery: Delivery::Paced,
-                            plays_urls: false,
-                            plays_hold_music: false,
-                        },
-                    );
+                    link.attach(leg, FORMAT);
                     act.call_label = Some(handle.id);
                     act.link = Some(link);
                 }
@@ -410,11 +581,28 @@ impl SipSession {
 
     fn on_dialog(&mut self, state: DialogState, ctx: &mut Context<Self>) {
         match state {
+            DialogState::Early(_, response) if self.outgoing.is_some() => {
+                if let Some(link) = &self.link {
+                    link.call().do_send(CallerEvent::Ringing);
+                }
+                if !response.body.is_empty()
+                    && !self.answered
+                    && self.take_remote_sdp(&response.body)
+                {
+                    // Early media: what the far end plays before it answers is heard.
+                    self.early = true;
+                }
+            }
+            // Before the answer, how an outgoing call ended is read from the INVITE's final
+            // response (`invite_done`).
+            DialogState::Terminated(_, _) if self.outgoing.is_some() && !self.answered => {}
             DialogState::Terminated(_, reason) => {
                 self.ended = true;
                 let (cause, local, detail) = match reason {
                     TerminatedReason::UacCancel => (EndCause::Canceled, false, "CANCEL".into()),
-                    TerminatedReason::UacBye => (EndCause::Normal, false, String::new()),
+                    TerminatedReason::UacBye | TerminatedReason::UasBye => {
+                        (EndCause::Normal, false, String::new())
+                    }
                     TerminatedReason::Timeout => (
                         EndCause::Failed,
                         true,
@@ -503,13 +691,16 @@ impl SipSession {
         if self.ended {
             return;
         }
-        self.ended = true;
         if self.answered {
+            self.ended = true;
             let dialog = self.dialog.clone();
             actix::spawn(async move {
                 let _ = dialog.bye().await;
             });
+        } else if self.outgoing.is_some() {
+            self.cancel_invite();
         } else {
+            self.ended = true;
             let code = match reason {
                 HangupReason::Busy => StatusCode::BusyHere,
                 HangupReason::Noanswer | HangupReason::Timeout => {
@@ -546,11 +737,14 @@ impl Actor for SipSession {
                 DialogEvent,
             ));
         }
-        let _ = self.dialog.ringing(None, None);
         self.started = Instant::now();
         ctx.run_interval(Duration::from_millis(FRAME_MS as u64 / 2), |act, _| {
             act.tick()
         });
+        if self.outgoing.is_some() {
+            return self.start_dialing(ctx);
+        }
+        let _ = self.dialog.ringing(None, None);
         self.admit(ctx);
     }
 
@@ -590,7 +784,7 @@ impl Handler<LegCommand> for SipSession {
     fn handle(&mut self, cmd: LegCommand, ctx: &mut Context<Self>) {
         match cmd {
             LegCommand::Answered => {
-                if !self.answered && !self.ended {
+                if self.outgoing.is_none() && !self.answered && !self.ended {
                     self.answered = true;
                     let _ = self
                         .dialog
@@ -598,7 +792,7 @@ impl Handler<LegCommand> for SipSession {
                 }
             }
             LegCommand::Audio(audio) | LegCommand::Play { audio, .. } => {
-                if !self.answered && !self.early && !self.ended {
+                if self.outgoing.is_none() && !self.answered && !self.early && !self.ended {
                     // Audio before the answer: early media, with the SDP in a 183.
                     self.early = true;
                     let _ = self
