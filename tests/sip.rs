@@ -2,7 +2,7 @@
 
 mod support;
 
-use support::sip::{free_udp_port, loud, sipp, sipp_with_files, ulaw_wav, Ear, Sipp};
+use support::sip::{free_udp_port, loud, sipp, sipp_args, sipp_with_files, ulaw_wav, Ear, Sipp};
 use support::*;
 
 /// `[sip]` on an ephemeral loopback port, with a small RTP range of its own.
@@ -275,4 +275,33 @@ async fn a_trunk_that_challenges_gets_the_digest_and_answers() {
     assert!(run.success, "SIPp failed:\n{}", run.output);
     assert!(ended["tm_progressing"].is_string(), "answered: {ended}");
     assert_eq!(ended["hangup_reason"], "normal", "{ended}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_outside_the_allowed_networks_must_answer_the_digest_challenge() {
+    let app = spawn_app(&format!(
+        "{}allow_from = [\"10.0.0.0/8\"]\nusers = [{{ username = \"caller\", password = \"s3cret\" }}]\n{KEY_FLOW}",
+        sip_toml()
+    ));
+    let sip = app.handle.sip_addr.expect("SIP listens");
+    let run = sipp_args(
+        sip,
+        "auth_call.xml",
+        "hold",
+        "sip-auth-1",
+        &["-au", "caller", "-ap", "s3cret"],
+    )
+    .await;
+    assert!(run.success, "the right digest is admitted:\n{}", run.output);
+    let call = app.wait_hangup("sip-auth-1").await;
+    assert_eq!(call["hangup_reason"], "normal", "{call}");
+    let run = sipp_args(
+        sip,
+        "auth_refused.xml",
+        "hold",
+        "sip-auth-2",
+        &["-au", "caller", "-ap", "wrong"],
+    )
+    .await;
+    assert!(run.success, "a wrong digest gets 403:\n{}", run.output);
 }

@@ -25,6 +25,9 @@ pub struct SipConfig {
     /// Networks callers may call in from (CIDR). On a non-loopback listener the switch refuses
     /// to start with no network unless `allow_unauthenticated` is set.
     pub allow_from: Vec<String>,
+    /// Digest credentials callers may present (RFC 3261 §22): a caller from outside
+    /// `allow_from` is challenged (401) and must answer with one of them, else 403.
+    pub users: Vec<SipUser>,
     /// Admit callers from anywhere on a non-loopback listener, on purpose.
     pub allow_unauthenticated: bool,
     /// New INVITEs a second kept from one source address (a burst of twice this is allowed);
@@ -44,12 +47,21 @@ impl Default for SipConfig {
             public_address: None,
             rtp_ports: "20000-20999".into(),
             allow_from: Vec::new(),
+            users: Vec::new(),
             allow_unauthenticated: false,
             invites_per_second: 20,
             ring_timeout_ms: 60_000,
             trunks: BTreeMap::new(),
         }
     }
+}
+
+/// A caller's digest credentials.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipUser {
+    pub username: String,
+    pub password: String,
 }
 
 /// One SIP trunk (a carrier or PBX) outgoing calls go through.
@@ -149,11 +161,17 @@ impl SipConfig {
         if let Some(listen) = self.listen {
             if !listen.ip().is_loopback()
                 && self.allow_from.is_empty()
+                && self.users.is_empty()
                 && !self.allow_unauthenticated
             {
                 return Err(format!(
-                    "SIP on {listen} has no access rule: set sip.allow_from, or sip.allow_unauthenticated = true"
+                    "SIP on {listen} has no access rule: set sip.allow_from or sip.users, or sip.allow_unauthenticated = true"
                 ));
+            }
+        }
+        for (i, u) in self.users.iter().enumerate() {
+            if u.username.is_empty() || u.password.is_empty() {
+                return Err(format!("sip.users[{i}]: username and password must be set"));
             }
         }
         for (name, trunk) in &self.trunks {

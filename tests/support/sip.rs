@@ -61,6 +61,27 @@ pub async fn sipp_with_files(
     Sipp::start(scenario_name, args, keys, files).finish().await
 }
 
+/// `sipp` with further SIPp arguments (`-au NAME -ap PASSWORD`).
+pub async fn sipp_args(
+    sip: SocketAddr,
+    scenario_name: &str,
+    service: &str,
+    call_id: &str,
+    extra: &[&str],
+) -> SippRun {
+    let mut args = vec![
+        sip.to_string(),
+        "-s".into(),
+        service.into(),
+        "-cid_str".into(),
+        call_id.into(),
+        "-p".into(),
+        free_udp_port().to_string(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    Sipp::start(scenario_name, args, &[], &[]).finish().await
+}
+
 /// A SIPp process running one scenario.
 pub struct Sipp {
     child: tokio::process::Child,

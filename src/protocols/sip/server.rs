@@ -127,6 +127,8 @@ pub async fn start(
     });
     let policy = Policy {
         networks,
+        users: config.users.clone(),
+        nonces: Mutex::new(std::collections::VecDeque::new()),
         per_second: config.invites_per_second as f64,
         sources: Mutex::new(HashMap::new()),
     };
@@ -147,18 +149,89 @@ pub async fn start(
     }))
 }
 
+/// The realm of the switch's digest challenges.
+const REALM: &str = "switchboard";
+/// Challenges outstanding at once; the oldest nonce is forgotten past this.
+const MAX_NONCES: usize = 1024;
+
+/// What the access rule says of an INVITE.
+enum Verdict {
+    Admit,
+    /// Not from an allowed network and no credentials yet: challenge with this nonce.
+    Challenge(String),
+    /// Credentials sent and wrong (or a network rule only, and not from it).
+    Refuse(&'static str),
+}
+
 /// Who may call in, and how fast.
 struct Policy {
     networks: Vec<Cidr>,
+    users: Vec<crate::config::sip::SipUser>,
+    /// Nonces of the challenges sent, oldest first.
+    nonces: Mutex<std::collections::VecDeque<String>>,
     per_second: f64,
     /// Tokens left and when they were counted, by source address.
     sources: Mutex<HashMap<IpAddr, (f64, Instant)>>,
 }
 
 impl Policy {
-    fn allows(&self, source: Option<IpAddr>) -> bool {
-        self.networks.is_empty()
-            || source.is_some_and(|ip| self.networks.iter().any(|n| n.contains(ip)))
+    /// The access rule, as every ingress has it: an allowed network admits; otherwise, with
+    /// users configured, a digest answer to one of our challenges must be right; with neither,
+    /// everyone is admitted (loopback, or open on purpose).
+    fn verdict(&self, req: &rsipstack::sip::Request, source: Option<IpAddr>) -> Verdict {
+        if self.networks.is_empty() && self.users.is_empty() {
+            return Verdict::Admit;
+        }
+        if source.is_some_and(|ip| self.networks.iter().any(|n| n.contains(ip))) {
+            return Verdict::Admit;
+        }
+        if self.users.is_empty() {
+            return Verdict::Refuse("address");
+        }
+        let header = req.headers.iter().find_map(|h| match h {
+            Header::Authorization(a) => Some(a),
+            _ => None,
+        });
+        let Some(header) = header else {
+            return Verdict::Challenge(self.nonce());
+        };
+        let Ok(auth) = rsipstack::sip::typed::Authorization::parse(header.value()) else {
+            return Verdict::Refuse("bad_credentials");
+        };
+        let known_nonce = self
+            .nonces
+            .lock()
+            .map(|n| n.iter().any(|x| *x == auth.nonce))
+            .unwrap_or(false);
+        if !known_nonce || auth.realm != REALM {
+            // A stale or foreign nonce: challenge again.
+            return Verdict::Challenge(self.nonce());
+        }
+        let right = self.users.iter().any(|u| {
+            crate::protocols::upgrade::secret_eq(&u.username, &auth.username)
+                && rsipstack::dialog::authenticate::verify_digest(
+                    &auth,
+                    &u.password,
+                    &req.method,
+                    header.value(),
+                )
+        });
+        if right {
+            Verdict::Admit
+        } else {
+            Verdict::Refuse("bad_credentials")
+        }
+    }
+
+    fn nonce(&self) -> String {
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+        if let Ok(mut nonces) = self.nonces.lock() {
+            if nonces.len() >= MAX_NONCES {
+                nonces.pop_front();
+            }
+            nonces.push_back(nonce.clone());
+        }
+        nonce
     }
 
     /// Whether one more INVITE from `source` is kept (a token bucket per source).
@@ -257,10 +330,26 @@ async fn serve(
                 reply(tx, StatusCode::CallTransactionDoesNotExist, vec![]);
             }
             Method::Invite => {
-                if !policy.allows(source) {
-                    refusals.note("address", source, "not in sip.allow_from");
-                    reply(tx, StatusCode::Forbidden, vec![]);
-                    continue;
+                match policy.verdict(&tx.original, source) {
+                    Verdict::Admit => {}
+                    Verdict::Challenge(nonce) => {
+                        reply(
+                            tx,
+                            StatusCode::Unauthorized,
+                            vec![Header::WwwAuthenticate(
+                                format!(
+                                    "Digest realm=\"{REALM}\", nonce=\"{nonce}\", algorithm=MD5"
+                                )
+                                .into(),
+                            )],
+                        );
+                        continue;
+                    }
+                    Verdict::Refuse(cause) => {
+                        refusals.note(cause, source, "not in sip.allow_from, no right credentials");
+                        reply(tx, StatusCode::Forbidden, vec![]);
+                        continue;
+                    }
                 }
                 if !policy.admits_rate(source) {
                     refusals.note("rate", source, "too many INVITEs from this address");
