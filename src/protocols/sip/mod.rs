@@ -2,6 +2,7 @@
 //! clock (`rtp`), the jitter buffer on the way in (`jitter`), and DTMF as RFC 4733 events and
 //! SIP INFO (`dtmf`).
 
+pub mod dial;
 pub mod dtmf;
 pub mod jitter;
 pub mod ports;
