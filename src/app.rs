@@ -53,6 +53,8 @@ pub enum AppError {
 pub struct AppHandle {
     pub http_addr: SocketAddr,
     pub grpc_addr: SocketAddr,
+    /// Where SIP listens, when `[sip] listen` is set.
+    pub sip_addr: Option<SocketAddr>,
     pub registry: Addr<Registry>,
     /// The call store (records, events, recordings, transcripts).
     pub store: Store,
@@ -103,11 +105,14 @@ struct Running {
     drain_seconds: u64,
     /// gRPC health: NOT_SERVING from the start of a drain.
     health: Health,
+    /// The SIP listener, when configured.
+    sip: Option<crate::protocols::sip::SipHandle>,
 }
 
 struct Ready {
     http_addr: SocketAddr,
     grpc_addr: SocketAddr,
+    sip_addr: Option<SocketAddr>,
     registry: Addr<Registry>,
     store: Store,
 }
@@ -140,6 +145,7 @@ pub fn spawn(config: Config) -> Result<AppHandle, AppError> {
     Ok(AppHandle {
         http_addr: ready.http_addr,
         grpc_addr: ready.grpc_addr,
+        sip_addr: ready.sip_addr,
         registry: ready.registry,
         store: ready.store,
         stop: Some(stop_tx),
@@ -180,6 +186,11 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
     let registry = Registry::new(services, arbiters.iter().map(|a| a.handle()).collect()).start();
 
     // HTTP: REST now, WebSockets later, on one listener.
+    let sip = crate::protocols::sip::start(&config.sip, registry.clone())
+        .await
+        .map_err(AppError::Start)?;
+    let sip_addr = sip.as_ref().map(|s| s.addr);
+
     let http_listener = bind(config.http.listen)?;
     let http_addr = http_listener
         .local_addr()
@@ -190,6 +201,7 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
         config: config.clone(),
         access: Arc::new(access.api),
         asr,
+        sip: sip.as_ref().map(|s| s.dialer()),
     };
     let ws_state = LiveCallWsState {
         registry: registry.clone(),
@@ -327,10 +339,12 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
             store_runtime,
             drain_seconds: config.server.drain_seconds,
             health,
+            sip,
         },
         Ready {
             http_addr,
             grpc_addr,
+            sip_addr,
             registry,
             store,
         },
@@ -419,6 +433,9 @@ impl Running {
             .await;
         self.wait_for_calls(tokio::time::Instant::now() + SHUTDOWN_GRACE)
             .await;
+        if let Some(sip) = &self.sip {
+            sip.stop();
+        }
         let _ = self.grpc_stop.send(());
         self.http.stop(true).await;
         let _ = tokio::task::spawn_blocking(move || self.grpc_thread.join()).await;

@@ -18,9 +18,11 @@ use crate::media::STANDARD_RATES;
 
 pub mod asr;
 pub mod cidr;
+pub mod sip;
 
 pub use asr::{AsrConfig, AsrEngineKind};
 pub use cidr::Cidr;
+pub use sip::{SipConfig, TrunkConfig};
 
 /// The configuration the binary falls back to when no file is given or found.
 pub const BUILTIN: &str = include_str!("../config.toml");
@@ -77,6 +79,9 @@ pub struct Config {
     pub store: StoreConfig,
     #[serde(default)]
     pub recordings: RecordingsConfig,
+    /// SIP callers and trunks (`[sip]`); off unless `sip.listen` is set.
+    #[serde(default)]
+    pub sip: SipConfig,
 }
 
 /// Process-wide limits.
@@ -696,6 +701,7 @@ pub const INGRESSES: &[&str] = &[
     "ringover",
     "twilio",
     "api",
+    "sip",
 ];
 
 impl Config {
@@ -876,6 +882,7 @@ impl Config {
             return invalid("server.max_calls must be at least 1".into());
         }
         self.asr.validate().map_err(ConfigError::Invalid)?;
+        self.sip.validate().map_err(ConfigError::Invalid)?;
         // Certificates are read here too, so `check-config` and start-up name a bad file.
         for tls in [self.http.tls(), self.grpc.tls()] {
             if let Err(e) = tls.load() {

@@ -40,8 +40,12 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Place a test call as a SmartIVR phone gateway and print what comes back.
+    /// Place a test call as a SmartIVR phone gateway (or, with --sip, as a SIP phone) and print
+    /// what comes back.
     Dial {
+        /// Call this SIP URI instead (`sip:bot@127.0.0.1:5060`), over UDP with PCMU.
+        #[arg(long)]
+        sip: Option<String>,
         /// The switch's gRPC address.
         #[arg(long, default_value = "http://127.0.0.1:50051")]
         grpc: String,
@@ -154,7 +158,8 @@ enum LogFormat {
 fn init_tracing(format: LogFormat) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // The SIP stack logs every message it sends and receives at info: warnings only.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rsipstack=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match format {
         LogFormat::Json => builder
@@ -215,6 +220,22 @@ fn main() -> ExitCode {
             }
         }
         Command::Dial {
+            sip: Some(uri),
+            wav,
+            keys,
+            max_seconds,
+            save_dir,
+            ..
+        } => run_async(switchboard::protocols::sip::dial::dial(
+            switchboard::protocols::sip::dial::SipDialOptions {
+                uri,
+                wav,
+                keys,
+                max_seconds,
+                save_dir,
+            },
+        )),
+        Command::Dial {
             grpc,
             wav,
             keys,
@@ -222,6 +243,7 @@ fn main() -> ExitCode {
             max_seconds,
             save_dir,
             token,
+            sip: None,
         } => {
             let opts = switchboard::dial::DialOptions {
                 grpc,

@@ -113,13 +113,17 @@ pub fn check_recording_limits(options: &RecordingOptions) -> Result<(), LimitErr
     limits::check_keys("end_of_key", &options.end_of_key)
 }
 
-/// Places an outgoing call. No gateway can place one yet: the call is recorded as a failed dial-out and the answer is 502.
+/// Places an outgoing call. With `[sip]` on, a `tel` destination goes through a SIP trunk (the
+/// one `gateway` names, else the first) and a `sip:` URI is dialled directly: the answer is
+/// 200 with the call, `dialing`, which then rings, answers or hangs up. Otherwise nothing can
+/// place it: the call is recorded as a failed dial-out and the answer is 502.
 #[utoipa::path(
     post,
     path = "/api/v1/calls/initiate",
     tag = "calls",
     request_body(content = InitiateBody, content_type = "application/json"),
     responses(
+        (status = 200, description = "The call is being placed (SIP)", body = CallsCallView),
         (status = 502, description = "The call was not placed; the recorded call", body = super::openapi::InitiateFailure),
         (status = 400, description = "Bad input", body = super::views::ErrorView),
         (status = 401, description = "Missing or wrong API key", body = super::views::ErrorView),
@@ -155,6 +159,11 @@ async fn initiate(
         (Some(mine), _) => mine.clone(),
         (None, asked) => asked.unwrap_or_default(),
     };
+    // A SIP trunk (or a `sip:` destination) can place the call.
+    let sip_target = state.sip.as_ref().and_then(|d| {
+        d.target(&body.destination, body.gateway.as_deref())
+            .map(|t| (d.clone(), t))
+    });
     let mut call = NewCall::incoming("api", body.reference.unwrap_or_default());
     call.direction = Direction::Outgoing;
     call.destination = body.destination;
@@ -171,7 +180,34 @@ async fn initiate(
             AdmitError::NoRoute { .. } => ApiError::Unprocessable(e.to_string()),
             AdmitError::Chain(_) => ApiError::Conflict(e.to_string()),
         })?;
-    // Nothing can dial out yet: the call ends at once as a failed dial-out, and says so.
+    if let Some((dialer, target)) = sip_target {
+        let source = call_source(&state, handle.id).await?;
+        match dialer.dial(target, &handle, &source) {
+            Ok(()) => {
+                let record = call_record(&state, handle.id).await?;
+                return Ok(HttpResponse::Ok().json(CallsCallView::from(&record)));
+            }
+            Err(detail) => {
+                let _ = state
+                    .registry
+                    .send(HangupCall {
+                        id: handle.id,
+                        cause: EndCause::Dialout,
+                        detail: detail.clone(),
+                    })
+                    .await;
+                let record = settle(&state, handle.id).await?;
+                let message = format!("call {} was not placed: {detail}", handle.id);
+                return Ok(HttpResponse::build(StatusCode::SERVICE_UNAVAILABLE).json(
+                    serde_json::json!({
+                        "error": ErrorBody { code: 503, message },
+                        "call": CallsCallView::from(&record),
+                    }),
+                ));
+            }
+        }
+    }
+    // Nothing can dial out: the call ends at once as a failed dial-out, and says so.
     let _ = state
         .registry
         .send(HangupCall {
@@ -188,6 +224,21 @@ async fn initiate(
             "call": CallsCallView::from(&record),
         })),
     )
+}
+
+/// The record of a live call.
+async fn call_record(state: &ApiState, id: Uuid) -> Result<CallRecord, ApiError> {
+    state
+        .registry
+        .send(GetCall { id })
+        .await
+        .map_err(|_| ApiError::Unavailable)?
+        .ok_or_else(|| ApiError::NotFound(format!("call {id} not found")))
+}
+
+/// Who a new call is from, as recorded.
+async fn call_source(state: &ApiState, id: Uuid) -> Result<Address, ApiError> {
+    Ok(call_record(state, id).await?.source)
 }
 
 /// Waits (briefly) until the call has hung up, and answers its record.

@@ -55,6 +55,8 @@ pub struct ApiState {
     pub access: Arc<AccessRule>,
     /// Speech recognition, for `transcribe`.
     pub asr: crate::speech::asr::Asr,
+    /// Places outgoing calls over SIP, when `[sip]` is on.
+    pub sip: Option<crate::protocols::sip::Dialer>,
 }
 
 /// Errors of the REST API, each with its HTTP status.

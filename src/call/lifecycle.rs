@@ -66,7 +66,12 @@ impl CallActor {
                     act.finish(EndCause::Normal, String::new(), ctx)
                 });
             }
-            None => self.finish(EndCause::Normal, String::new(), ctx),
+            None => {
+                if let Some(dialer) = self.dialer.take() {
+                    dialer.do_send(LegCommand::End { reason, detail });
+                }
+                self.finish(EndCause::Normal, String::new(), ctx)
+            }
         }
     }
 
@@ -202,7 +207,9 @@ impl Actor for CallActor {
             });
         }
         ctx.run_later(LEG_ATTACH_TIMEOUT, |act, ctx| {
-            if act.leg.is_none() {
+            // An outgoing call being dialled waits for its dialer (which has its own ring
+            // timeout) instead.
+            if act.leg.is_none() && act.dialer.is_none() {
                 act.end_with(EndCause::Failed, "no caller leg attached".into(), ctx);
             }
         });

@@ -48,6 +48,15 @@ pub struct AttachLeg {
     pub format: LegFormat,
 }
 
+/// An outgoing call's dialer (a SIP client leg placing it): until it attaches as the leg (on
+/// answer) the call does not start its bot, waits for it instead of the leg-attach timeout, and
+/// tells it `LegCommand::End` if the call ends first (the dialer then cancels the INVITE).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AttachDialer {
+    pub dialer: Recipient<LegCommand>,
+}
+
 /// Something the caller's side did.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
@@ -59,6 +68,10 @@ pub enum CallerEvent {
     /// The caller's audio comes at this rate from now on: the leg's `in_rate` changes
     /// (live-call clients declare a rate with each chunk; sent when it differs).
     Rate(u32),
+    /// The far end of an outgoing call is ringing (SIP 180 or 183): `dialing` → `ringing`.
+    Ringing,
+    /// The far end of an outgoing call answered (SIP 200): the call is `progressing`.
+    Answered,
     /// The caller's side is gone. `local` is true when the switch itself ended it (a protocol
     /// error, a write timeout), false when the peer hung up or went away.
     Gone {
@@ -229,6 +242,9 @@ pub enum LegCommand {
     /// then the final text (SmartIVR RECOGNIZE and RESULT_ASR; other protocols have no
     /// message for it).
     Heard { text: String, partial: bool },
+    /// The bot answered: the call is `progressing` (a SIP leg sends its 200 OK now; legs whose
+    /// protocol has no answer ignore it).
+    Answered,
     /// The call is over: say so on the protocol and close.
     End {
         reason: HangupReason,

@@ -108,6 +108,8 @@ pub struct CallActor {
     leg_stalled_since: Option<Instant>,
     /// Audio commands the leg's full mailbox refused.
     dropped_leg_commands: u64,
+    /// The dialer placing this outgoing call, until it attaches as the leg.
+    dialer: Option<Recipient<LegCommand>>,
     /// The timer repeating hold music while the caller is on hold (`hold.rs`).
     hold: Option<SpawnHandle>,
     /// The recording in progress (`recorder.rs`).
@@ -156,6 +158,7 @@ impl CallActor {
             last_media: Instant::now(),
             leg_stalled_since: None,
             dropped_leg_commands: 0,
+            dialer: None,
             hold: None,
             recorder: None,
             recorder_bot_rate: None,
@@ -183,6 +186,9 @@ impl CallActor {
         ) {
             if let Some(event) = self.record.answer(Utc::now()) {
                 self.publish(event);
+                if let Some(leg) = &self.leg {
+                    leg.recipient.do_send(LegCommand::Answered);
+                }
             }
         }
     }
@@ -244,6 +250,7 @@ impl Handler<AttachLeg> for CallActor {
             });
             return;
         }
+        self.dialer = None;
         let format = msg.format;
         let media = &self.services.config.media;
         let gap = Duration::from_millis(media.utterance_gap_ms);
@@ -266,6 +273,21 @@ impl Handler<AttachLeg> for CallActor {
             recipient: msg.leg,
             format,
         });
+    }
+}
+
+impl Handler<AttachDialer> for CallActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: AttachDialer, _: &mut Context<Self>) {
+        if self.is_over() {
+            msg.dialer.do_send(LegCommand::End {
+                reason: HangupReason::Cancel,
+                detail: "call ended before it was dialled".into(),
+            });
+            return;
+        }
+        self.dialer = Some(msg.dialer);
     }
 }
 
@@ -307,6 +329,14 @@ impl Handler<CallerEvent> for CallActor {
                 }
             }
             CallerEvent::Rate(rate) => self.caller_rate(rate),
+            CallerEvent::Ringing => {
+                if self.record.status == state::Status::Dialing {
+                    if let Ok(event) = self.record.move_to(state::Status::Ringing, Utc::now()) {
+                        self.publish(event);
+                    }
+                }
+            }
+            CallerEvent::Answered => self.answer(),
             CallerEvent::Gone {
                 cause,
                 local,

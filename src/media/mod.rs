@@ -3,6 +3,7 @@
 //! Inside the switch, audio is mono signed 16-bit samples at an explicit rate. Wire encodings
 //! (WAV headers, base64, RTP) end in the protocol modules; rates are converted here.
 
+pub mod g711;
 pub mod hold;
 pub mod pcm;
 pub mod resample;

@@ -8,6 +8,7 @@ pub mod leg;
 pub mod live_call_grpc;
 pub mod live_call_ws;
 pub mod ringover;
+pub mod sip;
 pub mod smartivr;
 pub mod twilio;
 pub mod upgrade;

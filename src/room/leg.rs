@@ -63,7 +63,8 @@ impl Handler<LegCommand> for RoomLeg {
             | LegCommand::Hold
             | LegCommand::Transfer { .. }
             | LegCommand::SendDigits { .. }
-            | LegCommand::Heard { .. } => {}
+            | LegCommand::Heard { .. }
+            | LegCommand::Answered => {}
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod app;
 pub mod audio;
 pub mod live_call_ws;
 pub mod ringover;
+pub mod sip;
 pub mod smartivr;
 pub mod twilio;
 

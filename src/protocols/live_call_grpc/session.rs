@@ -217,7 +217,8 @@ impl Handler<LegCommand> for LiveCallGrpcSession {
             LegCommand::Hold
             | LegCommand::SendDigits { .. }
             | LegCommand::PlayUrl { .. }
-            | LegCommand::Heard { .. } => {}
+            | LegCommand::Heard { .. }
+            | LegCommand::Answered => {}
             LegCommand::End { reason, detail } => {
                 let response = if reason == HangupReason::Failed {
                     convert::error(

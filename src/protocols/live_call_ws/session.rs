@@ -366,7 +366,8 @@ impl Handler<LegCommand> for LiveCallWsSession {
             LegCommand::Hold
             | LegCommand::SendDigits { .. }
             | LegCommand::PlayUrl { .. }
-            | LegCommand::Heard { .. } => {}
+            | LegCommand::Heard { .. }
+            | LegCommand::Answered => {}
             LegCommand::End { reason, detail } => {
                 if reason == HangupReason::Failed {
                     ctx.text(convert::error(

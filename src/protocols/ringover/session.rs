@@ -340,7 +340,7 @@ impl Handler<LegCommand> for RingoverSession {
             LegCommand::PlayUrl { url } => self.write(convert::play(&url), false, ctx),
             LegCommand::StopAudio => self.write(convert::stop(), false, ctx),
             // The call plays hold music to this leg itself (`plays_hold_music: false`).
-            LegCommand::Hold | LegCommand::Heard { .. } => {}
+            LegCommand::Hold | LegCommand::Heard { .. } | LegCommand::Answered => {}
             LegCommand::Transfer { destination } => {
                 self.write(convert::transfer(&destination), false, ctx)
             }

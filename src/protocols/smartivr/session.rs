@@ -178,7 +178,7 @@ impl Handler<LegCommand> for SmartIvrSession {
                 self.responses.send(response, false, ctx);
             }
             // The next RESULT_TTS replaces what the gateway plays; there is no stop message.
-            LegCommand::StopAudio => {}
+            LegCommand::StopAudio | LegCommand::Answered => {}
             LegCommand::Hold => self.responses.send(convert::wait(), false, ctx),
             LegCommand::Transfer { destination } => {
                 self.responses

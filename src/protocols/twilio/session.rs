@@ -410,7 +410,7 @@ impl Handler<LegCommand> for TwilioSession {
                 }
             }
             // The call plays hold music to this leg itself (`plays_hold_music: false`).
-            LegCommand::Hold | LegCommand::Heard { .. } => {}
+            LegCommand::Hold | LegCommand::Heard { .. } | LegCommand::Answered => {}
             LegCommand::PlayUrl { url } => {
                 tracing::debug!(reference = %self.reference, %url, "Twilio streams cannot play URLs");
             }

@@ -1,0 +1,832 @@
+//! One SIP call as the caller leg of its call: the dialog's events (ACK, BYE, CANCEL,
+//! re-INVITE, INFO), the call's commands, and the RTP socket both ways. Audio goes out in
+//! 20 ms packets on one clock that never stops (silence when nothing plays, DTMF events in
+//! the audio's place); audio comes in through the jitter buffer, decoded to 8 kHz.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason};
+use rsipstack::dialog::invite_dialog::InviteDialog;
+use rsipstack::sip::{Header, StatusCode};
+use tokio::net::UdpSocket;
+use uuid::Uuid;
+
+use super::dtmf::{self, Slot};
+use super::jitter::{JitterBuffer, DEPTH};
+use super::ports::RtpPort;
+use super::rtp::{self, Clock, Packet};
+use super::sdp::{Agreed, Direction, Local, Session};
+use super::server::Shared;
+use super::INGRESS;
+use crate::call::messages::{AttachDialer, CallerEvent, Delivery, LegCommand, LegFormat};
+use crate::call::state::{EndCause, HangupReason};
+use crate::media::{FRAME_MS, TELEPHONE_RATE};
+use crate::protocols::leg::{admit, CallLink, Caller};
+use crate::protocols::KeyRate;
+use crate::registry::AdmitError;
+use crate::telemetry::Frames;
+
+/// Samples in one 20 ms frame at 8 kHz.
+const FRAME: usize = 160;
+/// Room for call commands and received RTP: RTP past it is dropped (a flood stays bounded).
+const MAILBOX: usize = 256;
+/// Bot audio held toward the caller at most (2 s); the call paces it, so this is slack.
+const MAX_OUT_SAMPLES: usize = 16_000;
+/// Frames sent at once to catch up after the session was held up; further behind, the
+/// clock skips ahead (the time is lost, the timestamps stay true).
+const MAX_CATCH_UP: u64 = 5;
+
+/// What the INVITE offered, and who it is from.
+pub struct Offer {
+    pub session: Session,
+    pub agreed: Agreed,
+    pub from_user: Option<String>,
+    pub from_host: Option<String>,
+    pub to_user: Option<String>,
+    pub call_id: String,
+}
+
+/// A datagram from the RTP socket.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RtpIn {
+    pub data: Vec<u8>,
+    pub from: SocketAddr,
+}
+
+/// The dialog's state changed (from rsipstack's dialog layer).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DialogEvent(pub DialogState);
+
+/// The RTP stream a session takes from its peer: its source and SSRC are those of the first
+/// packet; a packet from anywhere else mid-call is dropped.
+#[derive(Default)]
+struct Latch {
+    source: Option<SocketAddr>,
+    ssrc: Option<u32>,
+}
+
+impl Latch {
+    fn accepts(&mut self, from: SocketAddr, ssrc: u32) -> Result<(), &'static str> {
+        match (self.source, self.ssrc) {
+            (None, _) => {
+                self.source = Some(from);
+                self.ssrc = Some(ssrc);
+                Ok(())
+            }
+            (Some(s), _) if s != from => Err("wrong_source"),
+            (_, Some(x)) if x != ssrc => Err("wrong_ssrc"),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What a session placing an outgoing call has until the far end answers.
+pub(super) struct Outgoing {
+    /// The INVITE's client transaction, to its final answer.
+    pub invite: Option<tokio::task::JoinHandle<rsipstack::dialog::invitation::InviteAsyncResult>>,
+    /// How long the far end may ring before the call ends with `noanswer`.
+    pub ring_timeout: Duration,
+}
+
+/// The leg format of every SIP session: 8 kHz both ways, paced.
+const FORMAT: LegFormat = LegFormat {
+    in_rate: TELEPHONE_RATE,
+    out_rate: TELEPHONE_RATE,
+    delivery: Delivery::Paced,
+    plays_urls: false,
+    plays_hold_music: false,
+};
+
+/// The session actor.
+pub struct SipSession {
+    /// Set when this session places an outgoing call (a client dialog).
+    outgoing: Option<Outgoing>,
+    shared: Arc<Shared>,
+    dialog: InviteDialog,
+    states: Option<DialogStateReceiver>,
+    offer: Offer,
+    link: Option<CallLink>,
+    call_label: Option<Uuid>,
+    socket: Option<Arc<UdpSocket>>,
+    port: Option<RtpPort>,
+    reader: Option<tokio::task::JoinHandle<()>>,
+    /// Where RTP goes: the peer's SDP address.
+    remote: SocketAddr,
+    remote_direction: Direction,
+    local: Local,
+    answered: bool,
+    /// 183 with SDP was sent (audio before the answer).
+    early: bool,
+    ended: bool,
+    clock: Clock,
+    started: Instant,
+    frames_due: u64,
+    out: VecDeque<i16>,
+    dtmf_out: dtmf::Sender,
+    /// The timestamp of the event being sent.
+    event_ts: u32,
+    audio_in: Latch,
+    events_in: Latch,
+    jitter: JitterBuffer<Vec<u8>>,
+    ready: Vec<Vec<u8>>,
+    dtmf_in: dtmf::Receiver,
+    keys: KeyRate,
+    decoded: Vec<i16>,
+    encoded: Vec<u8>,
+    packet: Vec<u8>,
+    /// Causes of dropped packets already logged (each once).
+    logged: Vec<&'static str>,
+    frames: Frames,
+}
+
+impl SipSession {
+    /// Starts the session of a new INVITE.
+    pub(super) fn start_inbound(
+        shared: Arc<Shared>,
+        dialog: InviteDialog,
+        states: DialogStateReceiver,
+        port: RtpPort,
+        offer: Offer,
+    ) {
+        let session = Self::new(shared, dialog, states, port, offer);
+        SipSession::create(|ctx| {
+            ctx.set_mailbox_capacity(MAILBOX);
+            session
+        });
+    }
+
+    /// Starts the session placing an outgoing call for `link`'s call (its INVITE is under
+    /// way); `offer` holds what the switch offered until the answer replaces it.
+    pub(super) fn start_outbound(
+        shared: Arc<Shared>,
+        dialog: InviteDialog,
+        states: DialogStateReceiver,
+        port: RtpPort,
+        offer: Offer,
+        link: CallLink,
+        outgoing: Outgoing,
+    ) {
+        let mut session = Self::new(shared, dialog, states, port, offer);
+        session.call_label = Some(link.id());
+        session.link = Some(link);
+        session.outgoing = Some(outgoing);
+        SipSession::create(|ctx| {
+            ctx.set_mailbox_capacity(MAILBOX);
+            session
+        });
+    }
+
+    fn new(
+        shared: Arc<Shared>,
+        dialog: InviteDialog,
+        states: DialogStateReceiver,
+        port: RtpPort,
+        offer: Offer,
+    ) -> SipSession {
+        let remote = SocketAddr::new(offer.session.address, offer.session.port);
+        let local = Local {
+            address: shared.public_ip,
+            port: port.port,
+            session_id: rand_u32() as u64,
+            version: 1,
+            direction: offer.session.direction.answer(),
+        };
+        SipSession {
+            outgoing: None,
+            shared,
+            dialog,
+            states: Some(states),
+            remote_direction: offer.session.direction,
+            offer,
+            link: None,
+            call_label: None,
+            socket: None,
+            port: Some(port),
+            reader: None,
+            remote,
+            local,
+            answered: false,
+            early: false,
+            ended: false,
+            clock: Clock::new(rand_u32(), rand_u32() as u16, rand_u32()),
+            started: Instant::now(),
+            frames_due: 0,
+            out: VecDeque::new(),
+            dtmf_out: dtmf::Sender::default(),
+            event_ts: 0,
+            audio_in: Latch::default(),
+            events_in: Latch::default(),
+            jitter: JitterBuffer::new(DEPTH),
+            ready: Vec::new(),
+            dtmf_in: dtmf::Receiver::default(),
+            keys: KeyRate::new(),
+            decoded: Vec::with_capacity(FRAME),
+            encoded: Vec::with_capacity(FRAME),
+            packet: Vec::with_capacity(rtp::HEADER + FRAME),
+            logged: Vec::new(),
+            frames: Frames::new(INGRESS),
+        }
+    }
+
+    /// Takes the far end's SDP (an answer, or early media in a 183).
+    fn take_remote_sdp(&mut self, body: &[u8]) -> bool {
+        match Session::parse(body).and_then(|s| s.agree().map(|a| (s, a))) {
+            Ok((s, a)) => {
+                self.remote = SocketAddr::new(s.address, s.port);
+                self.remote_direction = s.direction;
+                self.offer.agreed = a;
+                self.offer.session = s;
+                true
+            }
+            Err(e) => {
+                tracing::warn!(call = self.call_label.map(|c| c.to_string()), error = %e, "unusable SDP from the far end");
+                false
+            }
+        }
+    }
+
+    /// Starts placing the outgoing call.
+    fn start_dialing(&mut self, ctx: &mut Context<Self>) {
+        let Some(outgoing) = self.outgoing.as_mut() else {
+            return;
+        };
+        let ring_timeout = outgoing.ring_timeout;
+        if let Some(link) = &self.link {
+            link.call().do_send(AttachDialer {
+                dialer: ctx.address().recipient(),
+            });
+        }
+        if let Some(invite) = outgoing.invite.take() {
+            ctx.spawn(
+                actix::fut::wrap_future::<_, Self>(invite)
+                    .map(|result, act, ctx| act.invite_done(result, ctx)),
+            );
+        }
+        ctx.run_later(ring_timeout, move |act, ctx| {
+            if !act.answered && !act.ended {
+                act.cancel_invite();
+                act.leave(
+                    EndCause::NoAnswer,
+                    false,
+                    format!("no answer within {} ms", ring_timeout.as_millis()),
+                    ctx,
+                );
+            }
+        });
+    }
+
+    fn cancel_invite(&mut self) {
+        self.ended = true;
+        let dialog = self.dialog.clone();
+        actix::spawn(async move {
+            let _ = dialog.cancel().await;
+        });
+    }
+
+    fn leave(&mut self, cause: EndCause, local: bool, detail: String, ctx: &mut Context<Self>) {
+        if let Some(link) = self.link.as_mut() {
+            link.gone(cause, local, detail);
+        }
+        ctx.stop();
+    }
+
+    /// The INVITE's final answer.
+    fn invite_done(
+        &mut self,
+        result: Result<rsipstack::dialog::invitation::InviteAsyncResult, tokio::task::JoinError>,
+        ctx: &mut Context<Self>,
+    ) {
+        let response = match result {
+            Ok(Ok((_, response))) => response,
+            Ok(Err(e)) => {
+                let cause = if self.ended {
+                    EndCause::Canceled
+                } else {
+                    EndCause::Dialout
+                };
+                return self.leave(cause, false, format!("INVITE failed: {e}"), ctx);
+            }
+            Err(e) => return self.leave(EndCause::Failed, true, e.to_string(), ctx),
+        };
+        let Some(response) = response else {
+            let cause = if self.ended {
+                EndCause::Canceled
+            } else {
+                EndCause::Dialout
+            };
+            return self.leave(cause, false, "no final answer to the INVITE".into(), ctx);
+        };
+        let code = response.status_code.code();
+        if (200..300).contains(&code) {
+            if self.ended {
+                // Answered as it was cancelled: the stack ends that dialog with a BYE.
+                return ctx.stop();
+            }
+            if !self.take_remote_sdp(&response.body) {
+                self.answered = true;
+                self.hang_up(HangupReason::Failed);
+                return self.leave(
+                    EndCause::Failed,
+                    true,
+                    "the far end answered without a usable SDP".into(),
+                    ctx,
+                );
+            }
+            self.answered = true;
+            self.audio_in = Latch::default();
+            self.events_in = Latch::default();
+            self.jitter.reset();
+            if let Some(link) = &self.link {
+                link.attach(ctx.address().recipient(), FORMAT);
+                link.call().do_send(CallerEvent::Answered);
+            }
+            return;
+        }
+        let cause = match code {
+            486 | 600 => EndCause::Busy,
+            408 | 480 => EndCause::NoAnswer,
+            487 => EndCause::Canceled,
+            _ => EndCause::Dialout,
+        };
+        self.ended = true;
+        self.leave(
+            cause,
+            false,
+            format!("{code} {}", response.status_code),
+            ctx,
+        );
+    }
+
+    fn log_once(&mut self, cause: &'static str, detail: &str) {
+        self.frames.dropped(cause);
+        if !self.logged.contains(&cause) {
+            self.logged.push(cause);
+            tracing::info!(call = self.call_label.map(|c| c.to_string()), call_id = %self.offer.call_id, cause, %detail, "SIP media dropped (logged once per cause)");
+        }
+    }
+
+    fn admit(&mut self, ctx: &mut Context<Self>) {
+        let mut call = Caller {
+            from: self.offer.from_user.clone(),
+            to: self.offer.to_user.clone(),
+            outgoing: false,
+            workspace: String::new(),
+            hotline: self.offer.to_user.clone().unwrap_or_default(),
+            metadata: Some(serde_json::json!({
+                "sip_call_id": self.offer.call_id,
+                "sip_from_host": self.offer.from_host,
+            })),
+        }
+        .call_here(INGRESS, self.offer.call_id.clone());
+        if let Some(user) = &self.offer.from_user {
+            call.source = crate::call::state::Address {
+                kind: "sip".into(),
+                target: format!(
+                    "{user}@{}",
+                    self.offer.from_host.clone().unwrap_or_default()
+                ),
+                ..Default::default()
+            };
+        }
+        let leg = ctx.address().recipient();
+        ctx.wait(admit(&self.shared.registry, call).into_actor(self).map(
+            move |reply, act, ctx| match reply {
+                Ok(Ok(handle)) => {
+                    let link = CallLink::new(handle.addr, handle.id);
+                    link.attach(leg, FORMAT);
+                    act.call_label = Some(handle.id);
+                    act.link = Some(link);
+                }
+                Ok(Err(e)) => act.refuse(e, ctx),
+                Err(_) => act.refuse(AdmitError::Draining, ctx),
+            },
+        ));
+    }
+
+    fn refuse(&mut self, e: AdmitError, ctx: &mut Context<Self>) {
+        tracing::warn!(call_id = %self.offer.call_id, error = %e, "SIP call refused");
+        let code = match e {
+            AdmitError::Full(_) => StatusCode::BusyHere,
+            AdmitError::Draining => StatusCode::ServiceUnavailable,
+            AdmitError::NoRoute { .. } | AdmitError::Chain(_) => StatusCode::NotFound,
+        };
+        let _ = self.dialog.reject(Some(code), Some(e.to_string()));
+        self.ended = true;
+        ctx.stop();
+    }
+
+    fn open_media(&mut self, ctx: &mut Context<Self>) -> bool {
+        let Some(port) = &self.port else { return false };
+        let socket = match port.socket.try_clone().and_then(UdpSocket::from_std) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                tracing::warn!(call_id = %self.offer.call_id, error = %e, "cannot open the RTP socket");
+                return false;
+            }
+        };
+        let reader_socket = socket.clone();
+        let addr = ctx.address();
+        self.reader = Some(tokio::spawn(async move {
+            let mut buf = vec![0u8; rtp::MAX_PACKET];
+            loop {
+                let Ok((n, from)) = reader_socket.recv_from(&mut buf).await else {
+                    continue;
+                };
+                match addr.try_send(RtpIn {
+                    data: buf[..n].to_vec(),
+                    from,
+                }) {
+                    Ok(()) => {}
+                    // A full mailbox drops the packet: a flood cannot queue without bound.
+                    Err(SendError::Full(_)) => {}
+                    Err(SendError::Closed(_)) => break,
+                }
+            }
+        }));
+        self.socket = Some(socket);
+        true
+    }
+
+    /// Sends the frames due on the 20 ms clock.
+    fn tick(&mut self) {
+        let due = self.started.elapsed().as_millis() as u64 / FRAME_MS as u64;
+        let mut behind = due.saturating_sub(self.frames_due);
+        if behind > MAX_CATCH_UP {
+            let skipped = behind - MAX_CATCH_UP;
+            self.clock.advance((skipped * FRAME as u64) as u32);
+            self.frames_due += skipped;
+            behind = MAX_CATCH_UP;
+        }
+        for _ in 0..behind {
+            self.frames_due += 1;
+            self.send_frame();
+        }
+    }
+
+    fn send_frame(&mut self) {
+        let flowing = (self.answered || self.early) && !self.ended;
+        let sending = flowing && self.remote_direction.receives() && self.remote.port() != 0;
+        let slot = match self.offer.agreed.dtmf_pt {
+            Some(_) if flowing => self.dtmf_out.next(FRAME as u32),
+            _ => Slot::Audio,
+        };
+        // One frame of audio is taken either way, so what plays stays in time.
+        let n = self.out.len().min(FRAME);
+        let mut frame = [0i16; FRAME];
+        for (i, s) in self.out.drain(..n).enumerate() {
+            frame[i] = s;
+        }
+        let Some(socket) = self.socket.clone() else {
+            self.clock.advance(FRAME as u32);
+            return;
+        };
+        match slot {
+            Slot::Audio => {
+                self.encoded.clear();
+                self.offer.agreed.law.encode(&frame, &mut self.encoded);
+                let encoded = std::mem::take(&mut self.encoded);
+                let p = self
+                    .clock
+                    .audio(self.offer.agreed.pt, FRAME as u32, &encoded);
+                if sending {
+                    p.write(&mut self.packet);
+                    let _ = socket.try_send_to(&self.packet, self.remote);
+                    self.frames.sent.increment(1);
+                }
+                self.encoded = encoded;
+            }
+            Slot::Event { event, start } => {
+                if start {
+                    self.event_ts = self.clock.now();
+                }
+                let bytes = event.bytes();
+                let pt = self.offer.agreed.dtmf_pt.unwrap_or(101);
+                let p = self.clock.event(pt, start, self.event_ts, &bytes);
+                if sending {
+                    p.write(&mut self.packet);
+                    let _ = socket.try_send_to(&self.packet, self.remote);
+                }
+                self.clock.advance(FRAME as u32);
+                self.clock.new_spurt();
+            }
+            Slot::Pause => {
+                self.clock.advance(FRAME as u32);
+                self.clock.new_spurt();
+            }
+        }
+    }
+
+    fn on_rtp(&mut self, data: &[u8], from: SocketAddr) {
+        if from.ip() != self.remote.ip() && !self.remote.ip().is_unspecified() {
+            return self.log_once("wrong_source", &format!("RTP from {from}"));
+        }
+        let packet = match Packet::parse(data) {
+            Ok(p) => p,
+            Err(e) => return self.log_once("bad_rtp", &e.to_string()),
+        };
+        let is_event = Some(packet.pt) == self.offer.agreed.dtmf_pt;
+        if !is_event && packet.pt != self.offer.agreed.pt {
+            return self.log_once("wrong_payload_type", &format!("payload type {}", packet.pt));
+        }
+        let latch = if is_event {
+            &mut self.events_in
+        } else {
+            &mut self.audio_in
+        };
+        if let Err(cause) = latch.accepts(from, packet.ssrc) {
+            return self.log_once(cause, &format!("from {from}, SSRC {:#x}", packet.ssrc));
+        }
+        self.frames.received.increment(1);
+        let Some(call) = self.link.as_ref().map(|l| l.call().clone()) else {
+            return;
+        };
+        if is_event {
+            if let Some(key) = self.dtmf_in.take(packet.timestamp, packet.payload) {
+                if self.keys.allow() {
+                    call.do_send(CallerEvent::Dtmf(key));
+                }
+            }
+            return;
+        }
+        self.ready.clear();
+        let mut ready = std::mem::take(&mut self.ready);
+        self.jitter
+            .push(packet.seq, packet.payload.to_vec(), &mut ready);
+        for payload in ready.drain(..) {
+            self.decoded.clear();
+            self.offer.agreed.law.decode(&payload, &mut self.decoded);
+            if call
+                .try_send(CallerEvent::Audio(self.decoded.clone()))
+                .is_err()
+            {
+                self.frames.dropped("call_busy");
+            }
+        }
+        self.ready = ready;
+    }
+
+    fn sdp_headers() -> Vec<Header> {
+        vec![Header::ContentType("application/sdp".into())]
+    }
+
+    fn answer_sdp(&self) -> Vec<u8> {
+        self.local.answer(&self.offer.agreed).into_bytes()
+    }
+
+    fn on_dialog(&mut self, state: DialogState, ctx: &mut Context<Self>) {
+        match state {
+            DialogState::Early(_, response) if self.outgoing.is_some() => {
+                if let Some(link) = &self.link {
+                    link.call().do_send(CallerEvent::Ringing);
+                }
+                if !response.body.is_empty()
+                    && !self.answered
+                    && self.take_remote_sdp(&response.body)
+                {
+                    // Early media: what the far end plays before it answers is heard.
+                    self.early = true;
+                }
+            }
+            // Before the answer, how an outgoing call ended is read from the INVITE's final
+            // response (`invite_done`).
+            DialogState::Terminated(_, _) if self.outgoing.is_some() && !self.answered => {}
+            DialogState::Terminated(_, reason) => {
+                self.ended = true;
+                let (cause, local, detail) = match reason {
+                    TerminatedReason::UacCancel => (EndCause::Canceled, false, "CANCEL".into()),
+                    TerminatedReason::UacBye | TerminatedReason::UasBye => {
+                        (EndCause::Normal, false, String::new())
+                    }
+                    TerminatedReason::Timeout => (
+                        EndCause::Failed,
+                        true,
+                        "no ACK for the 200 OK (timer H)".into(),
+                    ),
+                    other => (EndCause::Normal, false, format!("{other:?}")),
+                };
+                if let Some(link) = self.link.as_mut() {
+                    link.gone(cause, local, detail);
+                }
+                ctx.stop();
+            }
+            DialogState::Info(_, req, handle) => {
+                let content_type = req
+                    .headers
+                    .iter()
+                    .find_map(|h| match h {
+                        Header::ContentType(c) => Some(c.value().to_string()),
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+                let body = String::from_utf8_lossy(&req.body).into_owned();
+                if let Some(key) = dtmf::info_key(&content_type, &body) {
+                    if self.keys.allow() {
+                        if let Some(link) = &self.link {
+                            link.call().do_send(CallerEvent::Dtmf(key));
+                        }
+                    }
+                }
+                actix::spawn(async move {
+                    let _ = handle.reply(StatusCode::OK).await;
+                });
+            }
+            DialogState::Updated(_, req, handle) => {
+                // A re-INVITE (or UPDATE): hold, resume, or new media.
+                let (status, body) = match Session::parse(&req.body) {
+                    Ok(s) if req.body.is_empty() => (StatusCode::OK, Some(s)),
+                    Ok(s) => match s.agree() {
+                        Ok(a) if a.law == self.offer.agreed.law => (StatusCode::OK, Some(s)),
+                        _ => (StatusCode::NotAcceptableHere, None),
+                    },
+                    // No SDP: answer with ours as it is.
+                    Err(_) if req.body.is_empty() => (StatusCode::OK, None),
+                    Err(_) => (StatusCode::NotAcceptableHere, None),
+                };
+                if let Some(s) = body {
+                    let moved = SocketAddr::new(s.address, s.port);
+                    if moved != self.remote && !s.address.is_unspecified() {
+                        self.remote = moved;
+                        self.audio_in = Latch::default();
+                        self.events_in = Latch::default();
+                        self.jitter.reset();
+                    }
+                    if s.direction != self.remote_direction {
+                        tracing::info!(call = self.call_label.map(|c| c.to_string()), direction = ?s.direction, "SIP caller changed direction (hold or resume)");
+                    }
+                    self.remote_direction = s.direction;
+                    self.local.direction = s.direction.answer();
+                    self.local.version += 1;
+                }
+                let answer = (status == StatusCode::OK).then(|| self.answer_sdp());
+                let headers = answer.as_ref().map(|_| Self::sdp_headers());
+                actix::spawn(async move {
+                    let _ = handle.respond(status, headers, answer).await;
+                });
+            }
+            DialogState::Options(_, _, handle) => {
+                actix::spawn(async move {
+                    let _ = handle.reply(StatusCode::OK).await;
+                });
+            }
+            DialogState::Notify(_, _, handle)
+            | DialogState::Refer(_, _, handle)
+            | DialogState::Message(_, _, handle)
+            | DialogState::Publish(_, _, handle) => {
+                actix::spawn(async move {
+                    let _ = handle.reply(StatusCode::NotImplemented).await;
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// Ends the SIP side for a call that is over.
+    fn hang_up(&mut self, reason: HangupReason) {
+        if self.ended {
+            return;
+        }
+        if self.answered {
+            self.ended = true;
+            let dialog = self.dialog.clone();
+            actix::spawn(async move {
+                let _ = dialog.bye().await;
+            });
+        } else if self.outgoing.is_some() {
+            self.cancel_invite();
+        } else {
+            self.ended = true;
+            let code = match reason {
+                HangupReason::Busy => StatusCode::BusyHere,
+                HangupReason::Noanswer | HangupReason::Timeout => {
+                    StatusCode::TemporarilyUnavailable
+                }
+                HangupReason::Failed => StatusCode::ServerInternalError,
+                _ => StatusCode::Decline,
+            };
+            let _ = self.dialog.reject(Some(code), None);
+        }
+    }
+}
+
+fn rand_u32() -> u32 {
+    let b = *Uuid::new_v4().as_bytes();
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+impl Actor for SipSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if !self.open_media(ctx) {
+            let _ = self
+                .dialog
+                .reject(Some(StatusCode::ServiceUnavailable), None);
+            self.ended = true;
+            ctx.stop();
+            return;
+        }
+        if let Some(states) = self.states.take() {
+            ctx.add_stream(tokio_stream::StreamExt::map(
+                tokio_stream::wrappers::UnboundedReceiverStream::new(states),
+                DialogEvent,
+            ));
+        }
+        self.started = Instant::now();
+        ctx.run_interval(Duration::from_millis(FRAME_MS as u64 / 2), |act, _| {
+            act.tick()
+        });
+        if self.outgoing.is_some() {
+            return self.start_dialing(ctx);
+        }
+        let _ = self.dialog.ringing(None, None);
+        self.admit(ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        if let Some(reader) = self.reader.take() {
+            reader.abort();
+        }
+        self.hang_up(HangupReason::Normal);
+        if let Some(link) = self.link.as_mut() {
+            link.gone(EndCause::Normal, true, String::new());
+        }
+        self.shared.dialogs.remove_dialog(&self.dialog.id());
+        self.socket = None;
+        self.port = None;
+    }
+}
+
+impl StreamHandler<DialogEvent> for SipSession {
+    fn handle(&mut self, event: DialogEvent, ctx: &mut Context<Self>) {
+        self.on_dialog(event.0, ctx);
+    }
+
+    fn finished(&mut self, _: &mut Context<Self>) {}
+}
+
+impl Handler<RtpIn> for SipSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: RtpIn, _: &mut Context<Self>) {
+        self.on_rtp(&msg.data, msg.from);
+    }
+}
+
+impl Handler<LegCommand> for SipSession {
+    type Result = ();
+
+    fn handle(&mut self, cmd: LegCommand, ctx: &mut Context<Self>) {
+        match cmd {
+            LegCommand::Answered => {
+                if self.outgoing.is_none() && !self.answered && !self.ended {
+                    self.answered = true;
+                    let _ = self
+                        .dialog
+                        .accept(Some(Self::sdp_headers()), Some(self.answer_sdp()));
+                }
+            }
+            LegCommand::Audio(audio) | LegCommand::Play { audio, .. } => {
+                if self.outgoing.is_none() && !self.answered && !self.early && !self.ended {
+                    // Audio before the answer: early media, with the SDP in a 183.
+                    self.early = true;
+                    let _ = self
+                        .dialog
+                        .ringing(Some(Self::sdp_headers()), Some(self.answer_sdp()));
+                }
+                if self.out.len() + audio.len() > MAX_OUT_SAMPLES {
+                    self.frames.dropped("slow_peer");
+                    return;
+                }
+                self.out.extend(audio.iter().copied());
+            }
+            LegCommand::StopAudio => self.out.clear(),
+            LegCommand::SendDigits { digits } => {
+                if self.offer.agreed.dtmf_pt.is_none() {
+                    tracing::debug!(
+                        call = self.call_label.map(|c| c.to_string()),
+                        "the SIP caller takes no telephone-event; digits ignored"
+                    );
+                } else {
+                    self.dtmf_out.queue(&digits);
+                }
+            }
+            LegCommand::Hold
+            | LegCommand::PlayUrl { .. }
+            | LegCommand::Heard { .. }
+            | LegCommand::Transfer { .. } => {}
+            LegCommand::End { reason, .. } => {
+                self.hang_up(reason);
+                if let Some(link) = self.link.as_mut() {
+                    link.gone(EndCause::Normal, true, String::new());
+                }
+                ctx.stop();
+            }
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! SIP callers against the real switch: SIPp places calls to a flow bot over UDP on loopback.
+
+mod support;
+
+use support::sip::{free_udp_port, loud, sipp, sipp_args, sipp_with_files, ulaw_wav, Ear, Sipp};
+use support::*;
+
+/// `[sip]` on an ephemeral loopback port, with a small RTP range of its own.
+fn sip_toml() -> String {
+    let base = 30000 + (std::process::id() % 2000) as u16 * 10;
+    let _ = free_udp_port();
+    format!(
+        "[sip]\nlisten = \"127.0.0.1:0\"\nrtp_ports = \"{base}-{}\"\n",
+        base + 9
+    )
+}
+
+/// A bot that greets, waits for one key, and hangs up `normal` on 5 (`busy` otherwise, so
+/// the record tells whether the key arrived).
+const KEY_FLOW: &str = r#"
+[bots.keys]
+kind = "flow"
+actions = [
+  { type = "answer" },
+  { type = "talk", id = "greeting", text = "Hello, and welcome." },
+  { type = "digits_receive", duration = 20000, length = 1 },
+  { type = "branch", variable = "digits", default_target_id = "other", target_ids = { "5" = "five" } },
+  { type = "hangup", id = "five", reason = "normal" },
+  { type = "hangup", id = "other", reason = "busy" },
+]
+[bots.slow]
+kind = "flow"
+actions = [
+  { type = "sleep", duration = 30000 },
+  { type = "answer" },
+  { type = "hangup" },
+]
+[bots.hold]
+kind = "flow"
+actions = [
+  { type = "answer" },
+  { type = "talk", text = "Hello." },
+  { type = "sleep", duration = 30000 },
+  { type = "hangup" },
+]
+[[routes]]
+bot = "slow"
+match = { ingress = "sip", hotline = "slow" }
+[[routes]]
+bot = "hold"
+match = { ingress = "sip", hotline = "hold" }
+[[routes]]
+bot = "keys"
+match = { ingress = "sip" }
+"#;
+
+fn spawn_sip_app() -> TestApp {
+    spawn_app(&format!("{}{KEY_FLOW}", sip_toml()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sip_caller_hears_the_greeting_and_its_key_reaches_the_flow() {
+    let app = spawn_sip_app();
+    let sip = app.handle.sip_addr.expect("SIP listens");
+    let ear = Ear::new().await;
+    let keys = vec![("hear_port", ear.port.to_string())];
+    let files = vec![("caller.wav", ulaw_wav(&tone_8k(440.0, 3000, 8000.0)))];
+    let run = tokio::spawn(async move {
+        sipp_with_files(sip, "call_dtmf.xml", "bot", "sip-keys-1", &keys, &files).await
+    });
+    // The greeting: a second of audio, some of it speech-loud.
+    let heard = ear
+        .listen(|h| h.samples.len() >= 8000 && loud(&h.samples, 500.0))
+        .await;
+    if !loud(&heard.samples, 500.0) {
+        let run = run.await.expect("sipp task");
+        panic!(
+            "no greeting heard ({} packets):\n{}",
+            heard.packets, run.output
+        );
+    }
+    assert_eq!(heard.seq_breaks, 0, "sequence numbers run on");
+    assert_eq!(heard.ts_breaks, 0, "timestamps run on");
+    let run = run.await.expect("sipp task");
+    assert!(run.success, "SIPp failed:\n{}", run.output);
+    let call = app.wait_hangup("sip-keys-1").await;
+    assert_eq!(
+        call["hangup_reason"], "normal",
+        "the key 5 reached the flow: {call}"
+    );
+    assert_eq!(call["hangup_by"], "local", "{call}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sip_caller_holds_resumes_and_hangs_up_with_bye() {
+    let app = spawn_sip_app();
+    let sip = app.handle.sip_addr.expect("SIP listens");
+    let run = sipp(sip, "hold_bye.xml", "hold", "sip-hold-1", &[]).await;
+    let call = app.wait_hangup("sip-hold-1").await;
+    assert!(run.success, "SIPp failed ({call}):\n{}", run.output);
+    assert_eq!(call["hangup_reason"], "normal", "{call}");
+    assert_eq!(call["hangup_by"], "remote", "{call}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sip_caller_that_cancels_before_answer_ends_the_call_as_cancel() {
+    let app = spawn_sip_app();
+    let sip = app.handle.sip_addr.expect("SIP listens");
+    let run = sipp(sip, "cancel.xml", "slow", "sip-cancel-1", &[]).await;
+    assert!(run.success, "SIPp failed:\n{}", run.output);
+    let call = app.wait_hangup("sip-cancel-1").await;
+    assert_eq!(call["hangup_reason"], "cancel", "{call}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn options_is_answered_and_bad_input_changes_nothing() {
+    let app = spawn_sip_app();
+    let sip = app.handle.sip_addr.expect("SIP listens");
+    let junk = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    for datagram in [
+        &b"\x00\x01\x02garbage"[..],
+        b"INVITE sip:x SIP/2.0\r\n\r\n",
+        b"INVITE sip:bot@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKx\r\nContent-Length: 99999\r\n\r\nv=0",
+        b"OPTIONS sip:bot@127.0.0.1 SIP/2.0\r\nContent-Length: -4\r\n\r\n",
+        &[0xffu8; 1400][..],
+    ] {
+        junk.send_to(datagram, sip).expect("send");
+    }
+    let run = sipp(sip, "options.xml", "bot", "sip-options-1", &[]).await;
+    assert!(run.success, "SIPp failed:\n{}", run.output);
+    let run = sipp(sip, "no_common_codec.xml", "bot", "sip-opus-1", &[]).await;
+    assert!(run.success, "an Opus-only offer gets 488:\n{}", run.output);
+    // No call was made of any of it.
+    let (_, page) = app.get_json("/calls?page_size=5").await;
+    assert_eq!(
+        page["result"].as_array().map(|a| a.len()),
+        Some(0),
+        "{page}"
+    );
+}
+
+/// `[sip]` with a trunk at a SIPp server on `trunk_port`, a short ring timeout, and a greeter
+/// for calls the API places.
+fn trunk_app(trunk_port: u16, credentials: &str) -> TestApp {
+    spawn_app(&format!(
+        r#"{}ring_timeout_ms = 1500
+[sip.trunks.carrier]
+host = "127.0.0.1"
+port = {trunk_port}
+caller_id = "+15550001"
+{credentials}
+[bots.greeter]
+kind = "flow"
+actions = [
+  {{ type = "answer" }},
+  {{ type = "talk", text = "Hello, this is the switch calling." }},
+  {{ type = "hangup" }},
+]
+[[routes]]
+bot = "greeter"
+"#,
+        sip_toml()
+    ))
+}
+
+async fn initiate(app: &TestApp, number: &str, reference: &str) -> serde_json::Value {
+    let (status, call) = app
+        .post_body(
+            "/api/v1/calls/initiate",
+            &serde_json::json!({
+                "destination": { "type": "tel", "target": number },
+                "reference": reference,
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{call}");
+    assert_eq!(call["call"]["direction"], "outgoing", "{call}");
+    assert_eq!(call["call"]["status"], "dialing", "{call}");
+    call
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_call_through_a_trunk_is_answered_and_heard_both_ways() {
+    let port = free_udp_port();
+    let ear = Ear::new().await;
+    let uas = Sipp::server(
+        port,
+        "uas_answer.xml",
+        &[("hear_port", ear.port.to_string())],
+        &[("callee.wav", ulaw_wav(&tone_8k(440.0, 3000, 8000.0)))],
+    );
+    let app = trunk_app(port, "");
+    let call = initiate(&app, "+15551234", "out-answer-1").await;
+    let heard = ear
+        .listen(|h| h.samples.len() >= 8000 && loud(&h.samples, 500.0))
+        .await;
+    assert!(
+        loud(&heard.samples, 500.0),
+        "the callee heard the bot ({} packets)",
+        heard.packets
+    );
+    let run = uas.finish().await;
+    assert!(run.success, "SIPp failed:\n{}", run.output);
+    let id = call["call_id"].as_str().expect("id");
+    let ended = app.wait_hangup_by_id(id).await;
+    assert!(ended["tm_progressing"].is_string(), "answered: {ended}");
+    assert_eq!(ended["hangup_reason"], "normal", "{ended}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_callee_ends_the_call_as_busy() {
+    let port = free_udp_port();
+    let uas = Sipp::server(port, "uas_busy.xml", &[], &[]);
+    let app = trunk_app(port, "");
+    let call = initiate(&app, "+15551235", "out-busy-1").await;
+    let ended = app
+        .wait_hangup_by_id(call["call_id"].as_str().expect("id"))
+        .await;
+    assert_eq!(ended["hangup_reason"], "busy", "{ended}");
+    let run = uas.finish().await;
+    assert!(run.success, "SIPp failed:\n{}", run.output);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callee_that_never_answers_ends_as_noanswer_after_the_ring_timeout() {
+    let port = free_udp_port();
+    let uas = Sipp::server(port, "uas_ring.xml", &[], &[]);
+    let app = trunk_app(port, "");
+    let call = initiate(&app, "+15551236", "out-ring-1").await;
+    let id = call["call_id"].as_str().expect("id");
+    let ended = app.wait_hangup_by_id(id).await;
+    assert_eq!(ended["hangup_reason"], "noanswer", "{ended}");
+    assert!(ended["tm_ringing"].is_string(), "it rang: {ended}");
+    let run = uas.finish().await;
+    assert!(run.success, "SIPp saw CANCEL:\n{}", run.output);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_end_while_ringing_cancels_the_invite() {
+    let port = free_udp_port();
+    let uas = Sipp::server(port, "uas_ring.xml", &[], &[]);
+    let app = spawn_app(&format!(
+        "{}ring_timeout_ms = 60000\n[sip.trunks.carrier]\nhost = \"127.0.0.1\"\nport = {port}\n[bots.greeter]\nkind = \"flow\"\nactions = [{{ type = \"answer\" }}, {{ type = \"hangup\" }}]\n[[routes]]\nbot = \"greeter\"\n",
+        sip_toml()
+    ));
+    let call = initiate(&app, "+15551237", "out-cancel-1").await;
+    let id = call["call_id"].as_str().expect("id").to_owned();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (_, c) = app.get_json(&format!("/calls/{id}")).await;
+        if c["status"] == "ringing" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never rang: {c}");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let (status, body) = app.post_json(&format!("/api/v1/calls/{id}/end")).await;
+    assert_eq!(status, 200, "{body}");
+    let ended = app.wait_hangup_by_id(&id).await;
+    assert_eq!(ended["hangup_reason"], "cancel", "{ended}");
+    let run = uas.finish().await;
+    assert!(run.success, "SIPp saw CANCEL:\n{}", run.output);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trunk_that_challenges_gets_the_digest_and_answers() {
+    let port = free_udp_port();
+    let uas = Sipp::server(port, "uas_auth.xml", &[], &[]);
+    let app = trunk_app(port, "username = \"trunkuser\"\npassword = \"trunkpass\"\n");
+    let call = initiate(&app, "+15551238", "out-auth-1").await;
+    let ended = app
+        .wait_hangup_by_id(call["call_id"].as_str().expect("id"))
+        .await;
+    let run = uas.finish().await;
+    assert!(run.success, "SIPp failed:\n{}", run.output);
+    assert!(ended["tm_progressing"].is_string(), "answered: {ended}");
+    assert_eq!(ended["hangup_reason"], "normal", "{ended}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_outside_the_allowed_networks_must_answer_the_digest_challenge() {
+    let app = spawn_app(&format!(
+        "{}allow_from = [\"10.0.0.0/8\"]\nusers = [{{ username = \"caller\", password = \"s3cret\" }}]\n{KEY_FLOW}",
+        sip_toml()
+    ));
+    let sip = app.handle.sip_addr.expect("SIP listens");
+    let run = sipp_args(
+        sip,
+        "auth_call.xml",
+        "hold",
+        "sip-auth-1",
+        &["-au", "caller", "-ap", "s3cret"],
+    )
+    .await;
+    assert!(run.success, "the right digest is admitted:\n{}", run.output);
+    let call = app.wait_hangup("sip-auth-1").await;
+    assert_eq!(call["hangup_reason"], "normal", "{call}");
+    let run = sipp_args(
+        sip,
+        "auth_refused.xml",
+        "hold",
+        "sip-auth-2",
+        &["-au", "caller", "-ap", "wrong"],
+    )
+    .await;
+    assert!(run.success, "a wrong digest gets 403:\n{}", run.output);
+}

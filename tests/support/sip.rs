@@ -1,0 +1,282 @@
+//! SIP peers for the tests: SIPp runs a scenario from `tests/sip/` against the switch, and a
+//! UDP socket of the test stands in for a caller's ear where SIPp cannot record what it hears.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use super::app::PATIENCE;
+
+/// A free UDP port on loopback (bound, read, released).
+pub fn free_udp_port() -> u16 {
+    let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    s.local_addr().expect("addr").port()
+}
+
+/// The path of a SIPp scenario under `tests/sip/`.
+pub fn scenario(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sip")
+        .join(name)
+}
+
+/// What SIPp said when it finished.
+pub struct SippRun {
+    pub success: bool,
+    pub output: String,
+}
+
+/// Runs `scenario` once against the switch's SIP address, calling `service`, with the call id
+/// `call_id` and `keys` as `-key NAME VALUE`; answers when SIPp exits.
+pub async fn sipp(
+    sip: SocketAddr,
+    scenario_name: &str,
+    service: &str,
+    call_id: &str,
+    keys: &[(&str, String)],
+) -> SippRun {
+    sipp_with_files(sip, scenario_name, service, call_id, keys, &[]).await
+}
+
+/// `sipp`, with `files` written into SIPp's working folder first (SIPp reads the files of
+/// `rtp_stream` by a name fixed in the scenario: keys are not expanded there).
+pub async fn sipp_with_files(
+    sip: SocketAddr,
+    scenario_name: &str,
+    service: &str,
+    call_id: &str,
+    keys: &[(&str, String)],
+    files: &[(&str, Vec<u8>)],
+) -> SippRun {
+    let args = vec![
+        sip.to_string(),
+        "-s".into(),
+        service.into(),
+        "-cid_str".into(),
+        call_id.into(),
+        "-p".into(),
+        free_udp_port().to_string(),
+    ];
+    Sipp::start(scenario_name, args, keys, files).finish().await
+}
+
+/// `sipp` with further SIPp arguments (`-au NAME -ap PASSWORD`).
+pub async fn sipp_args(
+    sip: SocketAddr,
+    scenario_name: &str,
+    service: &str,
+    call_id: &str,
+    extra: &[&str],
+) -> SippRun {
+    let mut args = vec![
+        sip.to_string(),
+        "-s".into(),
+        service.into(),
+        "-cid_str".into(),
+        call_id.into(),
+        "-p".into(),
+        free_udp_port().to_string(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    Sipp::start(scenario_name, args, &[], &[]).finish().await
+}
+
+/// A SIPp process running one scenario.
+pub struct Sipp {
+    child: tokio::process::Child,
+    dir: PathBuf,
+}
+
+impl Sipp {
+    /// A SIPp server (UAS) on 127.0.0.1:`port` for one call of `scenario_name`.
+    pub fn server(
+        port: u16,
+        scenario_name: &str,
+        keys: &[(&str, String)],
+        files: &[(&str, Vec<u8>)],
+    ) -> Sipp {
+        Sipp::start(
+            scenario_name,
+            vec!["-p".into(), port.to_string()],
+            keys,
+            files,
+        )
+    }
+
+    fn start(
+        scenario_name: &str,
+        args: Vec<String>,
+        keys: &[(&str, String)],
+        files: &[(&str, Vec<u8>)],
+    ) -> Sipp {
+        let dir = std::env::temp_dir().join(format!("switchboard-sipp-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("sipp dir");
+        for (name, bytes) in files {
+            std::fs::write(dir.join(name), bytes).expect("sipp file");
+        }
+        let mut cmd = tokio::process::Command::new("sipp");
+        cmd.args(&args)
+            .arg("-sf")
+            .arg(scenario(scenario_name))
+            .args(["-m", "1", "-l", "1", "-i", "127.0.0.1"])
+            .args(["-mp", &free_udp_port().to_string()])
+            .args(["-timeout", "60s", "-timeout_error", "-nostdin"])
+            .args(["-trace_err", "-trace_msg"])
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in keys {
+            cmd.args(["-key", k, v]);
+        }
+        let child = cmd.spawn().expect("sipp runs (Debian package sip-tester)");
+        Sipp { child, dir }
+    }
+
+    /// Waits for SIPp to finish its call.
+    pub async fn finish(self) -> SippRun {
+        let out = tokio::time::timeout(PATIENCE * 3, self.child.wait_with_output())
+            .await
+            .expect("sipp finished in time")
+            .expect("sipp output");
+        // SIPp's message and error traces, for a failure's message.
+        let mut output = String::from_utf8_lossy(&out.stderr).into_owned();
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for e in entries.flatten() {
+                if e.path().extension().is_some_and(|x| x == "log") {
+                    let Ok(text) = std::fs::read_to_string(e.path()) else {
+                        continue;
+                    };
+                    let tail: String = text
+                        .chars()
+                        .rev()
+                        .take(6000)
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .rev()
+                        .collect();
+                    output.push_str(&format!("\n--- {}\n{tail}", e.path().display()));
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        SippRun {
+            success: out.status.success(),
+            output,
+        }
+    }
+}
+
+/// A μ-law 8 kHz mono WAV of `samples` (what SIPp's `rtp_stream` plays).
+pub fn ulaw_wav(samples: &[i16]) -> Vec<u8> {
+    let mut data = Vec::new();
+    switchboard::media::g711::Law::Ulaw.encode(samples, &mut data);
+    let mut w = Vec::with_capacity(58 + data.len());
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(50 + data.len() as u32).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&18u32.to_le_bytes());
+    w.extend_from_slice(&7u16.to_le_bytes()); // μ-law
+    w.extend_from_slice(&1u16.to_le_bytes());
+    w.extend_from_slice(&8000u32.to_le_bytes());
+    w.extend_from_slice(&8000u32.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes());
+    w.extend_from_slice(&8u16.to_le_bytes());
+    w.extend_from_slice(&0u16.to_le_bytes());
+    w.extend_from_slice(b"fact");
+    w.extend_from_slice(&4u32.to_le_bytes());
+    w.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    w.extend_from_slice(&data);
+    w
+}
+
+/// What a caller's ear took in: RTP packets to a port of the test.
+pub struct Ear {
+    socket: tokio::net::UdpSocket,
+    pub port: u16,
+}
+
+/// What the ear heard.
+#[derive(Debug, Default)]
+pub struct Heard {
+    pub packets: usize,
+    /// Packets whose sequence number did not follow the one before.
+    pub seq_breaks: usize,
+    /// Packets whose timestamp did not move by the samples of the one before.
+    pub ts_breaks: usize,
+    pub samples: Vec<i16>,
+    pub payload_types: Vec<u8>,
+}
+
+impl Ear {
+    pub async fn new() -> Ear {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = socket.local_addr().expect("addr").port();
+        Ear { socket, port }
+    }
+
+    /// Listens until `enough` says so (or the patience runs out), decoding μ-law.
+    pub async fn listen(&self, enough: impl Fn(&Heard) -> bool) -> Heard {
+        let mut heard = Heard::default();
+        let mut buf = vec![0u8; 2048];
+        let mut last: Option<(u16, u32)> = None;
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while !enough(&heard) {
+            let Ok(Ok((n, _))) =
+                tokio::time::timeout_at(deadline, self.socket.recv_from(&mut buf)).await
+            else {
+                break;
+            };
+            let p = &buf[..n];
+            if n < 12 {
+                continue;
+            }
+            let pt = p[1] & 0x7f;
+            let seq = u16::from_be_bytes([p[2], p[3]]);
+            let ts = u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
+            heard.packets += 1;
+            if !heard.payload_types.contains(&pt) {
+                heard.payload_types.push(pt);
+            }
+            if pt == 0 {
+                if let Some((s, t)) = last {
+                    if seq != s.wrapping_add(1) {
+                        heard.seq_breaks += 1;
+                    }
+                    if ts != t.wrapping_add(160) {
+                        heard.ts_breaks += 1;
+                    }
+                }
+                last = Some((seq, ts));
+                switchboard::media::g711::Law::Ulaw.decode(&p[12..], &mut heard.samples);
+            }
+        }
+        heard
+    }
+}
+
+/// Whether `samples` hold speech-loud audio somewhere (an RMS over 20 ms above `level`).
+pub fn loud(samples: &[i16], level: f64) -> bool {
+    samples.chunks(160).any(|c| {
+        let sum: f64 = c.iter().map(|&s| (s as f64) * (s as f64)).sum();
+        (sum / c.len() as f64).sqrt() > level
+    })
+}
+
+/// Waits a little for a condition polled by `check`.
+pub async fn eventually(mut check: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while tokio::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    false
+}
