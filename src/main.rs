@@ -101,6 +101,9 @@ enum Command {
         /// The switch's gRPC listener (ignored with --spawn).
         #[arg(long, default_value = "127.0.0.1:50051")]
         grpc: std::net::SocketAddr,
+        /// The switch's SIP listener, UDP (ignored with --spawn).
+        #[arg(long, default_value = "127.0.0.1:5060")]
+        sip: std::net::SocketAddr,
         /// The live-call WebSocket token (ignored with --spawn).
         #[arg(long, default_value = "change-me")]
         token: String,
@@ -271,6 +274,7 @@ fn main() -> ExitCode {
             room_size,
             http,
             grpc,
+            sip,
             token,
             pid,
             concurrency,
@@ -348,6 +352,7 @@ fn main() -> ExitCode {
                 mode,
                 http: spawned.as_ref().map_or(http, |s| s.http),
                 grpc: spawned.as_ref().map_or(grpc, |s| s.grpc),
+                sip: Some(spawned.as_ref().map_or(sip, |s| s.sip)),
                 token: spawned.as_ref().map_or(token, |s| s.token.clone()),
                 calls,
                 ramp: std::time::Duration::from_secs_f64(ramp_seconds),

@@ -13,6 +13,7 @@ fn options(app: &TestApp, protocol: Protocol, mode: Mode, calls: usize) -> LoadO
         mode,
         http: app.handle.http_addr,
         grpc: app.handle.grpc_addr,
+        sip: app.handle.sip_addr,
         token: "load".into(),
         calls,
         ramp: Duration::from_millis(300),
@@ -165,4 +166,37 @@ async fn load_refuses_targets_off_loopback() {
     let mut opts = options(&app, Protocol::Ws, Mode::Stream, 1);
     opts.http = "10.1.2.3:8080".parse().unwrap();
     assert!(load::run(opts).await.is_err());
+}
+
+const SIP_ECHO: &str = r#"
+[sip]
+listen = "127.0.0.1:0"
+rtp_ports = "41000-41099"
+invites_per_second = 1000
+[bots.echo]
+kind = "flow"
+actions = [{ type = "answer" }, { type = "echo", duration = 600000 }]
+[[routes]]
+bot = "echo"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sip_callers_stream_rtp_and_hear_their_echo() {
+    let app = spawn_app(SIP_ECHO);
+    let report = load::run(options(&app, Protocol::Sip, Mode::Stream, 3))
+        .await
+        .expect("run");
+    assert_eq!(report.admitted, 3, "{report}");
+    assert_eq!(report.refused + report.failed, 0, "{report}");
+    assert!(
+        report.frames_sent > 0 && report.frames_received > 0,
+        "{report}"
+    );
+    assert!(
+        report.latency_count > 0,
+        "echoed bursts were timed: {report}"
+    );
+    let (spaced, ..) = report.jitter.expect("SIP runs measure packet spacing");
+    assert!(spaced > 0, "{report}");
+    assert!(report.to_string().contains("packet spacing"), "{report}");
 }

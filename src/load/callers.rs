@@ -18,15 +18,15 @@ use crate::pb::smartivr::smart_ivr_phonegateway_client::SmartIvrPhonegatewayClie
 use crate::pb::smartivr::{Config, SmartIvrRequest, SmartIvrResponseType};
 
 /// One burst of tone is sent this often; its echo gives one round-trip figure.
-const BURST_EVERY_MS: u64 = 1000;
+pub(super) const BURST_EVERY_MS: u64 = 1000;
 /// Received audio louder than this (RMS) is the echo of a burst.
-const BURST_RMS: f64 = 1000.0;
+pub(super) const BURST_RMS: f64 = 1000.0;
 /// Calls sharing one HTTP/2 connection, as gateways multiplex calls.
 const CALLS_PER_CHANNEL: usize = 100;
 /// How long hang-up may take before the run stops waiting.
 const HANGUP_GRACE: Duration = Duration::from_secs(30);
 
-fn tone(rate: u32, ms: u32) -> Vec<i16> {
+pub(super) fn tone(rate: u32, ms: u32) -> Vec<i16> {
     (0..samples_for_ms(rate, ms))
         .map(|i| {
             (12000.0 * (2.0 * std::f64::consts::PI * 1000.0 * i as f64 / rate as f64).sin()) as i16
@@ -67,11 +67,11 @@ fn ws_frame_rms(text: &str) -> Option<f64> {
     Some(pcm::rms(&pcm::decode_s16le(&bytes).ok()?))
 }
 
-struct CallCtx {
-    opts: LoadOptions,
-    counters: Arc<Counters>,
-    stop: Arc<AtomicBool>,
-    epoch: Instant,
+pub(super) struct CallCtx {
+    pub opts: LoadOptions,
+    pub counters: Arc<Counters>,
+    pub stop: Arc<AtomicBool>,
+    pub epoch: Instant,
 }
 
 async fn ws_caller(i: usize, ctx: Arc<CallCtx>, frames: Arc<WsFrames>) {
@@ -467,7 +467,7 @@ pub async fn stream(
     let burst_20 = Arc::new(pcm::encode_s16le(&tone(8000, 20)));
     let channels = match opts.protocol {
         Protocol::Smartivr => smartivr_channels(opts).await?,
-        Protocol::Ws | Protocol::Ringover | Protocol::Twilio => Vec::new(),
+        Protocol::Ws | Protocol::Ringover | Protocol::Twilio | Protocol::Sip => Vec::new(),
     };
     let ramp_start = Instant::now();
     let mut tasks = Vec::with_capacity(opts.calls);
@@ -478,6 +478,7 @@ pub async fn stream(
         tasks.push(match opts.protocol {
             Protocol::Ws => tokio::spawn(ws_caller(i, ctx, ws_frames.clone())),
             Protocol::Twilio => tokio::spawn(twilio_caller(i, ctx, twilio_frames.clone())),
+            Protocol::Sip => tokio::spawn(super::sip::sip_caller(i, ctx)),
             Protocol::Ringover => tokio::spawn(ringover_caller(
                 i,
                 ctx,
@@ -560,7 +561,7 @@ async fn many_calls(
 ) -> Result<f64, LoadError> {
     let channels = match opts.protocol {
         Protocol::Smartivr => smartivr_channels(opts).await?,
-        Protocol::Ws | Protocol::Ringover | Protocol::Twilio => Vec::new(),
+        Protocol::Ws | Protocol::Ringover | Protocol::Twilio | Protocol::Sip => Vec::new(),
     };
     let limit = Arc::new(Semaphore::new(opts.concurrency.max(1)));
     let started = Instant::now();

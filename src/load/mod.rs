@@ -8,6 +8,7 @@
 pub mod abuse;
 mod callers;
 pub mod proc_stats;
+mod sip;
 mod spawn;
 pub mod stats;
 
@@ -34,6 +35,8 @@ pub enum Protocol {
     Ringover,
     /// Twilio Media Streams: 20 ms mu-law `media` messages, whole-utterance replies with marks.
     Twilio,
+    /// SIP over UDP: an INVITE with a PCMU offer, 20 ms RTP both ways (paced replies), BYE.
+    Sip,
 }
 
 /// Which bot a spawned switch routes every call to.
@@ -72,6 +75,8 @@ pub struct LoadOptions {
     pub http: SocketAddr,
     /// The switch's gRPC listener.
     pub grpc: SocketAddr,
+    /// The switch's SIP listener (UDP), for `Protocol::Sip`.
+    pub sip: Option<SocketAddr>,
     /// The live-call WebSocket token.
     pub token: String,
     pub calls: usize,
@@ -112,6 +117,8 @@ pub struct Report {
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
     pub latency_max_ms: f64,
+    /// SIP: packets received and how far their spacing was from 20 ms (p50, p99, max).
+    pub jitter: Option<(usize, f64, f64, f64)>,
     /// Calls set up per second (setup mode) or during the ramp.
     pub setup_rate: f64,
     /// Share of one core used by the switch per concurrent call, in percent.
@@ -147,6 +154,12 @@ impl fmt::Display for Report {
             "round trip          n={} p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
             self.latency_count, self.latency_p50_ms, self.latency_p99_ms, self.latency_max_ms
         )?;
+        if let Some((n, p50, p99, max)) = self.jitter {
+            writeln!(
+                f,
+                "packet spacing      n={n} off 20 ms by p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.1} ms"
+            )?;
+        }
         if let Some(cpu) = self.cpu_percent_per_call {
             writeln!(f, "switch CPU          {cpu:.4} % of one core per call")?;
         }
@@ -175,7 +188,13 @@ impl fmt::Display for Report {
 
 /// Runs the load and returns what it measured.
 pub async fn run(opts: LoadOptions) -> Result<Report, LoadError> {
-    for addr in [opts.http, opts.grpc] {
+    if opts.protocol == Protocol::Sip && opts.mode != Mode::Stream {
+        return Err(LoadError::Setup(
+            "SIP set-up rates are measured with SIPp (tools/bench.sh); --protocol sip streams"
+                .into(),
+        ));
+    }
+    for addr in [opts.http, opts.grpc].into_iter().chain(opts.sip) {
         if !addr.ip().is_loopback() {
             return Err(LoadError::NotLoopback(addr));
         }
@@ -205,6 +224,9 @@ pub async fn run(opts: LoadOptions) -> Result<Report, LoadError> {
     report.latency_p50_ms = p50;
     report.latency_p99_ms = p99;
     report.latency_max_ms = max;
+    if opts.protocol == Protocol::Sip {
+        report.jitter = Some(counters.jitter_summary());
+    }
     Ok(report)
 }
 

@@ -9,6 +9,8 @@ pub struct SpawnedSwitch {
     child: Child,
     pub http: SocketAddr,
     pub grpc: SocketAddr,
+    /// The SIP listener (UDP).
+    pub sip: SocketAddr,
     pub token: String,
     _config: tempfile_path::TempPath,
 }
@@ -27,6 +29,10 @@ mod tempfile_path {
 
 fn free_port() -> std::io::Result<SocketAddr> {
     TcpListener::bind("127.0.0.1:0")?.local_addr()
+}
+
+fn free_udp_port() -> std::io::Result<SocketAddr> {
+    std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()
 }
 
 /// What every call of a spawned switch goes to.
@@ -48,6 +54,7 @@ pub enum SpawnBot {
 pub fn config_text(
     http: SocketAddr,
     grpc: SocketAddr,
+    sip: SocketAddr,
     token: &str,
     max_calls: usize,
     bot: SpawnBot,
@@ -73,6 +80,11 @@ keep_ended_calls = 1000
 listen = "{http}"
 [grpc]
 listen = "{grpc}"
+# SIP callers come from one loopback address: no per-source INVITE limit worth the name.
+[sip]
+listen = "{sip}"
+rtp_ports = "30000-39999"
+invites_per_second = 100000
 [auth]
 live_call_tokens = ["{token}"]
 [store]
@@ -114,12 +126,16 @@ impl SpawnedSwitch {
     ) -> Result<SpawnedSwitch, String> {
         let http = free_port().map_err(|e| e.to_string())?;
         let grpc = free_port().map_err(|e| e.to_string())?;
+        let sip = free_udp_port().map_err(|e| e.to_string())?;
         let token = "load-token".to_string();
         let run = std::env::temp_dir().join(format!("switchboard-load-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&run).map_err(|e| e.to_string())?;
         let path = run.join("switchboard.toml");
-        std::fs::write(&path, config_text(http, grpc, &token, max_calls, bot, &run))
-            .map_err(|e| e.to_string())?;
+        std::fs::write(
+            &path,
+            config_text(http, grpc, sip, &token, max_calls, bot, &run),
+        )
+        .map_err(|e| e.to_string())?;
         let config = tempfile_path::TempPath(path);
         let child = Command::new(exe)
             .args(["serve", "--config"])
@@ -133,6 +149,7 @@ impl SpawnedSwitch {
             child,
             http,
             grpc,
+            sip,
             token,
             _config: config,
         };

@@ -497,7 +497,7 @@ impl SipSession {
                 if sending {
                     p.write(&mut self.packet);
                     let _ = socket.try_send_to(&self.packet, self.remote);
-                    self.frames.sent.increment(1);
+                    self.frames.sent.add();
                 }
                 self.encoded = encoded;
             }
@@ -542,7 +542,7 @@ impl SipSession {
         if let Err(cause) = latch.accepts(from, packet.ssrc) {
             return self.log_once(cause, &format!("from {from}, SSRC {:#x}", packet.ssrc));
         }
-        self.frames.received.increment(1);
+        self.frames.received.add();
         let Some(call) = self.link.as_ref().map(|l| l.call().clone()) else {
             return;
         };
