@@ -18,9 +18,11 @@ use crate::media::STANDARD_RATES;
 
 pub mod asr;
 pub mod cidr;
+pub mod cluster;
 
 pub use asr::{AsrConfig, AsrEngineKind};
 pub use cidr::Cidr;
+pub use cluster::ClusterConfig;
 
 /// The configuration the binary falls back to when no file is given or found.
 pub const BUILTIN: &str = include_str!("../config.toml");
@@ -77,6 +79,9 @@ pub struct Config {
     pub store: StoreConfig,
     #[serde(default)]
     pub recordings: RecordingsConfig,
+    /// Cluster mode: control between switches over NATS (`config::cluster`).
+    #[serde(default)]
+    pub cluster: ClusterConfig,
 }
 
 /// Process-wide limits.
@@ -933,6 +938,9 @@ impl Config {
             return invalid(format!("auth.api_keys[{i}].key is empty"));
         }
         self.validate_access()?;
+        self.cluster
+            .validate(&self.store.url)
+            .map_err(ConfigError::Invalid)?;
         for (i, route) in self.routes.iter().enumerate() {
             if !self.bots.contains_key(&route.bot) {
                 return invalid(format!(
