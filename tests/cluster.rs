@@ -325,3 +325,203 @@ async fn a_killed_node_s_calls_are_closed_as_failed_by_a_survivor() {
     drop((a, b));
     remove_buckets(&nats, &name).await;
 }
+
+/// nginx in front of the nodes, as `docs/cluster.md` shows it: HTTP and WebSocket on one port,
+/// gRPC (`grpc_pass`) on another; a non-root foreground process with its files in `dir`.
+struct Nginx {
+    child: std::process::Child,
+    http: u16,
+    grpc: u16,
+}
+
+impl Nginx {
+    fn start(dir: &std::path::Path, nodes: &[&Node]) -> Nginx {
+        let (http, grpc) = (free_port(), free_port());
+        let host = |url: &str| url.trim_start_matches("http://").to_owned();
+        let http_servers: String = nodes
+            .iter()
+            .map(|n| format!("    server {} max_fails=0;\n", host(&n.switch.http)))
+            .collect();
+        let grpc_servers: String = nodes
+            .iter()
+            .map(|n| format!("    server {} max_fails=0;\n", host(&n.switch.grpc)))
+            .collect();
+        let template = include_str!("cluster/nginx.conf");
+        let conf = template
+            .replace("{dir}", &dir.display().to_string())
+            .replace("{http_port}", &http.to_string())
+            .replace("{grpc_port}", &grpc.to_string())
+            .replace("{http_servers}", &http_servers)
+            .replace("{grpc_servers}", &grpc_servers);
+        let path = dir.join("nginx.conf");
+        std::fs::write(&path, conf).expect("write nginx.conf");
+        let child = std::process::Command::new("/usr/sbin/nginx")
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(&path)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("/usr/sbin/nginx starts");
+        Nginx { child, http, grpc }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_node_is_not_ready_and_the_balancer_places_new_calls_on_the_other() {
+    let nats = nats_url();
+    require_nats(&nats).await;
+    let db = Database::fresh().await;
+    let name = cluster_name();
+    let a = Node::start(&db.url, &nats, &name, "node-a", "");
+    let b = Node::start(&db.url, &nats, &name, "node-b", "");
+    let dir = temp_data_dir();
+    let lb = Nginx::start(&dir, &[&a, &b]);
+    let lb_http = format!("http://127.0.0.1:{}", lb.http);
+    let lb_grpc = format!("http://127.0.0.1:{}", lb.grpc);
+    let client = reqwest::Client::new();
+    eventually("nginx answers", || async {
+        client
+            .get(format!("{lb_http}/health"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+
+    // gRPC through nginx (`grpc_pass`).
+    let _through = Gateway::dial_at(&lb_grpc, "drain-grpc")
+        .await
+        .expect("a gRPC call through nginx");
+    b.answered("drain-grpc").await;
+
+    // A call held by A keeps A draining (drain_seconds = 30).
+    let _held = Gateway::dial_at(&a.switch.grpc, "drain-held")
+        .await
+        .expect("call accepted on A");
+    let held = b.answered("drain-held").await;
+    let (_, _, health) = a.get("/health", ADMIN).await;
+    assert_eq!(health["ready"], true, "{health}");
+    a.signal("TERM");
+    eventually("A says it is not ready", || async {
+        a.get("/health", ADMIN).await.2["ready"] == false
+    })
+    .await;
+    let (_, _, health) = a.get("/health", ADMIN).await;
+    assert_eq!(health["status"], "draining", "{health}");
+
+    // New WebSocket calls through the balancer all land on B (A refuses upgrades with 503 and
+    // nginx tries B); the held call is still served through it.
+    let mut callers = Vec::new();
+    for i in 0..6 {
+        let url = format!("ws://127.0.0.1:{}/live-call/websocket/a/b", lb.http);
+        let (mut ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .unwrap_or_else(|e| panic!("call {i} through nginx refused: {e}"));
+        let info = json!({ "initial_info": {
+            "workspace_id": "a",
+            "call_id": format!("drain-new-{i}"),
+            "customer_phone_number": "+84900000001",
+            "type_call": "inbound",
+            "hotline": "1900",
+            "url_audio_file": ""
+        } });
+        use futures_util::SinkExt;
+        ws.send(tokio_tungstenite::tungstenite::Message::Text(
+            info.to_string(),
+        ))
+        .await
+        .expect("initial_info sent");
+        callers.push(ws);
+    }
+    for i in 0..6 {
+        let id = b.answered(&format!("drain-new-{i}")).await;
+        let (status, node, call) = a.get(&format!("/calls/{id}"), ADMIN).await;
+        assert_eq!((status, node.as_deref()), (200, Some("node-b")), "{call}");
+    }
+    let r = client
+        .get(format!("{lb_http}/calls/{held}"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("GET through nginx");
+    assert_eq!(r.status(), 200);
+    drop((callers, _through, lb, a, b));
+    remove_buckets(&nats, &name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_restarted_mid_call_loses_no_call_and_control_resumes() {
+    let mut nats = PrivateNats::start().await;
+    let db = Database::fresh().await;
+    let name = cluster_name();
+    let a = Node::start(&db.url, &nats.url(), &name, "node-a", "");
+    let b = Node::start(&db.url, &nats.url(), &name, "node-b", "");
+    let gw = Gateway::dial_at(&a.switch.grpc, "nats-down")
+        .await
+        .expect("call accepted on A");
+    let id = b.answered("nats-down").await;
+    let (_, node, _) = b.get(&format!("/calls/{id}"), ADMIN).await;
+    assert_eq!(node.as_deref(), Some("node-a"));
+
+    nats.stop();
+    // Media goes on without NATS: the caller's audio still reaches the call, which lives.
+    for _ in 0..50 {
+        gw.send_audio(&[0i16; 160]).await;
+    }
+    let (status, node, call) = a.get(&format!("/calls/{id}"), ADMIN).await;
+    assert_eq!((status, node), (200, None));
+    assert_eq!(call["status"], "progressing", "{call}");
+
+    nats.restart().await;
+    // Both nodes heartbeat again.
+    let client = require_nats(&nats.url()).await;
+    let js = async_nats::jetstream::new(client);
+    let nodes = js
+        .get_key_value(format!("switchboard-{name}-nodes"))
+        .await
+        .expect("the heartbeat bucket survived the restart");
+    eventually("both nodes heartbeat again", || async {
+        let a = nodes.entry("node-a").await.ok().flatten().is_some();
+        let b = nodes.entry("node-b").await.ok().flatten().is_some();
+        a && b
+    })
+    .await;
+    // Control through B resumes: the hangup reaches A.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (_, node, call) = b.get(&format!("/calls/{id}"), ADMIN).await;
+        if node.as_deref() == Some("node-a") {
+            assert_eq!(call["status"], "progressing", "not lost: {call}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "control never resumed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (status, node, _) = b
+        .post(&format!("/calls/{id}/hangup"), ADMIN, &Value::Null)
+        .await;
+    assert_eq!((status, node.as_deref()), (200, Some("node-a")));
+    let call = wait_hangup(&b, &id).await;
+    assert_eq!(call["hangup_reason"], "normal", "{call}");
+    // Once, and one call.
+    assert_eq!(db.count_events(&id, "call_hangup").await, 1);
+    let (_, _, page) = b
+        .get("/calls?reference=nats-down&page_size=10", ADMIN)
+        .await;
+    assert_eq!(page["result"].as_array().map(Vec::len), Some(1), "{page}");
+    drop((gw, a, b));
+}
