@@ -61,6 +61,8 @@ const PASSED_HEADERS: &[&str] = &["content-type", "www-authenticate", "content-d
 const H_PASSED: &str = "Sb-H-";
 /// Room of a miss: its node no longer holds it.
 const MISS: &str = "1";
+/// How long a forwarded request's body may take to arrive.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// This process's secret for requests it serves for other nodes (random, never sent off the
 /// host: only the loopback listener sees it).
@@ -173,13 +175,25 @@ where
             let Some(subject) = ctx.remote_subject(target).await else {
                 return local(service, req).await;
             };
-            let body = match read_body(&mut req).await {
-                Ok(body) => body,
-                Err(status) => {
-                    let response = crate::http_error::error_json(
-                        status,
+            let body = match tokio::time::timeout(BODY_TIMEOUT, read_body(&mut req)).await {
+                Ok(Ok(body)) => body,
+                Ok(Err(status)) => {
+                    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
                         format!(
                             "the request body is larger than the limit of {MAX_BODY_BYTES} bytes"
+                        )
+                    } else {
+                        "the request body could not be read".to_owned()
+                    };
+                    let response = crate::http_error::error_json(status, message);
+                    return Ok(req.into_response(response).map_into_right_body());
+                }
+                Err(_) => {
+                    let response = crate::http_error::error_json(
+                        StatusCode::REQUEST_TIMEOUT,
+                        format!(
+                            "the request body did not arrive within {} s",
+                            BODY_TIMEOUT.as_secs()
                         ),
                     );
                     return Ok(req.into_response(response).map_into_right_body());

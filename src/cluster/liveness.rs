@@ -135,6 +135,8 @@ mod tests {
         l.own_heartbeat(true, t0 + P * 11);
         assert!(l.lost(&owners(&["b"]), "a", t0 + P * 12).is_empty());
         l.observe("b", 2, t0 + P * 12);
-        assert!(l.lost(&owners(&["b"]), "a", t0 + P * 15).is_empty());
+        assert!(l.lost(&owners(&["b"]), "a", t0 + P * 14).is_empty());
+        // Silent again from then on: lost 2.5 periods after its last change.
+        assert_eq!(l.lost(&owners(&["b"]), "a", t0 + P * 15), owners(&["b"]));
     }
 }
