@@ -107,6 +107,8 @@ struct Running {
     health: Health,
     /// The SIP listener, when configured.
     sip: Option<crate::protocols::sip::SipHandle>,
+    /// Cluster mode: left once the calls are hung up.
+    cluster: Option<crate::cluster::ClusterRuntime>,
 }
 
 struct Ready {
@@ -165,7 +167,12 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
         n => n,
     };
     let arbiters: Vec<Arbiter> = (0..arbiter_count).map(|_| Arbiter::new()).collect();
-    let (store, store_runtime) = Store::open(&config.store)
+    // In cluster mode the calls this switch writes are its node's (`cluster.node_id`).
+    let owner = match &config.cluster {
+        c if c.enabled => c.node_id.as_deref(),
+        _ => None,
+    };
+    let (store, store_runtime) = Store::open_as(&config.store, owner)
         .await
         .map_err(|e| AppError::Start(format!("store {}: {e}", config.store.url)))?;
     match store.close_orphans().await {
@@ -195,6 +202,33 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
     let http_addr = http_listener
         .local_addr()
         .map_err(|e| AppError::Start(e.to_string()))?;
+    // Cluster mode: join before serving (`cluster`); requests other nodes forward are served
+    // on a loopback listener of their own.
+    let (cluster, cluster_runtime, internal_listener) = if config.cluster.enabled {
+        let internal = bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        let internal_addr = internal
+            .local_addr()
+            .map_err(|e| AppError::Start(e.to_string()))?;
+        let listeners = crate::cluster::Listeners {
+            http: http_addr,
+            internal: internal_addr,
+        };
+        let (cluster, runtime) = crate::cluster::start(
+            &config.cluster,
+            store.owner.clone(),
+            registry.clone(),
+            store.clone(),
+            listeners,
+            config.server.max_calls,
+        )
+        .await
+        .map_err(|e| AppError::Start(format!("cluster: {e}")))?;
+        (Some(cluster), Some(runtime), Some(internal))
+    } else {
+        (None, None, None)
+    };
+    let forward =
+        crate::cluster::forward::Forward::new(cluster.clone(), registry.clone(), store.clone());
     let state = ApiState {
         registry: registry.clone(),
         store: store.clone(),
@@ -218,6 +252,7 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
     let http = HttpServer::new(move || {
         App::new()
             .wrap(api::body::BodyGuard::new(body_timeout))
+            .wrap(forward.clone())
             .app_data(web::Data::new(state.clone()))
             .configure(ringover::configure(ringover_state.clone()))
             .configure(twilio::configure(twilio_state.clone()))
@@ -243,7 +278,14 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
     .map_err(|source| AppError::Bind {
         addr: http_addr,
         source,
-    })?
+    })?;
+    let http = match internal_listener {
+        Some(internal) => http.listen(internal).map_err(|source| AppError::Bind {
+            addr: http_addr,
+            source,
+        })?,
+        None => http,
+    }
     .run();
     let http_handle = http.handle();
     actix::spawn(http);
@@ -340,6 +382,7 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
             drain_seconds: config.server.drain_seconds,
             health,
             sip,
+            cluster: cluster_runtime,
         },
         Ready {
             http_addr,
@@ -435,6 +478,9 @@ impl Running {
             .await;
         if let Some(sip) = &self.sip {
             sip.stop();
+        }
+        if let Some(cluster) = self.cluster {
+            cluster.shutdown().await;
         }
         let _ = self.grpc_stop.send(());
         self.http.stop(true).await;

@@ -18,10 +18,12 @@ use crate::media::STANDARD_RATES;
 
 pub mod asr;
 pub mod cidr;
+pub mod cluster;
 pub mod sip;
 
 pub use asr::{AsrConfig, AsrEngineKind};
 pub use cidr::Cidr;
+pub use cluster::ClusterConfig;
 pub use sip::{SipConfig, TrunkConfig};
 
 /// The configuration the binary falls back to when no file is given or found.
@@ -82,6 +84,9 @@ pub struct Config {
     /// SIP callers and trunks (`[sip]`); off unless `sip.listen` is set.
     #[serde(default)]
     pub sip: SipConfig,
+    /// Cluster mode: control between switches over NATS (`config::cluster`).
+    #[serde(default)]
+    pub cluster: ClusterConfig,
 }
 
 /// Process-wide limits.
@@ -940,6 +945,9 @@ impl Config {
             return invalid(format!("auth.api_keys[{i}].key is empty"));
         }
         self.validate_access()?;
+        self.cluster
+            .validate(&self.store.url)
+            .map_err(ConfigError::Invalid)?;
         for (i, route) in self.routes.iter().enumerate() {
             if !self.bots.contains_key(&route.bot) {
                 return invalid(format!(

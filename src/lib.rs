@@ -25,6 +25,8 @@
 //! - `http_error`: the JSON error body every HTTP answer carries.
 //! - `api`: the REST API, the Calls API, live events, API keys, their view types, the OpenAPI
 //!   document (`/openapi.json`, Swagger UI at `/docs`) and the softphone page (`/phone`).
+//! - `cluster`: cluster mode: control between switches over NATS, node liveness and room
+//!   placement in JetStream key-value buckets, events between nodes.
 //! - `store`: durable call records, events, recordings' metadata and transcripts (sqlx).
 //! - `recording`: stereo call recordings (caller left, bot right).
 //! - `services`: handles shared by calls and bots.
@@ -40,6 +42,7 @@ pub mod api;
 pub mod app;
 pub mod bots;
 pub mod call;
+pub mod cluster;
 pub mod config;
 pub mod dial;
 pub mod grpc_ops;

@@ -36,7 +36,9 @@ fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
         .map(|v| v.to_str().ok().and_then(bearer).unwrap_or(""));
-    let peer = req.peer_addr().map(|a| a.ip());
+    // A request another switch of the cluster forwarded is checked as from its client.
+    let peer =
+        crate::cluster::forward::forwarded_peer(req).or_else(|| req.peer_addr().map(|a| a.ip()));
     match state.access.check(peer, presented) {
         Ok(grant) => Ok(Caller {
             workspace: grant.workspace,

@@ -302,8 +302,13 @@ async fn health(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     } else {
         "ok"
     };
-    Ok(HttpResponse::Ok()
-        .json(serde_json::json!({ "status": status, "calls": stats, "store": store })))
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "status": status,
+        // Whether a load balancer should send this switch new calls.
+        "ready": !stats.draining,
+        "calls": stats,
+        "store": store,
+    })))
 }
 
 async fn not_found() -> HttpResponse {

@@ -390,6 +390,35 @@ async fn get_room(
     Ok(HttpResponse::Ok().json(RoomView::from(&record)))
 }
 
+/// The answer to joining a call this switch does not hold: 409 when it has ended; in a
+/// cluster, when another switch holds it, 409 naming that switch (`node`): a room mixes only
+/// calls of its own switch, there is no media path between switches.
+async fn elsewhere(
+    state: &ApiState,
+    call: Uuid,
+    room: Uuid,
+    record: &crate::call::state::CallRecord,
+) -> Result<HttpResponse, ApiError> {
+    if record.status != crate::call::state::Status::Hangup {
+        if let Ok(Some(owner)) = state.store.owner_of(call).await {
+            if owner != state.store.owner {
+                return Ok(HttpResponse::Conflict().json(serde_json::json!({
+                    "error": {
+                        "code": 409,
+                        "message": format!(
+                            "call {call} is held by switch `{owner}` and room {room} by switch `{}`: \
+                             a room takes calls of its own switch only",
+                            state.store.owner
+                        ),
+                        "node": owner,
+                    }
+                })));
+            }
+        }
+    }
+    Err(ApiError::Conflict(format!("call {call} has ended")))
+}
+
 /// Puts a live call (`call_id`) or a bot (`bot`) in the room.
 #[utoipa::path(
     post,
@@ -445,12 +474,14 @@ async fn join_room(
         let raw = body.call_id.unwrap_or_default();
         let call = parse_id(&raw)?;
         let record = find_record(&state, &caller, call).await?;
-        let addr = state
+        let Some(addr) = state
             .registry
             .send(crate::registry::FindCall { id: call })
             .await
             .map_err(|_| ApiError::Unavailable)?
-            .ok_or_else(|| ApiError::Conflict(format!("call {call} has ended")))?;
+        else {
+            return elsewhere(&state, call, id, &record).await;
+        };
         let joined = room
             .send(Join {
                 call,

@@ -23,6 +23,9 @@ pub struct CallEvent {
     /// The VoIPBIN event name: `call_created`, `call_ringing`, …, `call_hangup`.
     pub event: &'static str,
     pub record: Arc<CallRecord>,
+    /// Relayed from another switch of the cluster (`cluster`): shown to live subscribers
+    /// here, never sent on again.
+    pub relayed: bool,
 }
 
 /// One change of one room, as live subscribers see it.
@@ -32,6 +35,8 @@ pub struct RoomEvent {
     /// `room_closed`.
     pub event: &'static str,
     pub record: Arc<RoomRecord>,
+    /// Relayed from another switch of the cluster.
+    pub relayed: bool,
 }
 
 /// One transcript line of one call, as live subscribers see it (`event: transcript`).
@@ -43,6 +48,8 @@ pub struct TranscriptEvent {
     pub kind: &'static str,
     pub text: String,
     pub at: DateTime<Utc>,
+    /// Relayed from another switch of the cluster.
+    pub relayed: bool,
 }
 
 /// A cheap handle to the store's writer and the live event feed.
@@ -96,6 +103,7 @@ impl Journal {
         let _ = self.events.send(CallEvent {
             event,
             record: record.clone(),
+            relayed: false,
         });
         self.queue(Write::Call {
             record,
@@ -111,6 +119,7 @@ impl Journal {
         let _ = self.rooms.send(RoomEvent {
             event,
             record: record.clone(),
+            relayed: false,
         });
         self.queue(Write::Room(record));
     }
@@ -140,6 +149,7 @@ impl Journal {
             kind,
             text: text.clone(),
             at,
+            relayed: false,
         });
         self.queue(Write::Transcript(TranscriptRow {
             call_id,
@@ -153,6 +163,25 @@ impl Journal {
     /// A recording started, or finished with its file written.
     pub fn recording(&self, row: RecordingRow) {
         self.queue(Write::Recording(row));
+    }
+
+    /// Shows live subscribers an event of another switch of the cluster (already stored by
+    /// that switch): it is not written again, nor sent on.
+    pub fn relay_call(&self, mut event: CallEvent) {
+        event.relayed = true;
+        let _ = self.events.send(event);
+    }
+
+    /// Shows live subscribers a room event of another switch of the cluster.
+    pub fn relay_room(&self, mut event: RoomEvent) {
+        event.relayed = true;
+        let _ = self.rooms.send(event);
+    }
+
+    /// Shows live subscribers a transcript line of another switch of the cluster.
+    pub fn relay_transcript(&self, mut event: TranscriptEvent) {
+        event.relayed = true;
+        let _ = self.transcripts.send(event);
     }
 
     /// Live call events from now on.

@@ -113,7 +113,7 @@ fn prepare_sqlite(url: &str) -> Result<String, StoreError> {
 }
 
 /// Reads this switch's instance id from `path`, creating it on first start.
-fn instance_id(path: &str) -> Result<String, StoreError> {
+pub fn instance_id(path: &str) -> Result<String, StoreError> {
     let io = |source| StoreError::Io {
         path: path.to_owned(),
         source,
@@ -136,8 +136,20 @@ fn instance_id(path: &str) -> Result<String, StoreError> {
 impl Store {
     /// Connects, applies migrations and starts the writer.
     pub async fn open(config: &StoreConfig) -> Result<(Store, StoreRuntime), StoreError> {
+        Store::open_as(config, None).await
+    }
+
+    /// Like `open`, with the calls written as `owner`'s instead of the instance id's (a cluster
+    /// node's `node_id`).
+    pub async fn open_as(
+        config: &StoreConfig,
+        owner: Option<&str>,
+    ) -> Result<(Store, StoreRuntime), StoreError> {
         sqlx::any::install_default_drivers();
-        let owner = instance_id(&config.instance_file)?;
+        let owner = match owner {
+            Some(owner) => owner.to_owned(),
+            None => instance_id(&config.instance_file)?,
+        };
         let sqlite = config.url.starts_with("sqlite:");
         let url = if sqlite {
             prepare_sqlite(&config.url)?

@@ -414,10 +414,23 @@ impl Store {
         .await
     }
 
-    /// Closes the calls this switch owned that a crash left without `hangup`: they become
-    /// `hangup` with `hangup_reason: failed` and `tm_hangup` now. Returns how many.
+    /// Closes the calls a crash of this switch left open, as `failed`; how many.
     pub async fn close_orphans(&self) -> Result<usize, StoreError> {
         let owner = self.owner.clone();
+        Ok(self.close_calls_of(&owner, ORPHAN_DETAIL).await?.len())
+    }
+
+    /// Closes the open calls of `owner` (a switch that crashed, or a cluster node that was
+    /// lost) as `failed` with `detail`, and answers the records it closed. Each call is closed
+    /// once: the row is updated only while it is still open, so two switches closing the same
+    /// calls at once close each call once between them, and only the one that closed it gets
+    /// its record (and writes its `call_hangup` event).
+    pub async fn close_calls_of(
+        &self,
+        owner: &str,
+        detail: &str,
+    ) -> Result<Vec<CallRecord>, StoreError> {
+        let (owner, detail) = (owner.to_owned(), detail.to_owned());
         self.run(move |pool| async move {
             let rows = sqlx::query("SELECT record FROM calls WHERE owner = $1 AND status <> $2")
                 .bind(owner.clone())
@@ -425,18 +438,31 @@ impl Store {
                 .fetch_all(&pool)
                 .await?;
             let now = Utc::now();
+            let mut closed = Vec::new();
             let mut tx = pool.begin().await?;
             for row in &rows {
                 let mut record = record_of(row)?;
                 record.hangup_by = Some(HangupBy::Local);
                 record.hangup_reason = Some(HangupReason::Failed);
-                record.hangup_detail = ORPHAN_DETAIL.into();
+                record.hangup_detail = detail.clone();
                 record.status = Status::Hangup;
                 record.tm_hangup = Some(now);
                 record.tm_update = now;
                 record.recording_id = None;
                 let json = record_json(&record)?;
-                upsert_call(&mut tx, &owner, &record, &json).await?;
+                let updated = sqlx::query(
+                    "UPDATE calls SET status = $1, updated_us = $2, record = $3 \
+                     WHERE id = $4 AND status <> $1",
+                )
+                .bind(Status::Hangup.as_str().to_owned())
+                .bind(micros(&now))
+                .bind(json.clone())
+                .bind(record.id.to_string())
+                .execute(&mut *tx)
+                .await?;
+                if updated.rows_affected() == 0 {
+                    continue;
+                }
                 sqlx::query(INSERT_EVENT)
                     .bind(format!("{}-orphan-{}", record.id.simple(), micros(&now)))
                     .bind(record.id.to_string())
@@ -447,9 +473,34 @@ impl Store {
                     .bind(json)
                     .execute(&mut *tx)
                     .await?;
+                closed.push(record);
             }
             tx.commit().await?;
-            Ok(rows.len())
+            Ok(closed)
+        })
+        .await
+    }
+
+    /// The owners (switches) that have open calls in the store.
+    pub async fn open_owners(&self) -> Result<Vec<String>, StoreError> {
+        self.run(move |pool| async move {
+            let rows = sqlx::query("SELECT DISTINCT owner FROM calls WHERE status <> $1")
+                .bind(Status::Hangup.as_str().to_owned())
+                .fetch_all(&pool)
+                .await?;
+            rows.iter().map(|r| text(r, "owner")).collect()
+        })
+        .await
+    }
+
+    /// The switch that holds (or last held) a call, by the store.
+    pub async fn owner_of(&self, id: Uuid) -> Result<Option<String>, StoreError> {
+        self.run(move |pool| async move {
+            let row = sqlx::query("SELECT owner FROM calls WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&pool)
+                .await?;
+            row.as_ref().map(|r| text(r, "owner")).transpose()
         })
         .await
     }
