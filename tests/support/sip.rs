@@ -280,3 +280,51 @@ pub async fn eventually(mut check: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+/// A minimal INVITE from `from` (whose RTP is at `rtp_port`) to `bot` at `sip`, with a PCMU
+/// offer; `call_id` must be unique.
+pub fn invite_text(sip: SocketAddr, from: SocketAddr, call_id: &str, rtp_port: u16) -> String {
+    let sdp = format!(
+        "v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+    );
+    format!(
+        "INVITE sip:bot@{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK{call_id}\r\nFrom: <sip:t@{from}>;tag={call_id}\r\nTo: <sip:bot@{sip}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:t@{from}>\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    )
+}
+
+/// The status codes of the final responses that come to `socket` until `done` says so (or the
+/// patience runs out), by Call-ID.
+pub async fn final_responses(
+    socket: &tokio::net::UdpSocket,
+    done: impl Fn(&std::collections::HashMap<String, u16>) -> bool,
+) -> std::collections::HashMap<String, u16> {
+    let mut finals = std::collections::HashMap::new();
+    let mut buf = vec![0u8; 4096];
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !done(&finals) {
+        let Ok(Ok((n, _))) = tokio::time::timeout_at(deadline, socket.recv_from(&mut buf)).await
+        else {
+            break;
+        };
+        let text = String::from_utf8_lossy(&buf[..n]);
+        let Some(code) = text
+            .strip_prefix("SIP/2.0 ")
+            .and_then(|r| r.get(..3))
+            .and_then(|c| c.parse::<u16>().ok())
+        else {
+            continue;
+        };
+        if code < 200 {
+            continue;
+        }
+        let call_id = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Call-ID: "))
+            .unwrap_or("")
+            .trim()
+            .to_owned();
+        finals.entry(call_id).or_insert(code);
+    }
+    finals
+}
