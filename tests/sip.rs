@@ -435,3 +435,18 @@ async fn a_full_rtp_range_and_an_invite_flood_are_refused_with_503() {
     let call = app.call_by_reference("range-1").await;
     assert_eq!(call["status"], "progressing", "{call}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sip_over_tcp_answers_options_and_calls() {
+    let app = spawn_app(&format!(
+        "{}transports = [\"udp\", \"tcp\"]\n{KEY_FLOW}",
+        sip_toml()
+    ));
+    let sip = app.handle.sip_addr.expect("SIP listens");
+    let run = sipp_args(sip, "options.xml", "bot", "sip-tcp-options", &["-t", "t1"]).await;
+    assert!(run.success, "OPTIONS over TCP:\n{}", run.output);
+    let run = sipp_args(sip, "hold_bye.xml", "hold", "sip-tcp-1", &["-t", "t1"]).await;
+    assert!(run.success, "a call over TCP:\n{}", run.output);
+    let call = app.wait_hangup("sip-tcp-1").await;
+    assert_eq!(call["hangup_reason"], "normal", "{call}");
+}
