@@ -450,3 +450,26 @@ async fn sip_over_tcp_answers_options_and_calls() {
     let call = app.wait_hangup("sip-tcp-1").await;
     assert_eq!(call["hangup_reason"], "normal", "{call}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sip_routes_match_the_from_host() {
+    let app = spawn_app(&format!(
+        r#"{}{KEY_FLOW}
+[[routes]]
+bot = "slow"
+match = {{ ingress = "sip", from_host = "192.0.2.1" }}
+"#,
+        sip_toml()
+    )
+    .replacen(
+        "[[routes]]",
+        "[[routes]]\nbot = \"hold\"\nmatch = { ingress = \"sip\", from_host = \"127.0.0.1\" }\n[[routes]]",
+        1,
+    ));
+    let sip = app.handle.sip_addr.expect("SIP listens");
+    let run = sipp(sip, "hold_bye.xml", "nobody", "sip-from-1", &[]).await;
+    assert!(run.success, "SIPp failed:\n{}", run.output);
+    let call = app.wait_hangup("sip-from-1").await;
+    assert_eq!(call["bot"], "hold", "routed by the From host: {call}");
+    assert_eq!(call["source"]["type"], "sip", "{call}");
+}

@@ -384,13 +384,17 @@ impl SipSession {
             })),
         }
         .call_here(INGRESS, self.offer.call_id.clone());
-        if let Some(user) = &self.offer.from_user {
+        // The caller as a `sip` address, `user@host` (routes can match the host).
+        let target = match (&self.offer.from_user, &self.offer.from_host) {
+            (Some(user), Some(host)) => Some(format!("{user}@{host}")),
+            (None, Some(host)) => Some(host.clone()),
+            (Some(user), None) => Some(user.clone()),
+            (None, None) => None,
+        };
+        if let Some(target) = target {
             call.source = crate::call::state::Address {
                 kind: "sip".into(),
-                target: format!(
-                    "{user}@{}",
-                    self.offer.from_host.clone().unwrap_or_default()
-                ),
+                target,
                 ..Default::default()
             };
         }
