@@ -214,6 +214,7 @@ async fn initiate(app: &TestApp, number: &str, reference: &str) -> serde_json::V
             &serde_json::json!({
                 "destination": { "type": "tel", "target": number },
                 "reference": reference,
+                "bot": "greeter",
             }),
         )
         .await;
