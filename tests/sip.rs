@@ -64,6 +64,19 @@ actions = [
   { type = "sleep", duration = 60000 },
   { type = "hangup" },
 ]
+[bots.digits]
+kind = "flow"
+actions = [
+  { type = "answer" },
+  { type = "digits_send", digits = "159" },
+  { type = "digits_receive", duration = 20000, length = 1 },
+  { type = "branch", variable = "digits", default_target_id = "other", target_ids = { "5" = "five" } },
+  { type = "hangup", id = "five", reason = "normal" },
+  { type = "hangup", id = "other", reason = "busy" },
+]
+[[routes]]
+bot = "digits"
+match = { ingress = "sip", hotline = "digits" }
 [[routes]]
 bot = "slow"
 match = { ingress = "sip", hotline = "slow" }
@@ -473,4 +486,36 @@ match = {{ ingress = "sip", from_host = "192.0.2.1" }}
     let call = app.wait_hangup("sip-from-1").await;
     assert_eq!(call["bot"], "hold", "routed by the From host: {call}");
     assert_eq!(call["source"]["type"], "sip", "{call}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_go_out_as_rfc_4733_events_and_come_in_by_sip_info() {
+    let app = spawn_sip_app();
+    let sip = app.handle.sip_addr.expect("SIP listens");
+    let ear = Ear::new().await;
+    let keys = vec![("hear_port", ear.port.to_string())];
+    let run =
+        tokio::spawn(
+            async move { sipp(sip, "info_dtmf.xml", "digits", "sip-info-1", &keys).await },
+        );
+    // The keys, then audio again (the clock runs on after them).
+    let heard = ear
+        .listen(|h| h.keys.len() >= 3 && h.samples.len() >= 1600)
+        .await;
+    assert_eq!(
+        heard.keys,
+        vec!['1', '5', '9'],
+        "the bot's keys as telephone events"
+    );
+    assert_eq!(
+        heard.seq_breaks, 0,
+        "sequence numbers run on around the events"
+    );
+    let run = run.await.expect("sipp task");
+    assert!(run.success, "SIPp failed:\n{}", run.output);
+    let call = app.wait_hangup("sip-info-1").await;
+    assert_eq!(
+        call["hangup_reason"], "normal",
+        "the INFO key 5 reached the flow: {call}"
+    );
 }

@@ -206,10 +206,14 @@ pub struct Heard {
     pub packets: usize,
     /// Packets whose sequence number did not follow the one before.
     pub seq_breaks: usize,
-    /// Packets whose timestamp did not move by the samples of the one before.
+    /// Audio packets whose timestamp did not move by 160 from the audio packet just before.
     pub ts_breaks: usize,
     pub samples: Vec<i16>,
     pub payload_types: Vec<u8>,
+    /// Keys sent as RFC 4733 events (payload type 101), one per event, in order.
+    pub keys: Vec<char>,
+    /// The timestamp of the last event seen.
+    last_event: Option<u32>,
 }
 
 impl Ear {
@@ -226,6 +230,7 @@ impl Ear {
         let mut heard = Heard::default();
         let mut buf = vec![0u8; 2048];
         let mut last: Option<(u16, u32)> = None;
+        let mut last_seq: Option<u16> = None;
         let deadline = tokio::time::Instant::now() + PATIENCE;
         while !enough(&heard) {
             let Ok(Ok((n, _))) =
@@ -244,11 +249,29 @@ impl Ear {
             if !heard.payload_types.contains(&pt) {
                 heard.payload_types.push(pt);
             }
+            if pt == 101 && n >= 16 && heard.last_event != Some(ts) {
+                heard.last_event = Some(ts);
+                let key = match p[12] {
+                    c @ 0..=9 => (b'0' + c) as char,
+                    10 => '*',
+                    11 => '#',
+                    c => (b'A' + c.saturating_sub(12)) as char,
+                };
+                heard.keys.push(key);
+            }
+            // Sequence numbers run on across every packet of the stream (audio and events);
+            // timestamps by 160 from one audio packet to the next.
+            if let Some(s) = last_seq {
+                if seq != s.wrapping_add(1) {
+                    heard.seq_breaks += 1;
+                }
+            }
+            last_seq = Some(seq);
+            if pt != 0 {
+                last = None;
+            }
             if pt == 0 {
-                if let Some((s, t)) = last {
-                    if seq != s.wrapping_add(1) {
-                        heard.seq_breaks += 1;
-                    }
+                if let Some((_, t)) = last {
                     if ts != t.wrapping_add(160) {
                         heard.ts_breaks += 1;
                     }
