@@ -92,6 +92,8 @@ pub(super) struct Outgoing {
     pub invite: Option<tokio::task::JoinHandle<rsipstack::dialog::invitation::InviteAsyncResult>>,
     /// How long the far end may ring before the call ends with `noanswer`.
     pub ring_timeout: Duration,
+    /// The call's arbiter, where the session runs too.
+    pub arbiter: actix::ArbiterHandle,
 }
 
 /// The leg format of every SIP session: 8 kHz both ways, paced.
@@ -154,8 +156,10 @@ impl SipSession {
         port: RtpPort,
         offer: Offer,
     ) {
+        let arbiter = shared.next_arbiter();
         let session = Self::new(shared, dialog, states, port, offer);
-        SipSession::create(|ctx| {
+        // The session runs on a call arbiter, and admits its call beside it (`call_here`).
+        SipSession::start_in_arbiter(&arbiter, |ctx| {
             ctx.set_mailbox_capacity(MAILBOX);
             session
         });
@@ -172,11 +176,13 @@ impl SipSession {
         link: CallLink,
         outgoing: Outgoing,
     ) {
+        let arbiter = outgoing.arbiter.clone();
         let mut session = Self::new(shared, dialog, states, port, offer);
         session.call_label = Some(link.id());
         session.link = Some(link);
         session.outgoing = Some(outgoing);
-        SipSession::create(|ctx| {
+        // Beside its call.
+        SipSession::start_in_arbiter(&arbiter, |ctx| {
             ctx.set_mailbox_capacity(MAILBOX);
             session
         });
