@@ -519,3 +519,32 @@ async fn keys_go_out_as_rfc_4733_events_and_come_in_by_sip_info() {
         "the INFO key 5 reached the flow: {call}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_switch_answers_486() {
+    let app = spawn_app(&format!(
+        "[server]\nmax_calls = 1\n{}{KEY_FLOW}",
+        sip_toml()
+    ));
+    let sip = app.handle.sip_addr.expect("SIP listens");
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let me = socket.local_addr().expect("addr");
+    socket
+        .send_to(invite_text(sip, me, "full-1", 40000).as_bytes(), sip)
+        .await
+        .expect("send");
+    let first = final_responses(&socket, |f| f.contains_key("full-1")).await;
+    assert_eq!(first.get("full-1"), Some(&200), "{first:?}");
+    socket
+        .send_to(invite_text(sip, me, "full-2", 40002).as_bytes(), sip)
+        .await
+        .expect("send");
+    let second = final_responses(&socket, |f| f.contains_key("full-2")).await;
+    assert_eq!(
+        second.get("full-2"),
+        Some(&486),
+        "the switch is full: {second:?}"
+    );
+}

@@ -292,18 +292,6 @@ pub fn loud(samples: &[i16], level: f64) -> bool {
     })
 }
 
-/// Waits a little for a condition polled by `check`.
-pub async fn eventually(mut check: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while tokio::time::Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    false
-}
-
 /// A minimal INVITE from `from` (whose RTP is at `rtp_port`) to `bot` at `sip`, with a PCMU
 /// offer; `call_id` must be unique.
 pub fn invite_text(sip: SocketAddr, from: SocketAddr, call_id: &str, rtp_port: u16) -> String {
