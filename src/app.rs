@@ -193,9 +193,13 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
     let registry = Registry::new(services, arbiters.iter().map(|a| a.handle()).collect()).start();
 
     // HTTP: REST now, WebSockets later, on one listener.
-    let sip = crate::protocols::sip::start(&config.sip, registry.clone())
-        .await
-        .map_err(AppError::Start)?;
+    let sip = crate::protocols::sip::start(
+        &config.sip,
+        registry.clone(),
+        arbiters.iter().map(|a| a.handle()).collect(),
+    )
+    .await
+    .map_err(AppError::Start)?;
     let sip_addr = sip.as_ref().map(|s| s.addr);
 
     let http_listener = bind(config.http.listen)?;

@@ -689,12 +689,20 @@ pub struct RouteMatch {
     pub ingress: Option<String>,
     pub hotline: Option<String>,
     pub workspace: Option<String>,
+    /// The host of the caller's SIP From URI (SIP calls only; other calls never match it).
+    pub from_host: Option<String>,
 }
 
 impl RouteMatch {
-    fn accepts(&self, ingress: &str, hotline: &str, workspace: &str) -> bool {
+    fn accepts(&self, ingress: &str, hotline: &str, workspace: &str, from_host: &str) -> bool {
         let ok = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
-        ok(&self.ingress, ingress) && ok(&self.hotline, hotline) && ok(&self.workspace, workspace)
+        ok(&self.ingress, ingress)
+            && ok(&self.hotline, hotline)
+            && ok(&self.workspace, workspace)
+            && self
+                .from_host
+                .as_deref()
+                .is_none_or(|w| w.eq_ignore_ascii_case(from_host))
     }
 }
 
@@ -875,9 +883,20 @@ impl Config {
 
     /// The bot for a new call: the first route that matches.
     pub fn route(&self, ingress: &str, hotline: &str, workspace: &str) -> Option<&str> {
+        self.route_from(ingress, hotline, workspace, "")
+    }
+
+    /// `route`, for a caller whose SIP From URI has host `from_host` (empty: not SIP).
+    pub fn route_from(
+        &self,
+        ingress: &str,
+        hotline: &str,
+        workspace: &str,
+        from_host: &str,
+    ) -> Option<&str> {
         self.routes
             .iter()
-            .find(|r| r.matches.accepts(ingress, hotline, workspace))
+            .find(|r| r.matches.accepts(ingress, hotline, workspace, from_host))
             .map(|r| r.bot.as_str())
     }
 

@@ -215,9 +215,14 @@ impl Registry {
         if let Some(bot) = &call.bot {
             return Ok(bot.clone());
         }
+        // A SIP caller's From host (`user@host` sources) can pick its route too.
+        let from_host = match call.source.kind.as_str() {
+            "sip" => call.source.target.rsplit('@').next().unwrap_or(""),
+            _ => "",
+        };
         self.services
             .config
-            .route(call.ingress, &call.hotline, &call.workspace)
+            .route_from(call.ingress, &call.hotline, &call.workspace, from_host)
             .map(str::to_owned)
             .ok_or_else(|| AdmitError::NoRoute {
                 ingress: call.ingress,

@@ -2,17 +2,31 @@
 
 mod support;
 
-use support::sip::{free_udp_port, loud, sipp, sipp_args, sipp_with_files, ulaw_wav, Ear, Sipp};
+use support::sip::{
+    final_responses, free_udp_port, invite_text, loud, sipp, sipp_args, sipp_with_files, ulaw_wav,
+    Ear, Sipp,
+};
 use support::*;
 
-/// `[sip]` on an ephemeral loopback port, with a small RTP range of its own.
-fn sip_toml() -> String {
-    let base = 30000 + (std::process::id() % 2000) as u16 * 10;
-    let _ = free_udp_port();
+/// A first port for a test's RTP range: ten ports per switch, a range of its own for each
+/// switch of this process (tests run at once), spread by process id.
+fn next_rtp_base() -> u16 {
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 40;
+    30000 + (std::process::id() % 50) as u16 * 400 + n * 10
+}
+
+/// `[sip]` on an ephemeral loopback port, with RTP on ten ports from `base`.
+fn sip_toml_with(base: u16) -> String {
     format!(
         "[sip]\nlisten = \"127.0.0.1:0\"\nrtp_ports = \"{base}-{}\"\n",
         base + 9
     )
+}
+
+/// `[sip]` on an ephemeral loopback port, with a small RTP range of its own.
+fn sip_toml() -> String {
+    sip_toml_with(next_rtp_base())
 }
 
 /// A bot that greets, waits for one key, and hangs up `normal` on 5 (`busy` otherwise, so
@@ -43,9 +57,32 @@ actions = [
   { type = "sleep", duration = 30000 },
   { type = "hangup" },
 ]
+[bots.long]
+kind = "flow"
+actions = [
+  { type = "answer" },
+  { type = "sleep", duration = 60000 },
+  { type = "hangup" },
+]
+[bots.digits]
+kind = "flow"
+actions = [
+  { type = "answer" },
+  { type = "digits_send", digits = "159" },
+  { type = "digits_receive", duration = 20000, length = 1 },
+  { type = "branch", variable = "digits", default_target_id = "other", target_ids = { "5" = "five" } },
+  { type = "hangup", id = "five", reason = "normal" },
+  { type = "hangup", id = "other", reason = "busy" },
+]
+[[routes]]
+bot = "digits"
+match = { ingress = "sip", hotline = "digits" }
 [[routes]]
 bot = "slow"
 match = { ingress = "sip", hotline = "slow" }
+[[routes]]
+bot = "long"
+match = { ingress = "sip", hotline = "long" }
 [[routes]]
 bot = "hold"
 match = { ingress = "sip", hotline = "hold" }
@@ -60,13 +97,32 @@ fn spawn_sip_app() -> TestApp {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sip_caller_hears_the_greeting_and_its_key_reaches_the_flow() {
-    let app = spawn_sip_app();
+    let base = next_rtp_base();
+    let app = spawn_app(&format!("{}{KEY_FLOW}", sip_toml_with(base)));
     let sip = app.handle.sip_addr.expect("SIP listens");
     let ear = Ear::new().await;
     let keys = vec![("hear_port", ear.port.to_string())];
     let files = vec![("caller.wav", ulaw_wav(&tone_8k(440.0, 3000, 8000.0)))];
     let run = tokio::spawn(async move {
         sipp_with_files(sip, "call_dtmf.xml", "bot", "sip-keys-1", &keys, &files).await
+    });
+    // Junk at every RTP port of the switch while the call runs: datagrams that are not RTP, and
+    // RTP from another address's SSRC. The call's own media must not be disturbed.
+    let flood = tokio::spawn(async move {
+        let junk = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let mut rtp = vec![0x80u8, 0, 0, 1, 0, 0, 0, 1, 0xde, 0xad, 0xbe, 0xef];
+        rtp.extend_from_slice(&[0u8; 160]);
+        for round in 0..400u32 {
+            for port in base..base + 10 {
+                let to: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+                let _ = junk
+                    .send_to(if round % 2 == 0 { &rtp } else { b"junk" }, to)
+                    .await;
+            }
+            tokio::task::yield_now().await;
+        }
     });
     // The greeting: a second of audio, some of it speech-loud.
     let heard = ear
@@ -81,6 +137,7 @@ async fn a_sip_caller_hears_the_greeting_and_its_key_reaches_the_flow() {
     }
     assert_eq!(heard.seq_breaks, 0, "sequence numbers run on");
     assert_eq!(heard.ts_breaks, 0, "timestamps run on");
+    flood.await.expect("flood");
     let run = run.await.expect("sipp task");
     assert!(run.success, "SIPp failed:\n{}", run.output);
     let call = app.wait_hangup("sip-keys-1").await;
@@ -170,6 +227,7 @@ async fn initiate(app: &TestApp, number: &str, reference: &str) -> serde_json::V
             &serde_json::json!({
                 "destination": { "type": "tel", "target": number },
                 "reference": reference,
+                "bot": "greeter",
             }),
         )
         .await;
@@ -304,4 +362,189 @@ async fn callers_outside_the_allowed_networks_must_answer_the_digest_challenge()
     )
     .await;
     assert!(run.success, "a wrong digest gets 403:\n{}", run.output);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_sip_caller_is_hung_up_after_the_media_timeout() {
+    let app = spawn_app(&format!(
+        "{}[media]\nmedia_timeout_ms = 1500\n{KEY_FLOW}",
+        sip_toml()
+    ));
+    let sip = app.handle.sip_addr.expect("SIP listens");
+    let run = sipp(sip, "silent.xml", "hold", "sip-silent-1", &[]).await;
+    assert!(run.success, "SIPp got BYE:\n{}", run.output);
+    let call = app.wait_hangup("sip-silent-1").await;
+    assert_eq!(call["hangup_reason"], "timeout", "{call}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_never_acks_is_hung_up_after_timer_h() {
+    // No media timeout: it would end the silent call first (30 s against timer H's 32 s).
+    let app = spawn_app(&format!(
+        "{}[media]\nmedia_timeout_ms = 0\n{KEY_FLOW}",
+        sip_toml()
+    ));
+    let sip = app.handle.sip_addr.expect("SIP listens");
+    let run = sipp(sip, "no_ack.xml", "long", "sip-noack-1", &[]).await;
+    assert!(
+        run.success,
+        "SIPp got BYE after the 200 OK went unacknowledged:\n{}",
+        run.output
+    );
+    let call = app.wait_hangup("sip-noack-1").await;
+    assert_eq!(call["hangup_reason"], "failed", "{call}");
+    assert_eq!(call["hangup_by"], "local", "{call}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_rtp_range_and_an_invite_flood_are_refused_with_503() {
+    // One RTP port, and two new INVITEs a second per source.
+    let port = next_rtp_base();
+    let app = spawn_app(&format!(
+        "[sip]\nlisten = \"127.0.0.1:0\"\nrtp_ports = \"{port}-{port}\"\ninvites_per_second = 2\n{KEY_FLOW}"
+    ));
+    let sip = app.handle.sip_addr.expect("SIP listens");
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let me = socket.local_addr().expect("addr");
+    // The first call takes the only port (the hold bot answers and waits).
+    socket
+        .send_to(invite_text(sip, me, "range-1", 40000).as_bytes(), sip)
+        .await
+        .expect("send");
+    let first = final_responses(&socket, |f| f.contains_key("range-1")).await;
+    assert_eq!(first.get("range-1"), Some(&200), "{first:?}");
+    socket
+        .send_to(invite_text(sip, me, "range-2", 40002).as_bytes(), sip)
+        .await
+        .expect("send");
+    let second = final_responses(&socket, |f| f.contains_key("range-2")).await;
+    assert_eq!(
+        second.get("range-2"),
+        Some(&503),
+        "no RTP port left: {second:?}"
+    );
+    // A burst of INVITEs from one source: past the bucket (4), 503.
+    for i in 0..20 {
+        let id = format!("flood-{i}");
+        socket
+            .send_to(invite_text(sip, me, &id, 40004).as_bytes(), sip)
+            .await
+            .expect("send");
+    }
+    let finals = final_responses(&socket, |f| {
+        f.keys().filter(|k| k.starts_with("flood-")).count() == 20
+    })
+    .await;
+    let refused = finals
+        .iter()
+        .filter(|(k, code)| k.starts_with("flood-") && **code == 503)
+        .count();
+    assert_eq!(
+        refused, 20,
+        "every INVITE of the burst is refused (rate or no port): {finals:?}"
+    );
+    // The first call is still up.
+    let call = app.call_by_reference("range-1").await;
+    assert_eq!(call["status"], "progressing", "{call}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sip_over_tcp_answers_options_and_calls() {
+    let app = spawn_app(&format!(
+        "{}transports = [\"udp\", \"tcp\"]\n{KEY_FLOW}",
+        sip_toml()
+    ));
+    let sip = app.handle.sip_addr.expect("SIP listens");
+    let run = sipp_args(sip, "options.xml", "bot", "sip-tcp-options", &["-t", "t1"]).await;
+    assert!(run.success, "OPTIONS over TCP:\n{}", run.output);
+    let run = sipp_args(sip, "hold_bye.xml", "hold", "sip-tcp-1", &["-t", "t1"]).await;
+    assert!(run.success, "a call over TCP:\n{}", run.output);
+    let call = app.wait_hangup("sip-tcp-1").await;
+    assert_eq!(call["hangup_reason"], "normal", "{call}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sip_routes_match_the_from_host() {
+    let app = spawn_app(&format!(
+        r#"{}{KEY_FLOW}
+[[routes]]
+bot = "slow"
+match = {{ ingress = "sip", from_host = "192.0.2.1" }}
+"#,
+        sip_toml()
+    )
+    .replacen(
+        "[[routes]]",
+        "[[routes]]\nbot = \"hold\"\nmatch = { ingress = \"sip\", from_host = \"127.0.0.1\" }\n[[routes]]",
+        1,
+    ));
+    let sip = app.handle.sip_addr.expect("SIP listens");
+    let run = sipp(sip, "hold_bye.xml", "nobody", "sip-from-1", &[]).await;
+    assert!(run.success, "SIPp failed:\n{}", run.output);
+    let call = app.wait_hangup("sip-from-1").await;
+    assert_eq!(call["bot"], "hold", "routed by the From host: {call}");
+    assert_eq!(call["source"]["type"], "sip", "{call}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_go_out_as_rfc_4733_events_and_come_in_by_sip_info() {
+    let app = spawn_sip_app();
+    let sip = app.handle.sip_addr.expect("SIP listens");
+    let ear = Ear::new().await;
+    let keys = vec![("hear_port", ear.port.to_string())];
+    let run =
+        tokio::spawn(
+            async move { sipp(sip, "info_dtmf.xml", "digits", "sip-info-1", &keys).await },
+        );
+    // The keys, then audio again (the clock runs on after them).
+    let heard = ear
+        .listen(|h| h.keys.len() >= 3 && h.samples.len() >= 1600)
+        .await;
+    assert_eq!(
+        heard.keys,
+        vec!['1', '5', '9'],
+        "the bot's keys as telephone events"
+    );
+    assert_eq!(
+        heard.seq_breaks, 0,
+        "sequence numbers run on around the events"
+    );
+    let run = run.await.expect("sipp task");
+    assert!(run.success, "SIPp failed:\n{}", run.output);
+    let call = app.wait_hangup("sip-info-1").await;
+    assert_eq!(
+        call["hangup_reason"], "normal",
+        "the INFO key 5 reached the flow: {call}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_switch_answers_486() {
+    let app = spawn_app(&format!(
+        "[server]\nmax_calls = 1\n{}{KEY_FLOW}",
+        sip_toml()
+    ));
+    let sip = app.handle.sip_addr.expect("SIP listens");
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let me = socket.local_addr().expect("addr");
+    socket
+        .send_to(invite_text(sip, me, "full-1", 40000).as_bytes(), sip)
+        .await
+        .expect("send");
+    let first = final_responses(&socket, |f| f.contains_key("full-1")).await;
+    assert_eq!(first.get("full-1"), Some(&200), "{first:?}");
+    socket
+        .send_to(invite_text(sip, me, "full-2", 40002).as_bytes(), sip)
+        .await
+        .expect("send");
+    let second = final_responses(&socket, |f| f.contains_key("full-2")).await;
+    assert_eq!(
+        second.get("full-2"),
+        Some(&486),
+        "the switch is full: {second:?}"
+    );
 }

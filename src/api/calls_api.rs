@@ -61,6 +61,10 @@ pub struct InitiateBody {
     reference: Option<String>,
     #[serde(default)]
     workspace: Option<String>,
+    /// The configured bot (or flow) the answered call runs; absent, the route for ingress
+    /// `api` picks it.
+    #[serde(default)]
+    bot: Option<String>,
 }
 
 impl InitiateBody {
@@ -74,6 +78,7 @@ impl InitiateBody {
             ("gateway", &self.gateway, MAX_ADDRESS_BYTES),
             ("reference", &self.reference, MAX_ID_BYTES),
             ("workspace", &self.workspace, MAX_WORKSPACE_BYTES),
+            ("bot", &self.bot, MAX_ID_BYTES),
         ];
         for (field, value, limit) in optional {
             if let Some(value) = value {
@@ -164,8 +169,16 @@ async fn initiate(
         d.target(&body.destination, body.gateway.as_deref())
             .map(|t| (d.clone(), t))
     });
+    if let Some(bot) = &body.bot {
+        if !state.config.bots.contains_key(bot) {
+            return Err(ApiError::Unprocessable(format!(
+                "bot `{bot}` is not configured"
+            )));
+        }
+    }
     let mut call = NewCall::incoming("api", body.reference.unwrap_or_default());
     call.direction = Direction::Outgoing;
+    call.bot = body.bot.clone();
     call.destination = body.destination;
     call.source = body.source.unwrap_or_default();
     call.workspace = workspace;

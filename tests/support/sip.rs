@@ -206,10 +206,14 @@ pub struct Heard {
     pub packets: usize,
     /// Packets whose sequence number did not follow the one before.
     pub seq_breaks: usize,
-    /// Packets whose timestamp did not move by the samples of the one before.
+    /// Audio packets whose timestamp did not move by 160 from the audio packet just before.
     pub ts_breaks: usize,
     pub samples: Vec<i16>,
     pub payload_types: Vec<u8>,
+    /// Keys sent as RFC 4733 events (payload type 101), one per event, in order.
+    pub keys: Vec<char>,
+    /// The timestamp of the last event seen.
+    last_event: Option<u32>,
 }
 
 impl Ear {
@@ -226,6 +230,7 @@ impl Ear {
         let mut heard = Heard::default();
         let mut buf = vec![0u8; 2048];
         let mut last: Option<(u16, u32)> = None;
+        let mut last_seq: Option<u16> = None;
         let deadline = tokio::time::Instant::now() + PATIENCE;
         while !enough(&heard) {
             let Ok(Ok((n, _))) =
@@ -244,11 +249,29 @@ impl Ear {
             if !heard.payload_types.contains(&pt) {
                 heard.payload_types.push(pt);
             }
+            if pt == 101 && n >= 16 && heard.last_event != Some(ts) {
+                heard.last_event = Some(ts);
+                let key = match p[12] {
+                    c @ 0..=9 => (b'0' + c) as char,
+                    10 => '*',
+                    11 => '#',
+                    c => (b'A' + c.saturating_sub(12)) as char,
+                };
+                heard.keys.push(key);
+            }
+            // Sequence numbers run on across every packet of the stream (audio and events);
+            // timestamps by 160 from one audio packet to the next.
+            if let Some(s) = last_seq {
+                if seq != s.wrapping_add(1) {
+                    heard.seq_breaks += 1;
+                }
+            }
+            last_seq = Some(seq);
+            if pt != 0 {
+                last = None;
+            }
             if pt == 0 {
-                if let Some((s, t)) = last {
-                    if seq != s.wrapping_add(1) {
-                        heard.seq_breaks += 1;
-                    }
+                if let Some((_, t)) = last {
                     if ts != t.wrapping_add(160) {
                         heard.ts_breaks += 1;
                     }
@@ -269,14 +292,50 @@ pub fn loud(samples: &[i16], level: f64) -> bool {
     })
 }
 
-/// Waits a little for a condition polled by `check`.
-pub async fn eventually(mut check: impl FnMut() -> bool) -> bool {
+/// A minimal INVITE from `from` (whose RTP is at `rtp_port`) to `bot` at `sip`, with a PCMU
+/// offer; `call_id` must be unique.
+pub fn invite_text(sip: SocketAddr, from: SocketAddr, call_id: &str, rtp_port: u16) -> String {
+    let sdp = format!(
+        "v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+    );
+    format!(
+        "INVITE sip:bot@{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK{call_id}\r\nFrom: <sip:t@{from}>;tag={call_id}\r\nTo: <sip:bot@{sip}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:t@{from}>\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    )
+}
+
+/// The status codes of the final responses that come to `socket` until `done` says so (or the
+/// patience runs out), by Call-ID.
+pub async fn final_responses(
+    socket: &tokio::net::UdpSocket,
+    done: impl Fn(&std::collections::HashMap<String, u16>) -> bool,
+) -> std::collections::HashMap<String, u16> {
+    let mut finals = std::collections::HashMap::new();
+    let mut buf = vec![0u8; 4096];
     let deadline = tokio::time::Instant::now() + PATIENCE;
-    while tokio::time::Instant::now() < deadline {
-        if check() {
-            return true;
+    while !done(&finals) {
+        let Ok(Ok((n, _))) = tokio::time::timeout_at(deadline, socket.recv_from(&mut buf)).await
+        else {
+            break;
+        };
+        let text = String::from_utf8_lossy(&buf[..n]);
+        let Some(code) = text
+            .strip_prefix("SIP/2.0 ")
+            .and_then(|r| r.get(..3))
+            .and_then(|c| c.parse::<u16>().ok())
+        else {
+            continue;
+        };
+        if code < 200 {
+            continue;
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        let call_id = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Call-ID: "))
+            .unwrap_or("")
+            .trim()
+            .to_owned();
+        finals.entry(call_id).or_insert(code);
     }
-    false
+    finals
 }

@@ -175,6 +175,7 @@ impl Dialer {
             Outgoing {
                 invite: Some(invite),
                 ring_timeout: Duration::from_millis(self.config.ring_timeout_ms),
+                arbiter: call.arbiter.clone(),
             },
         );
         Ok(())

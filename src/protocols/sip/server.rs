@@ -40,6 +40,19 @@ pub struct SipHandle {
     dialer: super::Dialer,
 }
 
+impl Shared {
+    /// The arbiter the next inbound session runs on (the current one when there are none).
+    pub(super) fn next_arbiter(&self) -> actix::ArbiterHandle {
+        let n = self
+            .next_arbiter
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match self.arbiters.len() {
+            0 => actix::Arbiter::current(),
+            len => self.arbiters[n % len].clone(),
+        }
+    }
+}
+
 impl SipHandle {
     /// What places outgoing calls through this listener.
     pub fn dialer(&self) -> super::Dialer {
@@ -65,6 +78,10 @@ pub(super) struct Shared {
     pub ports: PortPool,
     /// The address put in Contact and SDP.
     pub public_ip: IpAddr,
+    /// The call arbiters: each new inbound session (and its call, beside it) goes to the next,
+    /// so SIP media spreads over every core.
+    pub arbiters: Vec<actix::ArbiterHandle>,
+    pub next_arbiter: std::sync::atomic::AtomicUsize,
     pub contact: rsipstack::sip::Uri,
 }
 
@@ -72,6 +89,7 @@ pub(super) struct Shared {
 pub async fn start(
     config: &SipConfig,
     registry: Addr<Registry>,
+    arbiters: Vec<actix::ArbiterHandle>,
 ) -> Result<Option<SipHandle>, String> {
     let Some(listen) = config.listen else {
         return Ok(None);
@@ -123,6 +141,8 @@ pub async fn start(
         dialogs: Arc::new(DialogLayer::new(endpoint.inner.clone())),
         ports: PortPool::new(bound.ip(), range),
         public_ip,
+        arbiters,
+        next_arbiter: std::sync::atomic::AtomicUsize::new(0),
         contact,
     });
     let policy = Policy {

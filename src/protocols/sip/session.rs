@@ -92,6 +92,8 @@ pub(super) struct Outgoing {
     pub invite: Option<tokio::task::JoinHandle<rsipstack::dialog::invitation::InviteAsyncResult>>,
     /// How long the far end may ring before the call ends with `noanswer`.
     pub ring_timeout: Duration,
+    /// The call's arbiter, where the session runs too.
+    pub arbiter: actix::ArbiterHandle,
 }
 
 /// The leg format of every SIP session: 8 kHz both ways, paced.
@@ -154,8 +156,10 @@ impl SipSession {
         port: RtpPort,
         offer: Offer,
     ) {
+        let arbiter = shared.next_arbiter();
         let session = Self::new(shared, dialog, states, port, offer);
-        SipSession::create(|ctx| {
+        // The session runs on a call arbiter, and admits its call beside it (`call_here`).
+        SipSession::start_in_arbiter(&arbiter, |ctx| {
             ctx.set_mailbox_capacity(MAILBOX);
             session
         });
@@ -172,11 +176,13 @@ impl SipSession {
         link: CallLink,
         outgoing: Outgoing,
     ) {
+        let arbiter = outgoing.arbiter.clone();
         let mut session = Self::new(shared, dialog, states, port, offer);
         session.call_label = Some(link.id());
         session.link = Some(link);
         session.outgoing = Some(outgoing);
-        SipSession::create(|ctx| {
+        // Beside its call.
+        SipSession::start_in_arbiter(&arbiter, |ctx| {
             ctx.set_mailbox_capacity(MAILBOX);
             session
         });
@@ -384,13 +390,17 @@ impl SipSession {
             })),
         }
         .call_here(INGRESS, self.offer.call_id.clone());
-        if let Some(user) = &self.offer.from_user {
+        // The caller as a `sip` address, `user@host` (routes can match the host).
+        let target = match (&self.offer.from_user, &self.offer.from_host) {
+            (Some(user), Some(host)) => Some(format!("{user}@{host}")),
+            (None, Some(host)) => Some(host.clone()),
+            (Some(user), None) => Some(user.clone()),
+            (None, None) => None,
+        };
+        if let Some(target) = target {
             call.source = crate::call::state::Address {
                 kind: "sip".into(),
-                target: format!(
-                    "{user}@{}",
-                    self.offer.from_host.clone().unwrap_or_default()
-                ),
+                target,
                 ..Default::default()
             };
         }
