@@ -271,12 +271,15 @@ async fn event_streams_on_one_node_show_the_workspaces_calls_of_every_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_s_calls_are_closed_as_failed_by_a_survivor() {
+    // Three switches: A dies, and B and C both survive it; each of A's calls is closed once,
+    // whichever survivor gets there first, and both see it.
     let nats = nats_url();
     require_nats(&nats).await;
     let db = Database::fresh().await;
     let name = cluster_name();
     let a = Node::start(&db.url, &nats, &name, "node-a", "");
     let b = Node::start(&db.url, &nats, &name, "node-b", "");
+    let c = Node::start(&db.url, &nats, &name, "node-c", "");
     let mut callers = Vec::new();
     for i in 0..3 {
         let gw = Gateway::dial_at(&a.switch.grpc, &format!("lost-{i}"))
@@ -320,9 +323,11 @@ async fn a_killed_node_s_calls_are_closed_as_failed_by_a_survivor() {
         assert_eq!(call["hangup_detail"], "node lost", "{call}");
         // Closed once: one `call_hangup` event in the store.
         assert_eq!(db.count_events(id, "call_hangup").await, 1, "{call}");
+        let seen_by_c = c.call(id).await;
+        assert_eq!(seen_by_c["hangup_reason"], "failed", "{seen_by_c}");
     }
     println!("kill -9 to calls closed on the survivor: {took:?} (heartbeat 1 s)");
-    drop((a, b));
+    drop((a, b, c));
     remove_buckets(&nats, &name).await;
 }
 
