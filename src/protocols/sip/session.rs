@@ -135,11 +135,12 @@ pub struct SipSession {
     event_ts: u32,
     audio_in: Latch,
     events_in: Latch,
-    jitter: JitterBuffer<Vec<u8>>,
-    ready: Vec<Vec<u8>>,
+    /// Caller audio decoded as it arrives, put back in order: each frame is then the very
+    /// buffer the call gets (no payload copy, no second buffer).
+    jitter: JitterBuffer<Vec<i16>>,
+    ready: Vec<Vec<i16>>,
     dtmf_in: dtmf::Receiver,
     keys: KeyRate,
-    decoded: Vec<i16>,
     encoded: Vec<u8>,
     packet: Vec<u8>,
     /// Causes of dropped packets already logged (each once).
@@ -232,7 +233,6 @@ impl SipSession {
             ready: Vec::new(),
             dtmf_in: dtmf::Receiver::default(),
             keys: KeyRate::new(),
-            decoded: Vec::with_capacity(FRAME),
             encoded: Vec::with_capacity(FRAME),
             packet: Vec::with_capacity(rtp::HEADER + FRAME),
             logged: Vec::new(),
@@ -564,17 +564,12 @@ impl SipSession {
             }
             return;
         }
-        self.ready.clear();
+        let mut samples = Vec::with_capacity(packet.payload.len());
+        self.offer.agreed.law.decode(packet.payload, &mut samples);
         let mut ready = std::mem::take(&mut self.ready);
-        self.jitter
-            .push(packet.seq, packet.payload.to_vec(), &mut ready);
-        for payload in ready.drain(..) {
-            self.decoded.clear();
-            self.offer.agreed.law.decode(&payload, &mut self.decoded);
-            if call
-                .try_send(CallerEvent::Audio(self.decoded.clone()))
-                .is_err()
-            {
+        self.jitter.push(packet.seq, samples, &mut ready);
+        for samples in ready.drain(..) {
+            if call.try_send(CallerEvent::Audio(samples)).is_err() {
                 self.frames.dropped("call_busy");
             }
         }
@@ -635,15 +630,16 @@ impl SipSession {
                     })
                     .unwrap_or_default();
                 let body = String::from_utf8_lossy(&req.body).into_owned();
-                if let Some(key) = dtmf::info_key(&content_type, &body) {
-                    if self.keys.allow() {
-                        if let Some(link) = &self.link {
-                            link.call().do_send(CallerEvent::Dtmf(key));
-                        }
-                    }
-                }
+                let key = dtmf::info_key(&content_type, &body)
+                    .filter(|_| self.keys.allow())
+                    .and_then(|key| Some((self.link.as_ref()?.call().clone(), key)));
+                // The INFO is answered before its key reaches the call, so a bot that hangs
+                // up on the key cannot put its BYE ahead of this 200.
                 actix::spawn(async move {
                     let _ = handle.reply(StatusCode::OK).await;
+                    if let Some((call, key)) = key {
+                        call.do_send(CallerEvent::Dtmf(key));
+                    }
                 });
             }
             DialogState::Updated(_, req, handle) => {
