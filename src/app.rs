@@ -201,6 +201,10 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
     .await
     .map_err(AppError::Start)?;
     let sip_addr = sip.as_ref().map(|s| s.addr);
+    if let Some(sip) = &sip {
+        // Rooms and bridged `connect`s dial their participants through SIP.
+        registry.do_send(crate::room::directory::SetDialer(Arc::new(sip.dialer())));
+    }
 
     let http_listener = bind(config.http.listen)?;
     let http_addr = http_listener

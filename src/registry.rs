@@ -45,6 +45,9 @@ pub struct NewCall {
     pub bot: Option<String>,
     /// The conference room the call is created in (a bot joining a room).
     pub room_id: Option<Uuid>,
+    /// The call has no bot: a leg the switch dials into a room or a bridge (`Dialing`), whose
+    /// audio only the room hears; the room hangs it up when it leaves.
+    pub botless: bool,
 }
 
 impl NewCall {
@@ -63,6 +66,7 @@ impl NewCall {
             metadata: None,
             bot: None,
             room_id: None,
+            botless: false,
         }
     }
 }
@@ -74,6 +78,20 @@ pub struct CallHandle {
     pub addr: Addr<CallActor>,
     /// The arbiter the call runs on; its protocol session should run there too.
     pub arbiter: ArbiterHandle,
+}
+
+/// Places outgoing calls where the switch can (SIP trunks, `sip:` URIs): what rooms and
+/// bridged `connect`s use to dial a participant in. Set once SIP has started (`SetDialer`).
+pub trait Dialing: Send + Sync {
+    /// Dials `destination` for the new outgoing call `call`, with `source` as its caller id.
+    /// An error (a destination this switch cannot dial, no free RTP port) leaves the call to
+    /// its creator to end.
+    fn place(
+        &self,
+        destination: &Address,
+        call: &CallHandle,
+        source: &Address,
+    ) -> Result<(), String>;
 }
 
 /// Why a new call was refused.
@@ -212,6 +230,9 @@ impl Registry {
 
     fn admit(&self, call: &NewCall) -> Result<String, AdmitError> {
         self.check_capacity()?;
+        if call.botless {
+            return Ok(String::new());
+        }
         if let Some(bot) = &call.bot {
             return Ok(bot.clone());
         }
@@ -261,10 +282,16 @@ impl Registry {
         let registry = ctx.address();
         let services = self.services.clone();
         let initial = record.clone();
+        let botless = call.botless;
         // The bot starts beside its call, on the call's arbiter, talking to it by messages.
         let addr = CallActor::start_in_arbiter(&arbiter, move |ctx| {
-            let bot = crate::bots::start(&initial.bot, &services, ctx.address())
-                .map_err(|e| e.to_string());
+            let bot = if botless {
+                Ok(None)
+            } else {
+                crate::bots::start(&initial.bot, &services, ctx.address())
+                    .map(Some)
+                    .map_err(|e| e.to_string())
+            };
             CallActor::new(initial, RegistryLink::of(&registry), services, bot)
         });
         self.live.insert(id, addr.clone());

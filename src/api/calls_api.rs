@@ -90,7 +90,7 @@ impl InitiateBody {
 }
 
 /// Checks an address's fields against their limits.
-fn check_address(prefix: &str, a: &Address) -> Result<(), LimitError> {
+pub(super) fn check_address(prefix: &str, a: &Address) -> Result<(), LimitError> {
     let fields = [
         ("type", &a.kind, MAX_WORD_BYTES),
         ("target", &a.target, MAX_ADDRESS_BYTES),
@@ -240,7 +240,7 @@ async fn initiate(
 }
 
 /// The record of a live call.
-async fn call_record(state: &ApiState, id: Uuid) -> Result<CallRecord, ApiError> {
+pub(super) async fn call_record(state: &ApiState, id: Uuid) -> Result<CallRecord, ApiError> {
     state
         .registry
         .send(GetCall { id })

@@ -81,6 +81,9 @@ pub enum ApiError {
     /// A service the request needs is not there (speech recognition not installed).
     #[error("{0}")]
     NotInstalled(String),
+    /// The switch cannot reach what the request asks for (a destination it cannot dial).
+    #[error("{0}")]
+    BadGateway(String),
 }
 
 impl From<crate::store::StoreError> for ApiError {
@@ -100,6 +103,7 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Store(_) | ApiError::NotInstalled(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
         }
     }
 

@@ -3,7 +3,6 @@
 //! room's recordings.
 //! Rooms of another workspace than the API key's are not found, as calls are not.
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -18,8 +17,8 @@ use crate::recording::RecordingOptions;
 use crate::room::directory::{CreateRoom, FindRoom, ReopenRoom, RoomSpec};
 use crate::room::recording::RecordRoom;
 use crate::room::{
-    Admit, GetRoom, Join, JoinBot, Leave, Mute, Participant, Room, RoomError, RoomKind, RoomRecord,
-    RoomSettings, RoomStatus,
+    Admit, GetRoom, Join, JoinBot, JoinDial, Leave, Mute, Participant, Room, RoomError, RoomKind,
+    RoomRecord, RoomSettings, RoomStatus,
 };
 
 /// `POST /rooms` body.
@@ -55,10 +54,11 @@ pub struct JoinBody {
     /// Add this configured bot to the room, as a call of its own.
     #[serde(default)]
     bot: Option<String>,
-    /// Dial a new leg into the room.
+    /// Dial a new leg into the room: `{"type": "tel", "target": "+1555…"}` through a SIP
+    /// trunk, or `{"type": "sip", "target": "sip:alice@pbx.example"}`. It joins once answered.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
-    destination: Option<serde_json::Value>,
+    destination: Option<crate::call::state::Address>,
     /// The room's password, with `call_id`, for a room with `settings.require_password`
     /// (403 when missing or wrong). Bots are not asked for it.
     #[serde(default)]
@@ -214,6 +214,7 @@ impl From<RoomError> for ApiError {
             RoomError::TooMany(_) => ApiError::Unavailable,
             RoomError::Password { .. } => ApiError::Forbidden(e.to_string()),
             RoomError::BadOptions(m) => ApiError::BadRequest(m),
+            RoomError::CannotDial(m) => ApiError::BadGateway(m),
         }
     }
 }
@@ -428,6 +429,7 @@ async fn elsewhere(
     request_body(content = JoinBody, content_type = "application/json"),
     responses(
         (status = 200, description = "The new participant", body = RoomParticipantView),
+        (status = 202, description = "With `destination`: the call dialling it (`room_id`, `call`); it joins once answered"),
         (status = 400, description = "Bad input", body = super::views::ErrorView),
         (status = 403, description = "The room's password is missing or wrong", body = super::views::ErrorView),
         (status = 404, description = "Unknown room or call", body = super::views::ErrorView),
@@ -454,16 +456,13 @@ async fn join_room(
             "give exactly one of `call_id`, `bot` or `destination`".into(),
         ));
     }
-    if body.destination.is_some() {
-        return Ok(super::error_json(
-            StatusCode::BAD_GATEWAY,
-            format!("cannot dial a destination into room {id}: {NO_DIALOUT}"),
-        ));
-    }
     if body.password.is_some() && body.call_id.is_none() {
         return Err(ApiError::BadRequest(
             "`password` goes with `call_id` only".into(),
         ));
+    }
+    if let Some(destination) = body.destination {
+        return dial_in(&state, &caller, id, destination).await;
     }
     let room = live_room(&state, &caller, id).await?;
     let joined = if let Some(bot) = body.bot {
@@ -502,6 +501,52 @@ async fn join_room(
     };
     let participant = joined.map_err(|_| RoomError::Closed(id))??;
     Ok(HttpResponse::Ok().json(RoomParticipantView::from(&participant)))
+}
+
+/// `join` with a `destination`: dials it into the room (202 with the new call, `dialing`; it
+/// joins once answered), or says why this switch cannot (502).
+async fn dial_in(
+    state: &ApiState,
+    caller: &Caller,
+    id: Uuid,
+    destination: crate::call::state::Address,
+) -> Result<HttpResponse, ApiError> {
+    super::calls_api::check_address("destination", &destination)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if destination.target.trim().is_empty() {
+        return Err(ApiError::BadRequest("destination.target is empty".into()));
+    }
+    if !state.config.sip.can_dial(&destination.kind) {
+        let why = match destination.kind.as_str() {
+            "tel" | "sip" => format!(
+                "{NO_DIALOUT} to a `{}` destination ([sip] with a trunk dials phone numbers, [sip] alone sip: URIs)",
+                destination.kind
+            ),
+            other => format!("a `{other}` destination cannot be dialled (use `tel` or `sip`)"),
+        };
+        return Err(ApiError::BadGateway(format!(
+            "cannot dial a destination into room {id}: {why}"
+        )));
+    }
+    let room = live_room(state, caller, id).await?;
+    let source = crate::call::state::Address {
+        kind: "conference".into(),
+        target: id.to_string(),
+        ..Default::default()
+    };
+    let call = room
+        .send(JoinDial {
+            destination,
+            source,
+            master: None,
+        })
+        .await
+        .map_err(|_| RoomError::Closed(id))??;
+    let record = super::calls_api::call_record(state, call).await?;
+    Ok(HttpResponse::Accepted().json(serde_json::json!({
+        "room_id": id,
+        "call": super::calls_views::CallsCallView::from(&record),
+    })))
 }
 
 /// Takes a call out of the room: a caller goes back to its bot, a bot's call hangs up.

@@ -140,16 +140,25 @@ pub enum BotCommand {
         room: String,
         password: Option<String>,
     },
-    /// Connect the caller to the first of `bots` to answer: one chained call per bot (this
-    /// call their master), rung at once; the first to answer is bridged through a two-party
-    /// room and the others are canceled. Until then the caller hears `ring` (at the leg's
-    /// `out_rate`) or the standard ringback, repeated. The bot hears `BotEvent::RoomLeft` when
-    /// the bridge ends (either side leaves or hangs up), or at once when it cannot be made
+    /// Connect the caller to the first of `targets` to answer: one chained call per target
+    /// (this call their master), rung at once; the first to answer is bridged through a
+    /// two-party room and the others are canceled. Until then the caller hears `ring` (at the
+    /// leg's `out_rate`) or the standard ringback, repeated. The bot hears `BotEvent::RoomLeft`
+    /// when the bridge ends (either side leaves or hangs up), or at once when it cannot be made
     /// (`error`).
     Bridge {
-        bots: Vec<String>,
+        targets: Vec<BridgeTarget>,
         ring: Option<Arc<[i16]>>,
     },
+}
+
+/// One destination a bridged `connect` rings, on a chained call of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BridgeTarget {
+    /// A configured bot, started for the chained call.
+    Bot(String),
+    /// A phone number (`tel`, through a SIP trunk) or a SIP URI (`sip`) the switch dials.
+    Dial(Address),
 }
 
 /// Hang the call up from outside (REST, a master call, shutdown).

@@ -127,15 +127,15 @@ pub struct CallActor {
 
 impl CallActor {
     /// A new call for `record`, answered by `bot` (started beside it by the registry, or why
-    /// it could not be).
+    /// it could not be; `None` for a botless leg dialled into a room).
     pub fn new(
         record: CallRecord,
         registry: RegistryLink,
         services: Arc<Services>,
-        bot: Result<BotHandle, String>,
+        bot: Result<Option<BotHandle>, String>,
     ) -> Self {
         let (bot, bot_failed) = match bot {
-            Ok(bot) => (Some(bot), None),
+            Ok(bot) => (bot, None),
             Err(why) => (None, Some(why)),
         };
         CallActor {
@@ -455,12 +455,12 @@ impl Handler<BotCommand> for CallActor {
                 }
             }
             BotCommand::JoinRoom { room, password } => self.join_room(room, password, ctx),
-            BotCommand::Bridge { bots, ring } => {
+            BotCommand::Bridge { targets, ring } => {
                 self.answer();
                 if self.room.is_none() {
                     self.start_ringback(ring, ctx);
                 }
-                self.bridge(bots, ctx)
+                self.bridge(targets, ctx)
             }
             BotCommand::Failed { detail } => {
                 tracing::warn!(call = %self.record.id, %detail, "bot failed");

@@ -11,7 +11,9 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use super::messages::Delivery;
-use super::messages::{BotCommand, BotEvent, EnterRoom, LeftRoom, RoomAudio, RoomInput};
+use super::messages::{
+    BotCommand, BotEvent, BridgeTarget, EnterRoom, LeftRoom, RoomAudio, RoomInput,
+};
 use super::CallActor;
 use crate::media::{samples_for_ms, RateConverter};
 
@@ -100,15 +102,16 @@ impl CallActor {
         self.ask_for_room(self.registry.rooms.clone(), ask, ctx);
     }
 
-    /// The flow `connect`s the caller to the first of `bots` to answer: chained calls, the
+    /// The flow `connect`s the caller to the first of `targets` to answer: chained calls, the
     /// winner's in a two-party room.
-    pub(super) fn bridge(&mut self, bots: Vec<String>, ctx: &mut Context<Self>) {
+    pub(super) fn bridge(&mut self, targets: Vec<BridgeTarget>, ctx: &mut Context<Self>) {
         let ask = OpenBridge {
             master: self.record.id,
             addr: ctx.address(),
             workspace: self.record.workspace.clone(),
             user: self.record.source.target.clone(),
-            bots,
+            source: self.record.source.clone(),
+            targets,
         };
         self.ask_for_room(self.registry.bridges.clone(), ask, ctx);
     }

@@ -39,6 +39,19 @@ pub struct SipConfig {
     pub trunks: BTreeMap<String, TrunkConfig>,
 }
 
+impl SipConfig {
+    /// Whether the switch can dial destinations of address type `kind`: a `sip:` URI whenever
+    /// SIP is on, a `tel` number when a trunk is configured too.
+    pub fn can_dial(&self, kind: &str) -> bool {
+        self.listen.is_some()
+            && match kind {
+                "sip" => true,
+                "tel" => !self.trunks.is_empty(),
+                _ => false,
+            }
+    }
+}
+
 impl Default for SipConfig {
     fn default() -> Self {
         SipConfig {

@@ -3,6 +3,7 @@
 //! handlers.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -11,11 +12,13 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use uuid::Uuid;
 
 use super::{
-    CloseRoom, Join, JoinBot, Room, RoomError, RoomKind, RoomRecord, RoomSettings, RoomStatus,
+    CloseRoom, Join, JoinBot, JoinDial, Room, RoomError, RoomKind, RoomRecord, RoomSettings,
+    RoomStatus,
 };
-use crate::call::state::{EndCause, Status};
+use crate::call::messages::BridgeTarget;
+use crate::call::state::{Address, EndCause, Status};
 use crate::call::CallActor;
-use crate::registry::{GetCall, HangupCall, Registry};
+use crate::registry::{Dialing, GetCall, HangupCall, Registry};
 use crate::store::journal::CallEvent;
 
 /// The open rooms.
@@ -23,6 +26,8 @@ use crate::store::journal::CallEvent;
 pub struct RoomBook {
     live: HashMap<Uuid, Addr<Room>>,
     by_name: HashMap<(String, String), Uuid>,
+    /// What places the calls rooms dial in, once SIP has started (`SetDialer`).
+    dialer: Option<Arc<dyn Dialing>>,
 }
 
 /// What a new room is asked to be.
@@ -73,11 +78,12 @@ pub struct RoomForCall {
     pub password: Option<String>,
 }
 
-/// Bridge a live call to the first of `bots` to answer: one chained call per bot, each in a
-/// two-party room of its own, rung at once (at most `MAX_RING_DESTINATIONS`). The first to
-/// answer gets the caller in its room; the others are hung up before answering, so their
-/// records end `canceling` → `hangup` with `hangup_reason: cancel`. Answers once the caller
-/// is in, or why not (then no bot's call is left).
+/// Bridge a live call to the first of `targets` to answer: one chained call per target (a
+/// bot started for it, or a destination dialled), each in a two-party room of its own, rung
+/// at once (at most `MAX_RING_DESTINATIONS`). The first to answer gets the caller in its
+/// room; the others are hung up before answering, so their records end `canceling` →
+/// `hangup` with `hangup_reason: cancel`. Answers once the caller is in, or why not (then no
+/// chained call is left).
 #[derive(Message)]
 #[rtype(result = "Result<(), RoomError>")]
 pub struct OpenBridge {
@@ -85,10 +91,17 @@ pub struct OpenBridge {
     pub addr: Addr<CallActor>,
     pub workspace: String,
     pub user: String,
-    pub bots: Vec<String>,
+    /// The master's caller: the caller id dialled calls show.
+    pub source: Address,
+    pub targets: Vec<BridgeTarget>,
 }
 
-/// Bots one `connect` may ring at once: each is a call and a room of its own.
+/// Give rooms what places the calls they dial in (SIP's dialer), once it has started.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetDialer(pub Arc<dyn Dialing>);
+
+/// Destinations one `connect` may ring at once: each is a call and a room of its own.
 pub const MAX_RING_DESTINATIONS: usize = 8;
 
 /// How long a `connect` rings before it gives up on every bot (like a phone left ringing).
@@ -153,12 +166,23 @@ impl Registry {
         let services = self.services.clone();
         let id = record.id;
         let key = (record.workspace.clone(), record.name.clone());
-        let addr = Room::start_in_arbiter(&arbiter, move |_| Room::new(record, services, registry));
+        let dialer = self.rooms.dialer.clone();
+        let addr = Room::start_in_arbiter(&arbiter, move |_| {
+            Room::new(record, services, registry, dialer)
+        });
         self.rooms.live.insert(id, addr.clone());
         if !key.1.is_empty() {
             self.rooms.by_name.insert(key, id);
         }
         addr
+    }
+}
+
+impl Handler<SetDialer> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetDialer, _ctx: &mut Context<Self>) {
+        self.rooms.dialer = Some(msg.0);
     }
 }
 
@@ -253,14 +277,14 @@ impl Handler<OpenBridge> for Registry {
     type Result = ResponseFuture<Result<(), RoomError>>;
 
     fn handle(&mut self, msg: OpenBridge, ctx: &mut Context<Self>) -> Self::Result {
-        if msg.bots.is_empty() || msg.bots.len() > MAX_RING_DESTINATIONS {
-            let n = msg.bots.len();
+        if msg.targets.is_empty() || msg.targets.len() > MAX_RING_DESTINATIONS {
+            let n = msg.targets.len();
             return Box::pin(std::future::ready(Err(RoomError::BadOptions(format!(
-                "a connect rings 1 to {MAX_RING_DESTINATIONS} bots, not {n}"
+                "a connect rings 1 to {MAX_RING_DESTINATIONS} destinations, not {n}"
             )))));
         }
-        let mut rooms = Vec::with_capacity(msg.bots.len());
-        for _ in &msg.bots {
+        let mut rooms = Vec::with_capacity(msg.targets.len());
+        for _ in &msg.targets {
             let spec = RoomSpec {
                 workspace: msg.workspace.clone(),
                 name: String::new(),
@@ -281,18 +305,30 @@ impl Handler<OpenBridge> for Registry {
         let events = self.services.journal.subscribe();
         let registry = ctx.address();
         Box::pin(async move {
-            // The bots' calls first: if none can start, the caller was never moved.
+            // The chained calls first: if none can start, the caller was never moved.
             let mut ringing = Vec::with_capacity(rooms.len());
             let mut refused = None;
-            for (room, bot) in rooms.into_iter().zip(msg.bots) {
-                let started = room
-                    .send(JoinBot {
-                        bot,
-                        master: Some(msg.master),
-                    })
-                    .await;
-                match flatten(started) {
-                    Ok(p) => ringing.push((p.call_id, room)),
+            for (room, target) in rooms.into_iter().zip(msg.targets) {
+                let started = match target {
+                    BridgeTarget::Bot(bot) => flatten(
+                        room.send(JoinBot {
+                            bot,
+                            master: Some(msg.master),
+                        })
+                        .await,
+                    )
+                    .map(|p| p.call_id),
+                    BridgeTarget::Dial(destination) => flatten(
+                        room.send(JoinDial {
+                            destination,
+                            source: msg.source.clone(),
+                            master: Some(msg.master),
+                        })
+                        .await,
+                    ),
+                };
+                match started {
+                    Ok(call) => ringing.push((call, room)),
                     Err(e) => {
                         room.do_send(CloseRoom);
                         refused = Some(e);
@@ -300,7 +336,9 @@ impl Handler<OpenBridge> for Registry {
                 }
             }
             if ringing.is_empty() {
-                return Err(refused.unwrap_or_else(|| RoomError::Refused("no bot to ring".into())));
+                return Err(
+                    refused.unwrap_or_else(|| RoomError::Refused("no destination to ring".into()))
+                );
             }
             let calls: Vec<Uuid> = ringing.iter().map(|(c, _)| *c).collect();
             let winner = first_answer(events, &registry, &calls).await;
@@ -319,7 +357,7 @@ impl Handler<OpenBridge> for Registry {
             }
             let Some(room) = bridge else {
                 return Err(RoomError::Refused(format!(
-                    "no bot answered within {} s",
+                    "no destination answered within {} s",
                     RING_TIMEOUT.as_secs()
                 )));
             };
@@ -344,7 +382,7 @@ impl Handler<OpenBridge> for Registry {
 
 /// The first of `calls` to answer (become `progressing`), from the live call events; `None`
 /// when all of them end first or `RING_TIMEOUT` passes.
-async fn first_answer(
+pub(crate) async fn first_answer(
     mut events: broadcast::Receiver<CallEvent>,
     registry: &Addr<Registry>,
     calls: &[Uuid],
@@ -387,7 +425,7 @@ async fn first_answer(
     }
 }
 
-fn flatten<T>(r: Result<Result<T, RoomError>, MailboxError>) -> Result<T, RoomError> {
+pub(crate) fn flatten<T>(r: Result<Result<T, RoomError>, MailboxError>) -> Result<T, RoomError> {
     r.unwrap_or_else(|_| Err(RoomError::Refused("the room closed".into())))
 }
 

@@ -31,9 +31,11 @@ use crate::call::messages::{
 use crate::call::state::{Address, Direction, EndCause};
 use crate::call::CallActor;
 use crate::media::{samples_for_ms, FRAME_MS};
-use crate::registry::{CreateCall, NewCall, Registry, RoomClosed};
+use crate::registry::{CallHandle, CreateCall, Dialing, NewCall, Registry, RoomClosed};
 use crate::services::Services;
+use crate::store::journal::CallEvent;
 use mixer::Mixer;
+use tokio::sync::broadcast;
 
 /// Room in a room's mailbox: participants' audio beyond it is dropped (`try_send`).
 const ROOM_MAILBOX: usize = 1024;
@@ -178,6 +180,9 @@ pub enum RoomError {
     /// `settings.require_password`: no password was given (`given` false) or a wrong one.
     #[error("{}", password_refusal(*.room, *.given))]
     Password { room: Uuid, given: bool },
+    /// A participant could not be dialled in (no way to place calls, no free RTP port).
+    #[error("{0}")]
+    CannotDial(String),
 }
 
 /// Compares two secrets in a time that does not tell how much of them matched.
@@ -234,7 +239,23 @@ pub struct JoinBot {
     pub master: Option<Uuid>,
 }
 
-/// Take a participant out (a caller goes back to its bot; a bot's call hangs up).
+/// Dial `destination` into the room (a phone number through a SIP trunk, or a SIP URI): a
+/// botless outgoing call, chained to `master` when given, showing `source` as its caller id.
+/// It joins once answered and is hung up when it leaves. Answers the new call's id as soon
+/// as it is dialling; its record tells how the dialling goes.
+#[derive(Message)]
+#[rtype(result = "Result<Uuid, RoomError>")]
+pub struct JoinDial {
+    pub destination: Address,
+    pub source: Address,
+    pub master: Option<Uuid>,
+}
+
+/// Why a room cannot dial a participant in when the switch has no way to place calls.
+pub const NO_DIALER: &str =
+    "this switch cannot place calls: configure [sip] with a trunk (or dial a sip: URI)";
+
+/// Take a participant out (a caller goes back to its bot; a bot's or dialled call hangs up).
 #[derive(Message)]
 #[rtype(result = "Result<Participant, RoomError>")]
 pub struct Leave {
@@ -272,6 +293,9 @@ pub struct CloseRoom;
 struct Member {
     addr: Addr<CallActor>,
     bot: bool,
+    /// A call the room dialled in (`JoinDial`): a person like a caller, but hung up when it
+    /// leaves, like a bot's call.
+    dialed: bool,
 }
 
 /// One room.
@@ -279,6 +303,8 @@ pub struct Room {
     record: RoomRecord,
     services: Arc<Services>,
     registry: Addr<Registry>,
+    /// What places calls dialled into the room (`JoinDial`), when the switch can.
+    dialer: Option<Arc<dyn Dialing>>,
     rate: u32,
     mixer: Mixer,
     members: HashMap<Uuid, Member>,
@@ -293,9 +319,15 @@ pub struct Room {
 }
 
 impl Room {
-    pub fn new(record: RoomRecord, services: Arc<Services>, registry: Addr<Registry>) -> Self {
+    pub fn new(
+        record: RoomRecord,
+        services: Arc<Services>,
+        registry: Addr<Registry>,
+        dialer: Option<Arc<dyn Dialing>>,
+    ) -> Self {
         let rate = services.config.rooms.sample_rate;
         Room {
+            dialer,
             mixer: Mixer::new(samples_for_ms(rate, FRAME_MS)),
             rate,
             record,
@@ -346,8 +378,8 @@ impl Room {
         } else {
             Role::Host
         };
-        // Bots never wait: the API or a bridge put them in on purpose.
-        let waiting = self.record.settings.waiting_room && !member.bot;
+        // Bots and dialled calls never wait: the API or a bridge put them in on purpose.
+        let waiting = self.record.settings.waiting_room && !member.bot && !member.dialed;
         let participant = Participant {
             call_id: call,
             user_id: user,
@@ -414,7 +446,7 @@ impl Room {
             }
         }
         if tell {
-            if member.bot {
+            if member.bot || member.dialed {
                 member.addr.do_send(Hangup {
                     cause: EndCause::Normal,
                     detail: format!("removed from room {}", self.record.id),
@@ -437,6 +469,74 @@ impl Room {
             self.arm_empty_timer(ctx);
         }
         Some(participant)
+    }
+
+    /// A call dialled into the room (`JoinDial`) joins once it is answered; if it ends
+    /// first, or does not answer within `RING_TIMEOUT`, it is not waited for any more (and
+    /// hung up, if it still rings).
+    fn enter_when_answered(
+        &mut self,
+        call: CallHandle,
+        events: broadcast::Receiver<CallEvent>,
+        user: String,
+        ctx: &mut Context<Self>,
+    ) {
+        let registry = self.registry.clone();
+        let enter = EnterRoom {
+            room: self.record.id,
+            input: ctx.address().recipient(),
+            rate: self.rate,
+        };
+        let addr = call.addr.clone();
+        let id = call.id;
+        let entered = async move {
+            if directory::first_answer(events, &registry, &[id])
+                .await
+                .is_none()
+            {
+                return Err("not answered".to_owned());
+            }
+            match addr.send(enter).await {
+                Ok(r) => r,
+                Err(_) => Err(format!("call {id} has ended")),
+            }
+        };
+        ctx.spawn(entered.into_actor(self).map(move |entered, act, ctx| {
+            act.joining -= 1;
+            let hang_up = |detail: String| {
+                call.addr.do_send(Hangup {
+                    cause: EndCause::Normal,
+                    detail,
+                });
+            };
+            match entered {
+                Ok(_) if act.record.status == RoomStatus::Closed => {
+                    call.addr.do_send(LeftRoom {
+                        room: act.record.id,
+                    });
+                    hang_up(format!("room {} closed", act.record.id));
+                }
+                Ok(_) => {
+                    let member = Member {
+                        addr: call.addr.clone(),
+                        bot: false,
+                        dialed: true,
+                    };
+                    act.add(call.id, member, user, ctx);
+                }
+                Err(why) => {
+                    tracing::info!(room = %act.record.id, call = %call.id, %why, "dialled participant did not join");
+                    hang_up(format!("did not join room {}: {why}", act.record.id));
+                    if act.members.is_empty() && act.joining == 0 {
+                        if act.record.kind == RoomKind::Bridge {
+                            act.close(ctx);
+                        } else {
+                            act.arm_empty_timer(ctx);
+                        }
+                    }
+                }
+            }
+        }));
     }
 
     fn arm_empty_timer(&mut self, ctx: &mut Context<Self>) {
@@ -583,6 +683,7 @@ impl Handler<Join> for Room {
             let member = Member {
                 addr: msg.addr,
                 bot: false,
+                dialed: false,
             };
             Ok(act.add(msg.call, member, user, ctx))
         }))
@@ -647,8 +748,60 @@ impl Handler<JoinBot> for Room {
             let member = Member {
                 addr: handle.addr,
                 bot: true,
+                dialed: false,
             };
             Ok(act.add(id, member, msg.bot, ctx))
+        }))
+    }
+}
+
+impl Handler<JoinDial> for Room {
+    type Result = ResponseActFuture<Self, Result<Uuid, RoomError>>;
+
+    fn handle(&mut self, msg: JoinDial, _ctx: &mut Context<Self>) -> Self::Result {
+        if let Err(e) = self.admit() {
+            return Box::pin(fut::ready(Err(e)));
+        }
+        let Some(dialer) = self.dialer.clone() else {
+            return Box::pin(fut::ready(Err(RoomError::CannotDial(NO_DIALER.into()))));
+        };
+        self.joining += 1;
+        let mut call = NewCall::incoming("room", format!("room-{}", self.record.id));
+        call.direction = Direction::Outgoing;
+        call.botless = true;
+        call.room_id = Some(self.record.id);
+        call.master_call_id = msg.master;
+        call.workspace = self.record.workspace.clone();
+        call.source = msg.source.clone();
+        call.destination = msg.destination.clone();
+        // Subscribed before the call exists, so that its answer cannot go unseen.
+        let events = self.services.journal.subscribe();
+        let create = self.registry.send(CreateCall { call });
+        Box::pin(create.into_actor(self).map(move |reply, act, ctx| {
+            let handle = match reply {
+                Ok(Ok(handle)) => handle,
+                Ok(Err(e)) => {
+                    act.joining -= 1;
+                    return Err(RoomError::Refused(e.to_string()));
+                }
+                Err(_) => {
+                    act.joining -= 1;
+                    return Err(RoomError::Refused("the switch is shutting down".into()));
+                }
+            };
+            let target = msg.destination.target.clone();
+            if let Err(detail) = dialer.place(&msg.destination, &handle, &msg.source) {
+                act.joining -= 1;
+                handle.addr.do_send(Hangup {
+                    cause: EndCause::Dialout,
+                    detail: detail.clone(),
+                });
+                return Err(RoomError::CannotDial(format!("cannot dial {target}: {detail}")));
+            }
+            let id = handle.id;
+            tracing::info!(room = %act.record.id, call = %id, destination = %target, "dialling a participant in");
+            act.enter_when_answered(handle, events, target, ctx);
+            Ok(id)
         }))
     }
 }

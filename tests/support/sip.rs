@@ -104,6 +104,17 @@ impl Sipp {
         )
     }
 
+    /// A SIPp server (UAS) on 127.0.0.1:`port` that sends back every RTP packet it gets on
+    /// its media port (`-rtp_echo`), for one call of `scenario_name`.
+    pub fn echo_server(port: u16, scenario_name: &str) -> Sipp {
+        Sipp::start(
+            scenario_name,
+            vec!["-p".into(), port.to_string(), "-rtp_echo".into()],
+            &[],
+            &[],
+        )
+    }
+
     fn start(
         scenario_name: &str,
         args: Vec<String>,

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::call::messages::{BotCommand, BotEvent, GetRecord, LegFormat};
+use crate::call::messages::{BotCommand, BotEvent, BridgeTarget, GetRecord, LegFormat};
 use crate::call::state::HangupReason;
 use crate::room::directory::MAX_RING_DESTINATIONS;
 use crate::services::Services;
@@ -420,23 +420,30 @@ impl FlowBot {
                     ring_media,
                     ..
                 } => {
-                    // Configured bots are reached through the switch itself: chained calls
-                    // rung at once, the first to answer bridged to this one; the flow goes on
-                    // when the bridge ends.
-                    let mut bots: Vec<String> = Vec::new();
+                    // What the switch reaches itself (configured bots; phone numbers and SIP
+                    // URIs where SIP can dial them) is rung at once on chained calls, the
+                    // first to answer bridged to this one; the flow goes on when the bridge
+                    // ends.
+                    let config = &self.services.config;
+                    let mut targets: Vec<BridgeTarget> = Vec::new();
                     for d in destinations {
-                        let reachable =
-                            d.kind == "agent" && self.services.config.bots.contains_key(&d.target);
-                        if reachable && !bots.contains(&d.target) {
-                            bots.push(d.target.clone());
+                        let target = if d.kind == "agent" && config.bots.contains_key(&d.target) {
+                            BridgeTarget::Bot(d.target.clone())
+                        } else if config.sip.can_dial(&d.kind) && !d.target.trim().is_empty() {
+                            BridgeTarget::Dial(d.to_address())
+                        } else {
+                            continue;
+                        };
+                        if !targets.contains(&target) {
+                            targets.push(target);
                         }
                     }
-                    if !bots.is_empty() {
-                        if bots.len() > MAX_RING_DESTINATIONS {
-                            tracing::warn!(call = %self.call_id, bots = bots.len(), "connect: only the first {MAX_RING_DESTINATIONS} bots are rung");
-                            bots.truncate(MAX_RING_DESTINATIONS);
+                    if !targets.is_empty() {
+                        if targets.len() > MAX_RING_DESTINATIONS {
+                            tracing::warn!(call = %self.call_id, destinations = targets.len(), "connect: only the first {MAX_RING_DESTINATIONS} destinations are rung");
+                            targets.truncate(MAX_RING_DESTINATIONS);
                         }
-                        self.bridge(bots, ring_media.clone(), ctx);
+                        self.bridge(targets, ring_media.clone(), ctx);
                         return;
                     }
                     // Anything else is handed over to the caller's side: the flow is done.
@@ -745,10 +752,18 @@ impl FlowBot {
 impl FlowBot {
     /// Rings `bots` for a `connect`, once `ring_media` (if any) is loaded for the caller to
     /// hear meanwhile; a ring that cannot be loaded leaves the standard tone.
-    fn bridge(&mut self, bots: Vec<String>, ring_media: Option<String>, ctx: &mut Context<Self>) {
+    fn bridge(
+        &mut self,
+        targets: Vec<BridgeTarget>,
+        ring_media: Option<String>,
+        ctx: &mut Context<Self>,
+    ) {
         let Some(url) = ring_media.filter(|u| !u.trim().is_empty()) else {
             self.wait = Wait::Room;
-            self.call.do_send(BotCommand::Bridge { bots, ring: None });
+            self.call.do_send(BotCommand::Bridge {
+                targets,
+                ring: None,
+            });
             return;
         };
         self.wait = Wait::Loading;
@@ -769,7 +784,7 @@ impl FlowBot {
                 }
             };
             act.wait = Wait::Room;
-            act.call.do_send(BotCommand::Bridge { bots, ring });
+            act.call.do_send(BotCommand::Bridge { targets, ring });
         }));
     }
 

@@ -17,7 +17,7 @@ use super::session::{Offer, Outgoing, SipSession};
 use crate::call::state::Address;
 use crate::config::{SipConfig, TrunkConfig};
 use crate::protocols::leg::CallLink;
-use crate::registry::CallHandle;
+use crate::registry::{CallHandle, Dialing};
 
 /// Places outgoing calls; cloned into the Calls API.
 #[derive(Clone)]
@@ -179,6 +179,23 @@ impl Dialer {
             },
         );
         Ok(())
+    }
+}
+
+impl Dialing for Dialer {
+    fn place(
+        &self,
+        destination: &Address,
+        call: &CallHandle,
+        source: &Address,
+    ) -> Result<(), String> {
+        let target = self.target(destination, None).ok_or_else(|| {
+            format!(
+                "a `{}` destination `{}` cannot be dialled from this switch",
+                destination.kind, destination.target
+            )
+        })?;
+        self.dial(target, call, source)
     }
 }
 
