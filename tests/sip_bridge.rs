@@ -239,3 +239,28 @@ async fn a_room_dials_a_sip_destination_in_and_the_caller_hears_it() {
     let run = callee.finish().await;
     assert!(run.success, "SIPp failed:\n{}", run.output);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_number_ends_its_chained_call_busy_and_the_flow_goes_on() {
+    let port = free_udp_port();
+    let callee = Sipp::server(port, "uas_busy.xml", &[], &[]);
+    let app = app_with_trunk(port);
+    let mut c = WsCaller::connect(&app, "/live-call/websocket/sb3/+84900000073?token=t")
+        .await
+        .expect("upgrade");
+    c.send_json(initial_info("sb3", "bridge")).await;
+    // The flow goes on past the `connect` ("The other side hung up.")…
+    app.wait_for_call("sb3", |c| c["action"]["type"] == "talk")
+        .await;
+    let master = app.call_by_reference("sb3").await;
+    let chained = master["chained_call_ids"].as_array().expect("chained ids");
+    assert_eq!(chained.len(), 1, "{master}");
+    // …and the chained call's record says why.
+    let child = app
+        .wait_hangup_by_id(chained[0].as_str().expect("id"))
+        .await;
+    assert_eq!(child["hangup_reason"], "busy", "{child}");
+    assert!(child["tm_progressing"].is_null(), "{child}");
+    let run = callee.finish().await;
+    assert!(run.success, "SIPp failed:\n{}", run.output);
+}

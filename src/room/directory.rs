@@ -357,7 +357,7 @@ impl Handler<OpenBridge> for Registry {
             }
             let Some(room) = bridge else {
                 return Err(RoomError::Refused(format!(
-                    "no destination answered within {} s",
+                    "no destination answered (each ended first, or rang past {} s)",
                     RING_TIMEOUT.as_secs()
                 )));
             };
