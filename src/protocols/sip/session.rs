@@ -50,14 +50,6 @@ pub struct Offer {
     pub call_id: String,
 }
 
-/// A datagram from the RTP socket.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RtpIn {
-    pub data: Vec<u8>,
-    pub from: SocketAddr,
-}
-
 /// The dialog's state changed (from rsipstack's dialog layer).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -117,7 +109,6 @@ pub struct SipSession {
     call_label: Option<Uuid>,
     socket: Option<Arc<UdpSocket>>,
     port: Option<RtpPort>,
-    reader: Option<tokio::task::JoinHandle<()>>,
     /// Where RTP goes: the peer's SDP address.
     remote: SocketAddr,
     remote_direction: Direction,
@@ -215,7 +206,6 @@ impl SipSession {
             call_label: None,
             socket: None,
             port: Some(port),
-            reader: None,
             remote,
             local,
             answered: false,
@@ -440,25 +430,9 @@ impl SipSession {
                 return false;
             }
         };
-        let reader_socket = socket.clone();
-        let addr = ctx.address();
-        self.reader = Some(tokio::spawn(async move {
-            let mut buf = vec![0u8; rtp::MAX_PACKET];
-            loop {
-                let Ok((n, from)) = reader_socket.recv_from(&mut buf).await else {
-                    continue;
-                };
-                match addr.try_send(RtpIn {
-                    data: buf[..n].to_vec(),
-                    from,
-                }) {
-                    Ok(()) => {}
-                    // A full mailbox drops the packet: a flood cannot queue without bound.
-                    Err(SendError::Full(_)) => {}
-                    Err(SendError::Closed(_)) => break,
-                }
-            }
-        }));
+        // The session reads its socket itself: what the peer sends waits in the socket's
+        // kernel buffer (bounded), never in a queue of the switch's.
+        ctx.add_stream(rtp::Datagrams::new(socket.clone()));
         self.socket = Some(socket);
         true
     }
@@ -744,9 +718,9 @@ impl Actor for SipSession {
             ));
         }
         self.started = Instant::now();
-        ctx.run_interval(Duration::from_millis(FRAME_MS as u64 / 2), |act, _| {
-            act.tick()
-        });
+        // One wake-up per frame, on the call's own clock: the interval never fires early, so
+        // each tick finds the one frame due since the last (more only after a late tick).
+        ctx.run_interval(Duration::from_millis(FRAME_MS as u64), |act, _| act.tick());
         if self.outgoing.is_some() {
             return self.start_dialing(ctx);
         }
@@ -755,9 +729,6 @@ impl Actor for SipSession {
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
-        if let Some(reader) = self.reader.take() {
-            reader.abort();
-        }
         self.hang_up(HangupReason::Normal);
         if let Some(link) = self.link.as_mut() {
             link.gone(EndCause::Normal, true, String::new());
@@ -776,12 +747,13 @@ impl StreamHandler<DialogEvent> for SipSession {
     fn finished(&mut self, _: &mut Context<Self>) {}
 }
 
-impl Handler<RtpIn> for SipSession {
-    type Result = ();
-
-    fn handle(&mut self, msg: RtpIn, _: &mut Context<Self>) {
-        self.on_rtp(&msg.data, msg.from);
+impl StreamHandler<rtp::Datagram> for SipSession {
+    fn handle(&mut self, datagram: rtp::Datagram, _: &mut Context<Self>) {
+        self.on_rtp(&datagram.data, datagram.from);
     }
+
+    // The socket's stream never ends on its own; the session ends by its own rules.
+    fn finished(&mut self, _: &mut Context<Self>) {}
 }
 
 impl Handler<LegCommand> for SipSession {
