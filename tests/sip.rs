@@ -548,3 +548,71 @@ async fn a_full_switch_answers_486() {
         "the switch is full: {second:?}"
     );
 }
+
+/// A bot that hands the call to a number the switch cannot reach itself (no trunk: the
+/// caller's side is asked to transfer it).
+const TRANSFER_FLOW: &str = r#"
+[bots.transfer]
+kind = "flow"
+actions = [
+  { type = "answer" },
+  { type = "connect", destinations = [{ type = "tel", target = "+15557777" }] },
+]
+[[routes]]
+bot = "transfer"
+match = { ingress = "sip" }
+"#;
+
+fn transfer_app() -> TestApp {
+    spawn_app(&format!("{}{TRANSFER_FLOW}", sip_toml()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_is_a_refer_and_the_switch_hangs_up_once_the_new_call_is_up() {
+    let app = transfer_app();
+    let sip = app.handle.sip_addr.expect("SIP listens");
+    let run = sipp(sip, "transfer.xml", "transfer", "sip-refer-1", &[]).await;
+    let call = app.wait_hangup("sip-refer-1").await;
+    assert!(run.success, "SIPp failed ({call}):\n{}", run.output);
+    assert_eq!(call["hangup_reason"], "normal", "{call}");
+    assert_eq!(call["hangup_by"], "local", "{call}");
+    assert_eq!(
+        call["hangup_detail"], "transferred to sip:+15557777@127.0.0.1",
+        "{call}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_without_refer_in_its_allow_gets_no_refer_and_the_call_fails() {
+    let app = transfer_app();
+    let sip = app.handle.sip_addr.expect("SIP listens");
+    let run = sipp(sip, "no_refer.xml", "transfer", "sip-refer-2", &[]).await;
+    let call = app.wait_hangup("sip-refer-2").await;
+    assert!(
+        run.success,
+        "SIPp got BYE, no REFER ({call}):\n{}",
+        run.output
+    );
+    assert_eq!(call["hangup_reason"], "failed", "{call}");
+    assert_eq!(call["hangup_by"], "local", "{call}");
+    let detail = call["hangup_detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.starts_with("transfer refused") && detail.contains("REFER"),
+        "{call}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declined_refer_leaves_the_call_to_the_switch() {
+    let app = transfer_app();
+    let sip = app.handle.sip_addr.expect("SIP listens");
+    let run = sipp(sip, "transfer_declined.xml", "transfer", "sip-refer-3", &[]).await;
+    let call = app.wait_hangup("sip-refer-3").await;
+    assert!(run.success, "SIPp failed ({call}):\n{}", run.output);
+    assert_eq!(call["hangup_reason"], "failed", "{call}");
+    let detail = call["hangup_detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.starts_with("transfer refused") && detail.contains("603"),
+        "{call}"
+    );
+}
