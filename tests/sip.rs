@@ -549,8 +549,9 @@ async fn a_full_switch_answers_486() {
     );
 }
 
-/// A bot that hands the call to a number the switch cannot reach itself (no trunk: the
-/// caller's side is asked to transfer it).
+/// Bots for transfers and codec changes: `transfer` hands the call to a number the switch
+/// cannot reach itself (no trunk: the caller's side is asked to transfer it), `codec` greets
+/// at length, records the call until a key comes, and hangs up.
 const TRANSFER_FLOW: &str = r#"
 [bots.transfer]
 kind = "flow"
@@ -558,6 +559,19 @@ actions = [
   { type = "answer" },
   { type = "connect", destinations = [{ type = "tel", target = "+15557777" }] },
 ]
+[bots.codec]
+kind = "flow"
+actions = [
+  { type = "answer" },
+  { type = "recording_start", format = "wav" },
+  { type = "talk", text = "Hello, and welcome. This greeting goes on long enough to be heard again once the codec has changed." },
+  { type = "digits_receive", duration = 20000, length = 1 },
+  { type = "recording_stop" },
+  { type = "hangup" },
+]
+[[routes]]
+bot = "codec"
+match = { ingress = "sip", hotline = "codec" }
 [[routes]]
 bot = "transfer"
 match = { ingress = "sip" }
@@ -615,4 +629,72 @@ async fn a_declined_refer_leaves_the_call_to_the_switch() {
         detail.starts_with("transfer refused") && detail.contains("603"),
         "{call}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_invite_to_pcma_changes_the_codec_at_once() {
+    let app = transfer_app();
+    let sip = app.handle.sip_addr.expect("SIP listens");
+    let ear = Ear::new().await;
+    let keys = vec![("hear_port", ear.port.to_string())];
+    let run = tokio::spawn(async move {
+        sipp(sip, "reinvite_codec.xml", "codec", "sip-codec-1", &keys).await
+    });
+    // The greeting goes on in A-law (payload type 8) once the re-INVITE is answered.
+    let heard = ear.listen(|h| loud(&h.alaw_samples, 500.0)).await;
+    if !loud(&heard.alaw_samples, 500.0) {
+        let run = run.await.expect("sipp task");
+        panic!(
+            "no greeting heard in A-law (payload types {:?}):\n{}",
+            heard.payload_types, run.output
+        );
+    }
+    // The caller talks back in A-law, then presses a key: the bot hangs up on it.
+    let switch_rtp = heard.from.expect("the switch's RTP address");
+    ear.talk(
+        switch_rtp,
+        8,
+        switchboard::media::g711::Law::Alaw,
+        &tone_8k(440.0, 1000, 8000.0),
+        5,
+    )
+    .await;
+    let run = run.await.expect("sipp task");
+    assert!(run.success, "SIPp failed:\n{}", run.output);
+    let call = app.wait_hangup("sip-codec-1").await;
+    assert_eq!(call["hangup_reason"], "normal", "{call}");
+    // The switch took the caller's A-law audio: the tone is on the recording's caller side.
+    let id = call["id"].as_str().expect("id").to_owned();
+    let list = recordings_when_done(&app, &id).await;
+    let caller = recorded_caller(&app, &list).await;
+    assert!(
+        loud(&caller.0, 500.0) && caller.1 > caller.2 * 10.0,
+        "the caller's A-law tone recorded (440 Hz power {:.1} against {:.1} at 1300 Hz)",
+        caller.1,
+        caller.2
+    );
+}
+
+/// The caller (left) channel of a call's first recording, and its power at 440 Hz and at
+/// 1300 Hz.
+async fn recorded_caller(app: &TestApp, list: &serde_json::Value) -> (Vec<i16>, f64, f64) {
+    let url = list["recordings"][0]["download_url"]
+        .as_str()
+        .expect("a recording")
+        .to_owned();
+    let bytes = app
+        .http
+        .get(app.url(&url))
+        .send()
+        .await
+        .expect("download")
+        .bytes()
+        .await
+        .expect("recording");
+    let (rate, channels, samples) = wav_samples(&bytes);
+    assert_eq!(channels, 2, "a stereo recording");
+    let caller: Vec<i16> = samples.chunks_exact(2).map(|f| f[0]).collect();
+    let tone = tone_power(&caller, rate, 440.0);
+    let off = tone_power(&caller, rate, 1300.0);
+    (caller, tone, off)
 }

@@ -2,7 +2,8 @@
 //! re-INVITE, INFO, NOTIFY), the call's commands (a transfer is a REFER), and the RTP socket
 //! both ways. Audio goes out in 20 ms packets on one clock that never stops (silence when
 //! nothing plays, DTMF events in the audio's place); audio comes in through the jitter
-//! buffer, decoded to 8 kHz.
+//! buffer, decoded to 8 kHz. A re-INVITE may change the codec: the other law and payload
+//! type take effect at once, both ways.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -675,21 +676,39 @@ impl SipSession {
                 });
             }
             DialogState::Updated(_, req, handle) => {
-                // A re-INVITE (or UPDATE): hold, resume, or new media.
+                // A re-INVITE (or UPDATE): hold, resume, new media, or another codec.
                 let (status, body) = match Session::parse(&req.body) {
-                    Ok(s) if req.body.is_empty() => (StatusCode::OK, Some(s)),
+                    // A new offer: the codec it agrees on (the switch's may change); with
+                    // no codec in common the call keeps what it had.
                     Ok(s) => match s.agree() {
-                        Ok(a) if a.law == self.offer.agreed.law => (StatusCode::OK, Some(s)),
-                        _ => (StatusCode::NotAcceptableHere, None),
+                        Ok(a) => (StatusCode::OK, Some((s, a))),
+                        Err(_) => (StatusCode::NotAcceptableHere, None),
                     },
                     // No SDP: answer with ours as it is.
                     Err(_) if req.body.is_empty() => (StatusCode::OK, None),
                     Err(_) => (StatusCode::NotAcceptableHere, None),
                 };
-                if let Some(s) = body {
+                if let Some((s, agreed)) = body {
                     let moved = SocketAddr::new(s.address, s.port);
+                    let mut restart = false;
                     if moved != self.remote && !s.address.is_unspecified() {
                         self.remote = moved;
+                        restart = true;
+                    }
+                    if agreed != self.offer.agreed {
+                        tracing::info!(
+                            call = self.call_label.map(|c| c.to_string()),
+                            from = ?self.offer.agreed.law,
+                            to = ?agreed.law,
+                            payload_type = agreed.pt,
+                            "SIP caller changed the codec"
+                        );
+                        // Audio goes out in the new law and payload type from the next
+                        // frame; the peer's new stream is taken afresh.
+                        self.offer.agreed = agreed;
+                        restart = true;
+                    }
+                    if restart {
                         self.audio_in = Latch::default();
                         self.events_in = Latch::default();
                         self.jitter.reset();
