@@ -3,8 +3,8 @@
 mod support;
 
 use support::sip::{
-    final_responses, free_udp_port, invite_text, loud, sipp, sipp_args, sipp_with_files, ulaw_wav,
-    Ear, Sipp,
+    final_responses, free_udp_port, invite_text, loud, pcm_wav, sipp, sipp_args, sipp_with_files,
+    ulaw_wav, wav_data, Ear, Sipp,
 };
 use support::*;
 
@@ -697,4 +697,152 @@ async fn recorded_caller(app: &TestApp, list: &serde_json::Value) -> (Vec<i16>, 
     let tone = tone_power(&caller, rate, 440.0);
     let off = tone_power(&caller, rate, 1300.0);
     (caller, tone, off)
+}
+
+/// A flow for baresip: it records the call while it greets, then hangs up.
+const INTEROP_FLOW: &str = r#"
+[bots.interop]
+kind = "flow"
+actions = [
+  { type = "answer" },
+  { type = "recording_start", format = "wav" },
+  { type = "talk", text = "Hello from the switch. This is its greeting to a real SIP phone." },
+  { type = "recording_stop" },
+  { type = "hangup" },
+]
+[[routes]]
+bot = "interop"
+match = { ingress = "sip" }
+"#;
+
+/// A baresip process (Debian baresip-core) of a test, stopped when dropped.
+struct Baresip {
+    child: tokio::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl Baresip {
+    /// Starts baresip on loopback with its own config in a new folder: it plays `source` (a
+    /// 8 kHz WAV) as its microphone, dumps what it hears there (`sndfile`), and dials `uri`.
+    /// `net_interface` keeps its SDP on loopback too (else it names the host's first address
+    /// while its RTP comes from 127.0.0.1, which the switch drops as another source).
+    fn dial(uri: &str, source: &[u8]) -> Baresip {
+        let dir =
+            std::env::temp_dir().join(format!("switchboard-baresip-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("baresip dir");
+        let input = dir.join("in.wav");
+        std::fs::write(&input, source).expect("baresip input");
+        let modules = [
+            "/usr/lib/baresip/modules",
+            "/usr/lib/x86_64-linux-gnu/baresip/modules",
+        ]
+        .into_iter()
+        .find(|m| std::path::Path::new(m).join("g711.so").exists())
+        .unwrap_or("/usr/lib/baresip/modules");
+        let config = format!(
+            "poll_method epoll\nnet_interface 127.0.0.1\nsip_listen 127.0.0.1:{}\nsip_trans_def udp\n\
+             audio_player alsa,null\naudio_alert alsa,null\naudio_source aufile,{}\n\
+             module_path {modules}\nmodule g711.so\nmodule aufile.so\nmodule alsa.so\n\
+             module sndfile.so\nmodule menu.so\nmodule_app account.so\nsnd_path {}\n",
+            free_udp_port(),
+            input.display(),
+            dir.display()
+        );
+        std::fs::write(dir.join("config"), config).expect("baresip config");
+        std::fs::write(dir.join("accounts"), "<sip:test@127.0.0.1>;regint=0\n")
+            .expect("baresip accounts");
+        let child = tokio::process::Command::new("baresip")
+            .arg("-f")
+            .arg(&dir)
+            .args(["-e", &format!("/dial {uri}"), "-t", "120"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("baresip does not run ({e}): install the Debian package baresip-core")
+            });
+        Baresip { child, dir }
+    }
+
+    /// Stops baresip (SIGTERM, so its files are closed) and answers what it heard.
+    async fn stop_and_heard(mut self) -> Vec<i16> {
+        if let Some(pid) = self.child.id() {
+            let _ = tokio::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .await;
+        }
+        if tokio::time::timeout(PATIENCE, self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+        let mut heard = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with("dump-") && name.ends_with("-dec.wav") {
+                    heard.extend(wav_data(&std::fs::read(e.path()).unwrap_or_default()));
+                }
+            }
+        }
+        heard
+    }
+}
+
+impl Drop for Baresip {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baresip_calls_the_switch_and_each_hears_the_other() {
+    let present = std::process::Command::new("baresip")
+        .arg("-h")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    assert!(
+        present,
+        "baresip is not installed: install the Debian package baresip-core"
+    );
+    let app = spawn_app(&format!("{}{INTEROP_FLOW}", sip_toml()));
+    let sip = app.handle.sip_addr.expect("SIP listens");
+    // baresip's microphone: a 440 Hz tone, long enough for the whole call.
+    let source = pcm_wav(&tone_8k(440.0, 20_000, 8000.0), 8000);
+    let baresip = Baresip::dial(&format!("sip:interop@{sip}"), &source);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let id = loop {
+        let (_, page) = app.get_json("/calls?page_size=1").await;
+        if let Some(id) = page["result"][0]["id"].as_str() {
+            break id.to_owned();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "baresip's call never reached the switch: {page}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    };
+    let call = app.wait_hangup_by_id(&id).await;
+    let heard = baresip.stop_and_heard().await;
+    assert_eq!(call["ingress"], "sip", "{call}");
+    assert!(call["tm_progressing"].is_string(), "answered: {call}");
+    assert_eq!(call["hangup_reason"], "normal", "{call}");
+    assert!(
+        loud(&heard, 500.0),
+        "baresip heard the greeting ({} samples)",
+        heard.len()
+    );
+    // What the switch heard of baresip: its tone on the recording's caller (left) channel.
+    let list = recordings_when_done(&app, &id).await;
+    let (caller, tone, off) = recorded_caller(&app, &list).await;
+    assert!(
+        loud(&caller, 500.0) && tone > off * 10.0,
+        "the switch heard baresip's 440 Hz tone (power {tone:.1} against {off:.1} at 1300 Hz)"
+    );
 }

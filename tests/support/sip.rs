@@ -329,6 +329,40 @@ impl Ear {
     }
 }
 
+/// A 16-bit PCM mono WAV of `samples` at `rate`.
+pub fn pcm_wav(samples: &[i16], rate: u32) -> Vec<u8> {
+    let data: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let mut w = Vec::with_capacity(44 + data.len());
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&16u32.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    w.extend_from_slice(&1u16.to_le_bytes());
+    w.extend_from_slice(&rate.to_le_bytes());
+    w.extend_from_slice(&(rate * 2).to_le_bytes());
+    w.extend_from_slice(&2u16.to_le_bytes());
+    w.extend_from_slice(&16u16.to_le_bytes());
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    w.extend_from_slice(&data);
+    w
+}
+
+/// The 16-bit samples of a WAV file's `data` chunk, to the end of the file (a file whose
+/// writer did not fix its sizes is read whole).
+pub fn wav_data(bytes: &[u8]) -> Vec<i16> {
+    let Some(at) = bytes.windows(4).position(|w| w == b"data") else {
+        return Vec::new();
+    };
+    bytes
+        .get(at + 8..)
+        .unwrap_or(&[])
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect()
+}
+
 /// Whether `samples` hold speech-loud audio somewhere (an RMS over 20 ms above `level`).
 pub fn loud(samples: &[i16], level: f64) -> bool {
     samples.chunks(160).any(|c| {
