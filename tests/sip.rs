@@ -3,8 +3,8 @@
 mod support;
 
 use support::sip::{
-    final_responses, free_udp_port, invite_text, loud, sipp, sipp_args, sipp_with_files, ulaw_wav,
-    Ear, Sipp,
+    final_responses, free_udp_port, invite_text, loud, pcm_wav, sipp, sipp_args, sipp_with_files,
+    ulaw_wav, wav_data, Ear, Sipp,
 };
 use support::*;
 
@@ -546,5 +546,303 @@ async fn a_full_switch_answers_486() {
         second.get("full-2"),
         Some(&486),
         "the switch is full: {second:?}"
+    );
+}
+
+/// Bots for transfers and codec changes: `transfer` hands the call to a number the switch
+/// cannot reach itself (no trunk: the caller's side is asked to transfer it), `codec` greets
+/// at length, records the call until a key comes, and hangs up.
+const TRANSFER_FLOW: &str = r#"
+[bots.transfer]
+kind = "flow"
+actions = [
+  { type = "answer" },
+  { type = "connect", destinations = [{ type = "tel", target = "+15557777" }] },
+]
+[bots.codec]
+kind = "flow"
+actions = [
+  { type = "answer" },
+  { type = "recording_start", format = "wav" },
+  { type = "talk", text = "Hello, and welcome. This greeting goes on long enough to be heard again once the codec has changed." },
+  { type = "digits_receive", duration = 20000, length = 1 },
+  { type = "recording_stop" },
+  { type = "hangup" },
+]
+[[routes]]
+bot = "codec"
+match = { ingress = "sip", hotline = "codec" }
+[[routes]]
+bot = "transfer"
+match = { ingress = "sip" }
+"#;
+
+fn transfer_app() -> TestApp {
+    spawn_app(&format!("{}{TRANSFER_FLOW}", sip_toml()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_is_a_refer_and_the_switch_hangs_up_once_the_new_call_is_up() {
+    let app = transfer_app();
+    let sip = app.handle.sip_addr.expect("SIP listens");
+    let run = sipp(sip, "transfer.xml", "transfer", "sip-refer-1", &[]).await;
+    let call = app.wait_hangup("sip-refer-1").await;
+    assert!(run.success, "SIPp failed ({call}):\n{}", run.output);
+    assert_eq!(call["hangup_reason"], "normal", "{call}");
+    assert_eq!(call["hangup_by"], "local", "{call}");
+    assert_eq!(
+        call["hangup_detail"], "transferred to sip:+15557777@127.0.0.1",
+        "{call}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_without_refer_in_its_allow_gets_no_refer_and_the_call_fails() {
+    let app = transfer_app();
+    let sip = app.handle.sip_addr.expect("SIP listens");
+    let run = sipp(sip, "no_refer.xml", "transfer", "sip-refer-2", &[]).await;
+    let call = app.wait_hangup("sip-refer-2").await;
+    assert!(
+        run.success,
+        "SIPp got BYE, no REFER ({call}):\n{}",
+        run.output
+    );
+    assert_eq!(call["hangup_reason"], "failed", "{call}");
+    assert_eq!(call["hangup_by"], "local", "{call}");
+    let detail = call["hangup_detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.starts_with("transfer refused") && detail.contains("REFER"),
+        "{call}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declined_refer_leaves_the_call_to_the_switch() {
+    let app = transfer_app();
+    let sip = app.handle.sip_addr.expect("SIP listens");
+    let run = sipp(sip, "transfer_declined.xml", "transfer", "sip-refer-3", &[]).await;
+    let call = app.wait_hangup("sip-refer-3").await;
+    assert!(run.success, "SIPp failed ({call}):\n{}", run.output);
+    assert_eq!(call["hangup_reason"], "failed", "{call}");
+    let detail = call["hangup_detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.starts_with("transfer refused") && detail.contains("603"),
+        "{call}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_invite_to_pcma_changes_the_codec_at_once() {
+    let app = transfer_app();
+    let sip = app.handle.sip_addr.expect("SIP listens");
+    let ear = Ear::new().await;
+    let keys = vec![("hear_port", ear.port.to_string())];
+    let run = tokio::spawn(async move {
+        sipp(sip, "reinvite_codec.xml", "codec", "sip-codec-1", &keys).await
+    });
+    // The greeting goes on in A-law (payload type 8) once the re-INVITE is answered.
+    let heard = ear.listen(|h| loud(&h.alaw_samples, 500.0)).await;
+    if !loud(&heard.alaw_samples, 500.0) {
+        let run = run.await.expect("sipp task");
+        panic!(
+            "no greeting heard in A-law (payload types {:?}):\n{}",
+            heard.payload_types, run.output
+        );
+    }
+    // The caller talks back in A-law, then presses a key: the bot hangs up on it.
+    let switch_rtp = heard.from.expect("the switch's RTP address");
+    ear.talk(
+        switch_rtp,
+        8,
+        switchboard::media::g711::Law::Alaw,
+        &tone_8k(440.0, 1000, 8000.0),
+        5,
+    )
+    .await;
+    let run = run.await.expect("sipp task");
+    assert!(run.success, "SIPp failed:\n{}", run.output);
+    let call = app.wait_hangup("sip-codec-1").await;
+    assert_eq!(call["hangup_reason"], "normal", "{call}");
+    // The switch took the caller's A-law audio: the tone is on the recording's caller side.
+    let id = call["id"].as_str().expect("id").to_owned();
+    let list = recordings_when_done(&app, &id).await;
+    let caller = recorded_caller(&app, &list).await;
+    assert!(
+        loud(&caller.0, 500.0) && caller.1 > caller.2 * 10.0,
+        "the caller's A-law tone recorded (440 Hz power {:.1} against {:.1} at 1300 Hz)",
+        caller.1,
+        caller.2
+    );
+}
+
+/// The caller (left) channel of a call's first recording, and its power at 440 Hz and at
+/// 1300 Hz.
+async fn recorded_caller(app: &TestApp, list: &serde_json::Value) -> (Vec<i16>, f64, f64) {
+    let url = list["recordings"][0]["download_url"]
+        .as_str()
+        .expect("a recording")
+        .to_owned();
+    let bytes = app
+        .http
+        .get(app.url(&url))
+        .send()
+        .await
+        .expect("download")
+        .bytes()
+        .await
+        .expect("recording");
+    let (rate, channels, samples) = wav_samples(&bytes);
+    assert_eq!(channels, 2, "a stereo recording");
+    let caller: Vec<i16> = samples.chunks_exact(2).map(|f| f[0]).collect();
+    let tone = tone_power(&caller, rate, 440.0);
+    let off = tone_power(&caller, rate, 1300.0);
+    (caller, tone, off)
+}
+
+/// A flow for baresip: it records the call while it greets, then hangs up.
+const INTEROP_FLOW: &str = r#"
+[bots.interop]
+kind = "flow"
+actions = [
+  { type = "answer" },
+  { type = "recording_start", format = "wav" },
+  { type = "talk", text = "Hello from the switch. This is its greeting to a real SIP phone." },
+  { type = "recording_stop" },
+  { type = "hangup" },
+]
+[[routes]]
+bot = "interop"
+match = { ingress = "sip" }
+"#;
+
+/// A baresip process (Debian baresip-core) of a test, stopped when dropped.
+struct Baresip {
+    child: tokio::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl Baresip {
+    /// Starts baresip on loopback with its own config in a new folder: it plays `source` (a
+    /// 8 kHz WAV) as its microphone, dumps what it hears there (`sndfile`), and dials `uri`.
+    /// `net_interface` keeps its SDP on loopback too (else it names the host's first address
+    /// while its RTP comes from 127.0.0.1, which the switch drops as another source).
+    fn dial(uri: &str, source: &[u8]) -> Baresip {
+        let dir =
+            std::env::temp_dir().join(format!("switchboard-baresip-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("baresip dir");
+        let input = dir.join("in.wav");
+        std::fs::write(&input, source).expect("baresip input");
+        let modules = [
+            "/usr/lib/baresip/modules",
+            "/usr/lib/x86_64-linux-gnu/baresip/modules",
+        ]
+        .into_iter()
+        .find(|m| std::path::Path::new(m).join("g711.so").exists())
+        .unwrap_or("/usr/lib/baresip/modules");
+        let config = format!(
+            "poll_method epoll\nnet_interface 127.0.0.1\nsip_listen 127.0.0.1:{}\nsip_trans_def udp\n\
+             audio_player alsa,null\naudio_alert alsa,null\naudio_source aufile,{}\n\
+             module_path {modules}\nmodule g711.so\nmodule aufile.so\nmodule alsa.so\n\
+             module sndfile.so\nmodule menu.so\nmodule_app account.so\nsnd_path {}\n",
+            free_udp_port(),
+            input.display(),
+            dir.display()
+        );
+        std::fs::write(dir.join("config"), config).expect("baresip config");
+        std::fs::write(dir.join("accounts"), "<sip:test@127.0.0.1>;regint=0\n")
+            .expect("baresip accounts");
+        let child = tokio::process::Command::new("baresip")
+            .arg("-f")
+            .arg(&dir)
+            .args(["-e", &format!("/dial {uri}"), "-t", "120"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("baresip does not run ({e}): install the Debian package baresip-core")
+            });
+        Baresip { child, dir }
+    }
+
+    /// Stops baresip (SIGTERM, so its files are closed) and answers what it heard.
+    async fn stop_and_heard(mut self) -> Vec<i16> {
+        if let Some(pid) = self.child.id() {
+            let _ = tokio::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .await;
+        }
+        if tokio::time::timeout(PATIENCE, self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+        let mut heard = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with("dump-") && name.ends_with("-dec.wav") {
+                    heard.extend(wav_data(&std::fs::read(e.path()).unwrap_or_default()));
+                }
+            }
+        }
+        heard
+    }
+}
+
+impl Drop for Baresip {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baresip_calls_the_switch_and_each_hears_the_other() {
+    let present = std::process::Command::new("baresip")
+        .arg("-h")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    assert!(
+        present,
+        "baresip is not installed: install the Debian package baresip-core"
+    );
+    let app = spawn_app(&format!("{}{INTEROP_FLOW}", sip_toml()));
+    let sip = app.handle.sip_addr.expect("SIP listens");
+    // baresip's microphone: a 440 Hz tone, long enough for the whole call.
+    let source = pcm_wav(&tone_8k(440.0, 20_000, 8000.0), 8000);
+    let baresip = Baresip::dial(&format!("sip:interop@{sip}"), &source);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let id = loop {
+        let (_, page) = app.get_json("/calls?page_size=1").await;
+        if let Some(id) = page["result"][0]["id"].as_str() {
+            break id.to_owned();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "baresip's call never reached the switch: {page}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    };
+    let call = app.wait_hangup_by_id(&id).await;
+    let heard = baresip.stop_and_heard().await;
+    assert_eq!(call["ingress"], "sip", "{call}");
+    assert!(call["tm_progressing"].is_string(), "answered: {call}");
+    assert_eq!(call["hangup_reason"], "normal", "{call}");
+    assert!(
+        loud(&heard, 500.0),
+        "baresip heard the greeting ({} samples)",
+        heard.len()
+    );
+    // What the switch heard of baresip: its tone on the recording's caller (left) channel.
+    let list = recordings_when_done(&app, &id).await;
+    let (caller, tone, off) = recorded_caller(&app, &list).await;
+    assert!(
+        loud(&caller, 500.0) && tone > off * 10.0,
+        "the switch heard baresip's 440 Hz tone (power {tone:.1} against {off:.1} at 1300 Hz)"
     );
 }

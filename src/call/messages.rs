@@ -79,6 +79,12 @@ pub enum CallerEvent {
         local: bool,
         detail: String,
     },
+    /// The caller's side could not transfer the call to `destination` (a SIP peer that does
+    /// not take REFER, refuses it, or reports the new call failed); the call is still up.
+    TransferRefused {
+        destination: Address,
+        detail: String,
+    },
 }
 
 /// Something the bot wants done.

@@ -19,6 +19,7 @@ mod room_link;
 mod sending;
 pub mod state;
 mod transcriber;
+mod transfer;
 pub mod view;
 
 use std::sync::Arc;
@@ -357,6 +358,10 @@ impl Handler<CallerEvent> for CallActor {
                 }
                 self.finish(cause, detail, ctx);
             }
+            CallerEvent::TransferRefused {
+                destination,
+                detail,
+            } => self.transfer_refused(destination, detail, ctx),
         }
     }
 }

@@ -220,7 +220,11 @@ pub struct Heard {
     /// Audio packets whose timestamp did not move by 160 from the audio packet just before.
     pub ts_breaks: usize,
     pub samples: Vec<i16>,
+    /// A-law audio (payload type 8), decoded.
+    pub alaw_samples: Vec<i16>,
     pub payload_types: Vec<u8>,
+    /// Where the packets came from (the switch's RTP port), once one came.
+    pub from: Option<SocketAddr>,
     /// Keys sent as RFC 4733 events (payload type 101), one per event, in order.
     pub keys: Vec<char>,
     /// The timestamp of the last event seen.
@@ -236,7 +240,44 @@ impl Ear {
         Ear { socket, port }
     }
 
-    /// Listens until `enough` says so (or the patience runs out), decoding μ-law.
+    /// Sends RTP to `to` from the ear's port: `samples` as 20 ms packets of `pt` in `law`
+    /// paced at 20 ms, then the RFC 4733 event `key` (payload type 101, three end packets).
+    pub async fn talk(
+        &self,
+        to: SocketAddr,
+        pt: u8,
+        law: switchboard::media::g711::Law,
+        samples: &[i16],
+        key: u8,
+    ) {
+        let ssrc = 0x5eed_0001u32;
+        let mut seq = 1u16;
+        let mut ts = 0u32;
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        for frame in samples.chunks(160) {
+            tick.tick().await;
+            let mut p = vec![0x80, pt];
+            p.extend_from_slice(&seq.to_be_bytes());
+            p.extend_from_slice(&ts.to_be_bytes());
+            p.extend_from_slice(&ssrc.to_be_bytes());
+            law.encode(frame, &mut p);
+            let _ = self.socket.send_to(&p, to).await;
+            seq = seq.wrapping_add(1);
+            ts = ts.wrapping_add(160);
+        }
+        for _ in 0..3 {
+            tick.tick().await;
+            let mut p = vec![0x80, 101];
+            p.extend_from_slice(&seq.to_be_bytes());
+            p.extend_from_slice(&ts.to_be_bytes());
+            p.extend_from_slice(&ssrc.to_be_bytes());
+            p.extend_from_slice(&[key, 0x80 | 10, 0x03, 0x20]);
+            let _ = self.socket.send_to(&p, to).await;
+            seq = seq.wrapping_add(1);
+        }
+    }
+
+    /// Listens until `enough` says so (or the patience runs out), decoding μ-law and A-law.
     pub async fn listen(&self, enough: impl Fn(&Heard) -> bool) -> Heard {
         let mut heard = Heard::default();
         let mut buf = vec![0u8; 2048];
@@ -244,11 +285,12 @@ impl Ear {
         let mut last_seq: Option<u16> = None;
         let deadline = tokio::time::Instant::now() + PATIENCE;
         while !enough(&heard) {
-            let Ok(Ok((n, _))) =
+            let Ok(Ok((n, from))) =
                 tokio::time::timeout_at(deadline, self.socket.recv_from(&mut buf)).await
             else {
                 break;
             };
+            heard.from = Some(from);
             let p = &buf[..n];
             if n < 12 {
                 continue;
@@ -290,9 +332,46 @@ impl Ear {
                 last = Some((seq, ts));
                 switchboard::media::g711::Law::Ulaw.decode(&p[12..], &mut heard.samples);
             }
+            if pt == 8 {
+                switchboard::media::g711::Law::Alaw.decode(&p[12..], &mut heard.alaw_samples);
+            }
         }
         heard
     }
+}
+
+/// A 16-bit PCM mono WAV of `samples` at `rate`.
+pub fn pcm_wav(samples: &[i16], rate: u32) -> Vec<u8> {
+    let data: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let mut w = Vec::with_capacity(44 + data.len());
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&16u32.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    w.extend_from_slice(&1u16.to_le_bytes());
+    w.extend_from_slice(&rate.to_le_bytes());
+    w.extend_from_slice(&(rate * 2).to_le_bytes());
+    w.extend_from_slice(&2u16.to_le_bytes());
+    w.extend_from_slice(&16u16.to_le_bytes());
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    w.extend_from_slice(&data);
+    w
+}
+
+/// The 16-bit samples of a WAV file's `data` chunk, to the end of the file (a file whose
+/// writer did not fix its sizes is read whole).
+pub fn wav_data(bytes: &[u8]) -> Vec<i16> {
+    let Some(at) = bytes.windows(4).position(|w| w == b"data") else {
+        return Vec::new();
+    };
+    bytes
+        .get(at + 8..)
+        .unwrap_or(&[])
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect()
 }
 
 /// Whether `samples` hold speech-loud audio somewhere (an RMS over 20 ms above `level`).

@@ -1,7 +1,9 @@
 //! One SIP call as the caller leg of its call: the dialog's events (ACK, BYE, CANCEL,
-//! re-INVITE, INFO), the call's commands, and the RTP socket both ways. Audio goes out in
-//! 20 ms packets on one clock that never stops (silence when nothing plays, DTMF events in
-//! the audio's place); audio comes in through the jitter buffer, decoded to 8 kHz.
+//! re-INVITE, INFO, NOTIFY), the call's commands (a transfer is a REFER), and the RTP socket
+//! both ways. Audio goes out in 20 ms packets on one clock that never stops (silence when
+//! nothing plays, DTMF events in the audio's place); audio comes in through the jitter
+//! buffer, decoded to 8 kHz. A re-INVITE may change the codec: the other law and payload
+//! type take effect at once, both ways.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -11,7 +13,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason};
 use rsipstack::dialog::invite_dialog::InviteDialog;
-use rsipstack::sip::{Header, StatusCode};
+use rsipstack::sip::{Header, Response, StatusCode};
 use tokio::net::UdpSocket;
 use uuid::Uuid;
 
@@ -23,7 +25,7 @@ use super::sdp::{Agreed, Direction, Local, Session};
 use super::server::Shared;
 use super::INGRESS;
 use crate::call::messages::{AttachDialer, CallerEvent, Delivery, LegCommand, LegFormat};
-use crate::call::state::{EndCause, HangupReason};
+use crate::call::state::{Address, EndCause, HangupReason};
 use crate::media::{FRAME_MS, TELEPHONE_RATE};
 use crate::protocols::leg::{admit, CallLink, Caller};
 use crate::protocols::KeyRate;
@@ -39,6 +41,25 @@ const MAX_OUT_SAMPLES: usize = 16_000;
 /// Frames sent at once to catch up after the session was held up; further behind, the
 /// clock skips ahead (the time is lost, the timestamps stay true).
 const MAX_CATCH_UP: u64 = 5;
+/// How long a peer that took a REFER has to report the new call's outcome (the NOTIFY with
+/// the final status, RFC 3515); past it the transfer counts as made and the switch hangs up.
+const TRANSFER_REPORT: Duration = Duration::from_secs(32);
+/// Times a REFER is tried when the dialog was busy with another request as it went out.
+const REFER_ATTEMPTS: u32 = 3;
+/// The longest transfer destination taken.
+const MAX_TRANSFER_TARGET: usize = 256;
+
+/// A blind transfer under way: the REFER, then the peer's NOTIFYs.
+struct Transfer {
+    destination: Address,
+    /// The Refer-To URI.
+    uri: String,
+    /// Tries of the REFER so far (one is out when `sent`).
+    attempts: u32,
+    sent: bool,
+    /// The peer answered the REFER 2xx.
+    accepted: bool,
+}
 
 /// What the INVITE offered, and who it is from.
 pub struct Offer {
@@ -137,6 +158,9 @@ pub struct SipSession {
     /// Causes of dropped packets already logged (each once).
     logged: Vec<&'static str>,
     frames: Frames,
+    /// The methods the peer allows (its INVITE's or 200 OK's `Allow`), when it said.
+    peer_allow: Option<String>,
+    transfer: Option<Transfer>,
 }
 
 impl SipSession {
@@ -149,7 +173,8 @@ impl SipSession {
         offer: Offer,
     ) {
         let arbiter = shared.next_arbiter();
-        let session = Self::new(shared, dialog, states, port, offer);
+        let mut session = Self::new(shared, dialog, states, port, offer);
+        session.peer_allow = allow_of(session.dialog.initial_request().headers.iter());
         // The session runs on a call arbiter, and admits its call beside it (`call_here`).
         SipSession::start_in_arbiter(&arbiter, |ctx| {
             ctx.set_mailbox_capacity(MAILBOX);
@@ -227,6 +252,8 @@ impl SipSession {
             packet: Vec::with_capacity(rtp::HEADER + FRAME),
             logged: Vec::new(),
             frames: Frames::new(INGRESS),
+            peer_allow: None,
+            transfer: None,
         }
     }
 
@@ -335,6 +362,7 @@ impl SipSession {
                 );
             }
             self.answered = true;
+            self.peer_allow = allow_of(response.headers.iter());
             self.audio_in = Latch::default();
             self.events_in = Latch::default();
             self.jitter.reset();
@@ -580,7 +608,12 @@ impl SipSession {
                 let (cause, local, detail) = match reason {
                     TerminatedReason::UacCancel => (EndCause::Canceled, false, "CANCEL".into()),
                     TerminatedReason::UacBye | TerminatedReason::UasBye => {
-                        (EndCause::Normal, false, String::new())
+                        // A peer that took the transfer may hang up before it reports it.
+                        let detail = match self.transfer.take() {
+                            Some(t) if t.accepted => format!("transferred to {}", t.uri),
+                            _ => String::new(),
+                        };
+                        (EndCause::Normal, false, detail)
                     }
                     TerminatedReason::Timeout => (
                         EndCause::Failed,
@@ -617,21 +650,39 @@ impl SipSession {
                 });
             }
             DialogState::Updated(_, req, handle) => {
-                // A re-INVITE (or UPDATE): hold, resume, or new media.
+                // A re-INVITE (or UPDATE): hold, resume, new media, or another codec.
                 let (status, body) = match Session::parse(&req.body) {
-                    Ok(s) if req.body.is_empty() => (StatusCode::OK, Some(s)),
+                    // A new offer: the codec it agrees on (the switch's may change); with
+                    // no codec in common the call keeps what it had.
                     Ok(s) => match s.agree() {
-                        Ok(a) if a.law == self.offer.agreed.law => (StatusCode::OK, Some(s)),
-                        _ => (StatusCode::NotAcceptableHere, None),
+                        Ok(a) => (StatusCode::OK, Some((s, a))),
+                        Err(_) => (StatusCode::NotAcceptableHere, None),
                     },
                     // No SDP: answer with ours as it is.
                     Err(_) if req.body.is_empty() => (StatusCode::OK, None),
                     Err(_) => (StatusCode::NotAcceptableHere, None),
                 };
-                if let Some(s) = body {
+                if let Some((s, agreed)) = body {
                     let moved = SocketAddr::new(s.address, s.port);
+                    let mut restart = false;
                     if moved != self.remote && !s.address.is_unspecified() {
                         self.remote = moved;
+                        restart = true;
+                    }
+                    if agreed != self.offer.agreed {
+                        tracing::info!(
+                            call = self.call_label.map(|c| c.to_string()),
+                            from = ?self.offer.agreed.law,
+                            to = ?agreed.law,
+                            payload_type = agreed.pt,
+                            "SIP caller changed the codec"
+                        );
+                        // Audio goes out in the new law and payload type from the next
+                        // frame; the peer's new stream is taken afresh.
+                        self.offer.agreed = agreed;
+                        restart = true;
+                    }
+                    if restart {
                         self.audio_in = Latch::default();
                         self.events_in = Latch::default();
                         self.jitter.reset();
@@ -654,6 +705,24 @@ impl SipSession {
                     let _ = handle.reply(StatusCode::OK).await;
                 });
             }
+            // The dialog is free again (after the ACK, or another request): a REFER waiting
+            // for it goes out.
+            DialogState::Confirmed(_, _) if self.transfer.as_ref().is_some_and(|t| !t.sent) => {
+                self.send_refer(ctx);
+            }
+            DialogState::Notify(_, req, handle)
+                if self.transfer.as_ref().is_some_and(|t| t.sent) =>
+            {
+                let outcome = refer_outcome(&req);
+                // The NOTIFY is answered before the switch acts on it (a BYE must not overtake
+                // the 200).
+                ctx.spawn(
+                    actix::fut::wrap_future::<_, Self>(async move {
+                        let _ = handle.reply(StatusCode::OK).await;
+                    })
+                    .map(move |_, act, ctx| act.transfer_reported(outcome, ctx)),
+                );
+            }
             DialogState::Notify(_, _, handle)
             | DialogState::Refer(_, _, handle)
             | DialogState::Message(_, _, handle)
@@ -663,6 +732,173 @@ impl SipSession {
                 });
             }
             _ => {}
+        }
+    }
+
+    /// A blind transfer (RFC 3515): a REFER to the peer, when it allows REFER.
+    fn start_transfer(&mut self, destination: Address, ctx: &mut Context<Self>) {
+        if self.ended {
+            return;
+        }
+        if self.transfer.is_some() {
+            tracing::info!(
+                call = self.call_label.map(|c| c.to_string()),
+                "a transfer is already under way; another is ignored"
+            );
+            return;
+        }
+        if !self.answered {
+            return self.transfer_refused(destination, "the call is not answered".into());
+        }
+        if !allows_refer(self.peer_allow.as_deref()) {
+            return self.transfer_refused(destination, "the SIP peer does not allow REFER".into());
+        }
+        let host = self
+            .dialog
+            .snapshot()
+            .remote_uri
+            .host_with_port
+            .host
+            .to_string();
+        let uri = match refer_uri(&destination, &host) {
+            Ok(uri) => uri,
+            Err(detail) => return self.transfer_refused(destination, detail),
+        };
+        tracing::info!(call = self.call_label.map(|c| c.to_string()), refer_to = %uri, "SIP transfer by REFER");
+        self.transfer = Some(Transfer {
+            destination,
+            uri,
+            attempts: 0,
+            sent: false,
+            accepted: false,
+        });
+        // A dialog still waiting for its ACK (or busy with another request) sends it when it
+        // is confirmed again.
+        self.send_refer(ctx);
+    }
+
+    fn send_refer(&mut self, ctx: &mut Context<Self>) {
+        if self.ended || !self.dialog.state().is_confirmed() {
+            return;
+        }
+        let Some(t) = self.transfer.as_mut() else {
+            return;
+        };
+        if t.sent {
+            return;
+        }
+        t.sent = true;
+        t.attempts += 1;
+        let dialog = self.dialog.clone();
+        let refer_to = format!("<{}>", t.uri);
+        let referred_by = Header::ReferredBy(format!("<{}>", self.shared.contact).into());
+        ctx.spawn(
+            actix::fut::wrap_future::<_, Self>(async move {
+                dialog
+                    .refer(refer_to.as_str(), Some(vec![referred_by]), None)
+                    .await
+            })
+            .map(|result, act, ctx| act.refer_answered(result, ctx)),
+        );
+    }
+
+    /// The peer's answer to the REFER.
+    fn refer_answered(
+        &mut self,
+        result: rsipstack::Result<Option<Response>>,
+        ctx: &mut Context<Self>,
+    ) {
+        if self.ended {
+            return;
+        }
+        let Some(t) = self.transfer.as_mut() else {
+            // Already settled by a NOTIFY that came first.
+            return;
+        };
+        let code = match result {
+            Ok(Some(response)) => response.status_code.code(),
+            Ok(None) if t.attempts < REFER_ATTEMPTS => {
+                // The dialog was busy as it went out: again once it is confirmed.
+                t.sent = false;
+                return self.send_refer(ctx);
+            }
+            Ok(None) => return self.transfer_failed("no answer to the REFER".into()),
+            Err(e) => return self.transfer_failed(format!("REFER failed: {e}")),
+        };
+        if !(200..300).contains(&code) {
+            return self.transfer_failed(format!("the SIP peer answered the REFER {code}"));
+        }
+        t.accepted = true;
+        let uri = t.uri.clone();
+        ctx.run_later(TRANSFER_REPORT, move |act, ctx| {
+            if act.transfer.as_ref().is_some_and(|t| t.uri == uri) {
+                tracing::info!(
+                    call = act.call_label.map(|c| c.to_string()),
+                    "no final NOTIFY for the REFER; the transfer counts as made"
+                );
+                act.transferred(ctx);
+            }
+        });
+    }
+
+    /// A NOTIFY of the transfer, answered.
+    fn transfer_reported(&mut self, outcome: ReferOutcome, ctx: &mut Context<Self>) {
+        if self.ended || self.transfer.is_none() {
+            return;
+        }
+        match outcome {
+            ReferOutcome::Trying => {}
+            ReferOutcome::Made => self.transferred(ctx),
+            ReferOutcome::Failed(line) => {
+                self.transfer_failed(format!("the transferred call failed: {line}"))
+            }
+        }
+    }
+
+    /// The peer made the transfer: the switch hangs up its side.
+    fn transferred(&mut self, ctx: &mut Context<Self>) {
+        let Some(t) = self.transfer.take() else {
+            return;
+        };
+        if !self.ended {
+            self.ended = true;
+            let dialog = self.dialog.clone();
+            actix::spawn(async move {
+                // The BYE waits for the dialog to be confirmed again (a NOTIFY just answered
+                // may still hold it).
+                for _ in 0..100 {
+                    let state = dialog.state();
+                    if state.is_confirmed() || state.is_terminated() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                let _ = dialog.bye().await;
+            });
+        }
+        self.leave(
+            EndCause::Normal,
+            true,
+            format!("transferred to {}", t.uri),
+            ctx,
+        );
+    }
+
+    /// The transfer under way did not happen.
+    fn transfer_failed(&mut self, detail: String) {
+        if let Some(t) = self.transfer.take() {
+            self.transfer_refused(t.destination, detail);
+        }
+    }
+
+    /// Tells the call the transfer to `destination` did not happen; the call is still up.
+    fn transfer_refused(&mut self, destination: Address, detail: String) {
+        tracing::info!(call = self.call_label.map(|c| c.to_string()), %detail, "SIP transfer refused");
+        if let Some(link) = &self.link {
+            link.call().do_send(CallerEvent::TransferRefused {
+                destination,
+                detail,
+            });
         }
     }
 
@@ -691,6 +927,110 @@ impl SipSession {
             };
             let _ = self.dialog.reject(Some(code), None);
         }
+    }
+}
+
+/// The methods a peer allows, from its `Allow` headers (`None` when it sent none).
+fn allow_of<'a>(headers: impl Iterator<Item = &'a Header>) -> Option<String> {
+    let values: Vec<&str> = headers
+        .filter_map(|h| match h {
+            Header::Allow(a) => Some(a.value()),
+            _ => None,
+        })
+        .collect();
+    (!values.is_empty()).then(|| values.join(","))
+}
+
+/// Whether a peer takes REFER: its `Allow` lists it, or it sent no `Allow` at all.
+fn allows_refer(allow: Option<&str>) -> bool {
+    allow.is_none_or(|a| a.split(',').any(|m| m.trim().eq_ignore_ascii_case("REFER")))
+}
+
+/// The `Refer-To` URI of a transfer destination: a `sip` address as given (`sip:` added when
+/// missing), a `tel` number or any other target as `sip:TARGET@HOST` at the peer's host.
+fn refer_uri(destination: &Address, host: &str) -> Result<String, String> {
+    let target = destination.target.trim();
+    let target = target
+        .strip_prefix('<')
+        .and_then(|t| t.strip_suffix('>'))
+        .unwrap_or(target);
+    let bad = |c: char| c.is_control() || c.is_whitespace() || matches!(c, '<' | '>' | '"');
+    if target.is_empty() || target.len() > MAX_TRANSFER_TARGET || target.chars().any(bad) {
+        return Err(format!(
+            "{:?} is no destination a REFER can name",
+            destination.target.chars().take(64).collect::<String>()
+        ));
+    }
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    let uri = match destination.kind.as_str() {
+        "sip" => {
+            let lower = target.to_ascii_lowercase();
+            if lower.starts_with("sip:") || lower.starts_with("sips:") {
+                target.to_string()
+            } else {
+                format!("sip:{target}")
+            }
+        }
+        "tel" => {
+            let number: String = target
+                .strip_prefix("tel:")
+                .unwrap_or(target)
+                .chars()
+                .filter(|c| !matches!(c, '-' | '.' | '(' | ')'))
+                .collect();
+            format!("sip:{number}@{host}")
+        }
+        _ => format!("sip:{target}@{host}"),
+    };
+    rsipstack::sip::Uri::try_from(uri.as_str())
+        .map_err(|e| format!("{uri:?} is no SIP URI: {e}"))?;
+    Ok(uri)
+}
+
+/// What a NOTIFY of a REFER says of the new call.
+#[derive(Debug, PartialEq, Eq)]
+enum ReferOutcome {
+    /// Still under way (a provisional status, or nothing final).
+    Trying,
+    /// A 2xx: the peer's new call is up (or the peer ended the report without a failure).
+    Made,
+    /// A final failure, with its status line.
+    Failed(String),
+}
+
+/// Reads a NOTIFY of a REFER: its `message/sipfrag` body (`SIP/2.0 200 OK`) and whether
+/// its `Subscription-State` is `terminated`.
+fn refer_outcome(req: &rsipstack::sip::Request) -> ReferOutcome {
+    let terminated = req.headers.iter().any(|h| match h {
+        Header::SubscriptionState(s) => s
+            .value()
+            .trim()
+            .to_ascii_lowercase()
+            .starts_with("terminated"),
+        _ => false,
+    });
+    sipfrag_outcome(&req.body, terminated)
+}
+
+fn sipfrag_outcome(body: &[u8], terminated: bool) -> ReferOutcome {
+    let line = std::str::from_utf8(body)
+        .ok()
+        .and_then(|b| b.lines().next())
+        .map(|l| l.trim().chars().take(80).collect::<String>())
+        .unwrap_or_default();
+    let code = line
+        .strip_prefix("SIP/2.0 ")
+        .and_then(|r| r.get(..3))
+        .and_then(|c| c.parse::<u16>().ok());
+    match code {
+        Some(200..=299) => ReferOutcome::Made,
+        Some(c) if c >= 300 => ReferOutcome::Failed(line),
+        _ if terminated => ReferOutcome::Made,
+        _ => ReferOutcome::Trying,
     }
 }
 
@@ -794,10 +1134,8 @@ impl Handler<LegCommand> for SipSession {
                     self.dtmf_out.queue(&digits);
                 }
             }
-            LegCommand::Hold
-            | LegCommand::PlayUrl { .. }
-            | LegCommand::Heard { .. }
-            | LegCommand::Transfer { .. } => {}
+            LegCommand::Transfer { destination } => self.start_transfer(destination, ctx),
+            LegCommand::Hold | LegCommand::PlayUrl { .. } | LegCommand::Heard { .. } => {}
             LegCommand::End { reason, .. } => {
                 self.hang_up(reason);
                 if let Some(link) = self.link.as_mut() {
@@ -806,5 +1144,72 @@ impl Handler<LegCommand> for SipSession {
                 ctx.stop();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refer_is_allowed_when_listed_or_when_no_allow_was_sent() {
+        assert!(allows_refer(None));
+        assert!(allows_refer(Some("INVITE, ACK, refer ,BYE")));
+        assert!(!allows_refer(Some("INVITE, ACK, BYE, CANCEL, OPTIONS")));
+        assert!(!allows_refer(Some("")));
+    }
+
+    #[test]
+    fn refer_to_names_the_destination_at_the_peer() {
+        let to = |kind: &str, target: &str| Address {
+            kind: kind.into(),
+            target: target.into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            refer_uri(&to("tel", "+15557777"), "203.0.113.5").as_deref(),
+            Ok("sip:+15557777@203.0.113.5")
+        );
+        assert_eq!(
+            refer_uri(&to("tel", "tel:+1-555-7777"), "::1").as_deref(),
+            Ok("sip:+15557777@[::1]")
+        );
+        assert_eq!(
+            refer_uri(&to("sip", "alice@example.com"), "h").as_deref(),
+            Ok("sip:alice@example.com")
+        );
+        assert_eq!(
+            refer_uri(&to("sip", "<sips:bob@example.com>"), "h").as_deref(),
+            Ok("sips:bob@example.com")
+        );
+        assert_eq!(
+            refer_uri(&to("agent", "desk7"), "pbx.example.com").as_deref(),
+            Ok("sip:desk7@pbx.example.com")
+        );
+        for bad in ["", "a b", "x\r\nVia: evil", "<>", &"9".repeat(300)] {
+            assert!(refer_uri(&to("tel", bad), "h").is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_sipfrag_tells_how_the_transfer_went() {
+        assert_eq!(
+            sipfrag_outcome(b"SIP/2.0 100 Trying\r\n", false),
+            ReferOutcome::Trying
+        );
+        assert_eq!(
+            sipfrag_outcome(b"SIP/2.0 180 Ringing", false),
+            ReferOutcome::Trying
+        );
+        assert_eq!(
+            sipfrag_outcome(b"SIP/2.0 200 OK\r\n", true),
+            ReferOutcome::Made
+        );
+        assert_eq!(
+            sipfrag_outcome(b"SIP/2.0 486 Busy Here", true),
+            ReferOutcome::Failed("SIP/2.0 486 Busy Here".into())
+        );
+        assert_eq!(sipfrag_outcome(b"", true), ReferOutcome::Made);
+        assert_eq!(sipfrag_outcome(&[0xff, 0xfe], false), ReferOutcome::Trying);
     }
 }
