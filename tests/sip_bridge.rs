@@ -11,8 +11,15 @@ use std::time::Duration;
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use support::sip::{free_udp_port, Sipp};
+use support::sip::{self, free_udp_port, Sipp};
 use support::*;
+use switchboard::pb::smartivr::smart_ivr_phonegateway_server::{
+    SmartIvrPhonegateway, SmartIvrPhonegatewayServer,
+};
+use switchboard::pb::smartivr::{
+    SmartIvrRequest, SmartIvrResponse, SmartIvrResponseType as T, Status as IvrStatus,
+};
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_tungstenite::tungstenite::Message;
 
 /// The caller's tone, and the ringback's two (which must not be what is heard).
@@ -263,4 +270,128 @@ async fn a_busy_number_ends_its_chained_call_busy_and_the_flow_goes_on() {
     assert!(child["tm_progressing"].is_null(), "{child}");
     let run = callee.finish().await;
     assert!(run.success, "SIPp failed:\n{}", run.output);
+}
+
+/// An upstream SmartIVR callbot that forwards every call to +15557000 at once (CALL_FORWARD,
+/// `forward_type` 2), as a bot's transfer does.
+struct Forwarder;
+
+#[tonic::async_trait]
+impl SmartIvrPhonegateway for Forwarder {
+    type CallToBotStream = ReceiverStream<Result<SmartIvrResponse, tonic::Status>>;
+
+    async fn call_to_bot(
+        &self,
+        request: tonic::Request<tonic::Streaming<SmartIvrRequest>>,
+    ) -> Result<tonic::Response<Self::CallToBotStream>, tonic::Status> {
+        let mut inbound = request.into_inner();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            let mut forwarded = false;
+            while let Ok(Some(_)) = inbound.message().await {
+                if !forwarded {
+                    forwarded = true;
+                    let forward = SmartIvrResponse {
+                        r#type: T::CallForward as i32,
+                        forward_sip_json: json!({
+                            "customer_number": "+15557000", "forward_type": 2 })
+                        .to_string(),
+                        status: Some(IvrStatus {
+                            code: 200,
+                            message: String::new(),
+                        }),
+                        ..Default::default()
+                    };
+                    let _ = tx.send(Ok(forward)).await;
+                }
+            }
+        });
+        Ok(tonic::Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_a_sip_caller_cannot_take_is_bridged_through_the_trunk() {
+    // The bot: a SmartIVR callbot that forwards the call.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let bot = listener.local_addr().expect("addr");
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(SmartIvrPhonegatewayServer::new(Forwarder))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    // The number it forwards to, behind the trunk.
+    let port = free_udp_port();
+    let callee = Sipp::echo_server(port, "uas_echo.xml");
+    let app = spawn_app(&format!(
+        r#"
+[sip]
+listen = "127.0.0.1:0"
+rtp_ports = "{}"
+
+[sip.trunks.carrier]
+host = "127.0.0.1"
+port = {port}
+
+[bots.upstream]
+kind = "smartivr"
+url = "http://{bot}"
+
+[[routes]]
+bot = "upstream"
+"#,
+        rtp_range()
+    ));
+    // The caller: a SIP phone whose Allow has no REFER, so it cannot be sent elsewhere.
+    let sip = app.handle.sip_addr.expect("SIP listens");
+    let caller =
+        tokio::spawn(
+            async move { sip::sipp(sip, "no_refer.xml", "support", "sb-refer-1", &[]).await },
+        );
+    // The switch makes the transfer itself: a chained call to the number, answered…
+    let master = app
+        .wait_for_call("sb-refer-1", |c| {
+            c["chained_call_ids"]
+                .as_array()
+                .is_some_and(|ids| !ids.is_empty())
+        })
+        .await;
+    let child_id = master["chained_call_ids"][0]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let child = wait_status(&app, &child_id, "progressing").await;
+    assert_eq!(child["destination"]["target"], "+15557000", "{child}");
+    assert_eq!(child["master_call_id"], master["id"], "{child}");
+    // …and when that bridge ends, so does the call: both phones get their BYE.
+    let (status, v) = app
+        .post_json(&format!("/api/v1/calls/{child_id}/end"))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let ended = app.wait_hangup("sb-refer-1").await;
+    assert_eq!(ended["hangup_reason"], "normal", "{ended}");
+    let detail = ended["hangup_detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("transferred through the switch"), "{ended}");
+    let run = caller.await.expect("caller");
+    assert!(run.success, "the caller's SIPp failed:\n{}", run.output);
+    let run = callee.finish().await;
+    assert!(run.success, "the callee's SIPp failed:\n{}", run.output);
+}
+
+/// Waits until call `id` has `status`, and answers its record.
+async fn wait_status(app: &TestApp, id: &str, status: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (_, call) = app.get_json(&format!("/calls/{id}")).await;
+        if call["status"] == status {
+            return call;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "call {id} never became {status}: {call}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -124,6 +124,9 @@ pub struct CallActor {
     room: Option<room_link::RoomLink>,
     /// Continuous transcription of the caller, while on (`transcriber.rs`).
     transcriber: Option<transcriber::Transcriber>,
+    /// The caller is bridged (or being bridged) in place of a transfer its side refused
+    /// (`transfer.rs`): the call ends when that bridge does.
+    transfer_bridge: bool,
 }
 
 impl CallActor {
@@ -166,6 +169,7 @@ impl CallActor {
             recorder_caller_rate: None,
             room: None,
             transcriber: None,
+            transfer_bridge: false,
         }
     }
 

@@ -123,9 +123,10 @@ impl CallActor {
         M: Message<Result = Result<(), RoomError>> + Send + 'static,
     {
         if self.room.is_some() {
-            return self.room_left(Some(RoomError::Refused(
-                "the caller is already in a room".into(),
-            )));
+            return self.room_left(
+                Some(RoomError::Refused("the caller is already in a room".into())),
+                ctx,
+            );
         }
         ctx.spawn(to.send(ask).into_actor(self).map(|reply, act, ctx| {
             let error = match reply {
@@ -135,11 +136,14 @@ impl CallActor {
             };
             // Ringback, if a `connect` was ringing, stops with the refusal.
             act.end_hold(ctx);
-            act.room_left(Some(error));
+            act.room_left(Some(error), ctx);
         }));
     }
 
-    fn room_left(&mut self, error: Option<RoomError>) {
+    fn room_left(&mut self, error: Option<RoomError>, ctx: &mut Context<Self>) {
+        if self.transfer_bridge {
+            return self.transfer_bridge_ended(error, ctx);
+        }
         if let Some(bot) = &self.bot {
             let wants_password = matches!(error, Some(RoomError::Password { .. }));
             bot.events.do_send(BotEvent::RoomLeft {
@@ -246,6 +250,6 @@ impl Handler<LeftRoom> for CallActor {
         if !self.is_over() {
             self.publish("call_updated");
         }
-        self.room_left(None);
+        self.room_left(None, ctx);
     }
 }
