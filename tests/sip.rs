@@ -846,3 +846,52 @@ async fn baresip_calls_the_switch_and_each_hears_the_other() {
         "the switch heard baresip's 440 Hz tone (power {tone:.1} against {off:.1} at 1300 Hz)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_behind_nat_is_answered_where_its_rtp_comes_from() {
+    let base = next_rtp_base();
+    let app = spawn_app(&format!("{}{KEY_FLOW}", sip_toml_with(base)));
+    let sip = app.handle.sip_addr.expect("SIP listens");
+    let ear = std::sync::Arc::new(Ear::new().await);
+    // The caller's SDP says 127.0.0.55 (nothing of the test listens there); its RTP comes from
+    // the ear's socket on 127.0.0.1.
+    let keys = vec![("hear_port", ear.port.to_string())];
+    let run =
+        tokio::spawn(async move { sipp(sip, "nat_caller.xml", "bot", "sip-nat-1", &keys).await });
+    app.wait_for_call("sip-nat-1", |c| c["status"] == "progressing")
+        .await;
+    // It speaks (and then presses 5) to every port of the switch's range: only the call's
+    // own port has a session.
+    let talker = ear.clone();
+    let talk = tokio::spawn(async move {
+        let tone = tone_8k(440.0, 3000, 8000.0);
+        let talks = (base..base + 10).map(|port| {
+            talker.talk(
+                ([127, 0, 0, 1], port).into(),
+                0,
+                switchboard::media::g711::Law::Ulaw,
+                &tone,
+                5,
+            )
+        });
+        futures_util::future::join_all(talks).await;
+    });
+    // Once its RTP has been seen from one place a few times in sequence, the switch answers
+    // there: the greeting reaches the ear.
+    let heard = ear
+        .listen(|h| h.samples.len() >= 8000 && loud(&h.samples, 500.0))
+        .await;
+    assert!(
+        loud(&heard.samples, 500.0),
+        "the greeting came back to where the caller's RTP comes from ({} packets)",
+        heard.packets
+    );
+    talk.await.expect("talk");
+    let call = app.wait_hangup("sip-nat-1").await;
+    assert_eq!(
+        call["hangup_reason"], "normal",
+        "the key 5 reached the flow: {call}"
+    );
+    let run = run.await.expect("sipp task");
+    assert!(run.success, "SIPp failed:\n{}", run.output);
+}

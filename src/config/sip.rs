@@ -35,6 +35,10 @@ pub struct SipConfig {
     pub invites_per_second: u32,
     /// How long an outgoing call may ring before it ends with `noanswer`.
     pub ring_timeout_ms: u64,
+    /// Symmetric RTP (a peer behind NAT): RTP that comes from another address than its SDP
+    /// gives is taken once `RTP_PROBATION` packets in sequence came from it, and the call's
+    /// audio is sent back there. Off: only the SDP's address is heard and sent to.
+    pub symmetric_rtp: bool,
     /// Trunks by name, for outgoing calls (the first by name is used when a request names none).
     pub trunks: BTreeMap<String, TrunkConfig>,
 }
@@ -64,6 +68,7 @@ impl Default for SipConfig {
             allow_unauthenticated: false,
             invites_per_second: 20,
             ring_timeout_ms: 60_000,
+            symmetric_rtp: true,
             trunks: BTreeMap::new(),
         }
     }

@@ -83,6 +83,8 @@ pub(super) struct Shared {
     pub arbiters: Vec<actix::ArbiterHandle>,
     pub next_arbiter: std::sync::atomic::AtomicUsize,
     pub contact: rsipstack::sip::Uri,
+    /// `[sip] symmetric_rtp`: RTP from another address than the SDP's is learnt (NAT).
+    pub symmetric_rtp: bool,
 }
 
 /// Starts SIP as configured; `None` when `[sip] listen` is unset.
@@ -144,6 +146,7 @@ pub async fn start(
         arbiters,
         next_arbiter: std::sync::atomic::AtomicUsize::new(0),
         contact,
+        symmetric_rtp: config.symmetric_rtp,
     });
     let policy = Policy {
         networks,

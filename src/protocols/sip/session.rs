@@ -76,26 +76,81 @@ pub struct Offer {
 #[rtype(result = "()")]
 pub struct DialogEvent(pub DialogState);
 
+/// Packets in a row, in sequence, from one source and SSRC other than the SDP's address
+/// before a session takes that source (`[sip] symmetric_rtp`: a peer behind NAT): a stray or
+/// spoofed packet cannot take a call's media.
+pub const RTP_PROBATION: u8 = 3;
+
 /// The RTP stream a session takes from its peer: its source and SSRC are those of the first
-/// packet; a packet from anywhere else mid-call is dropped.
+/// packet from the SDP's address (or, with symmetric RTP, of the first `RTP_PROBATION`
+/// packets in sequence from one other source); a packet from anywhere else mid-call is
+/// dropped.
 #[derive(Default)]
 struct Latch {
     source: Option<SocketAddr>,
     ssrc: Option<u32>,
+    /// A source not in the SDP being learnt: its address, SSRC, last sequence number and
+    /// packets seen in sequence.
+    learning: Option<(SocketAddr, u32, u16, u8)>,
+}
+
+/// How a latch took a packet.
+#[derive(Debug, PartialEq, Eq)]
+enum Taken {
+    /// From the stream it holds (or the first from the SDP's address).
+    Held,
+    /// Its probation passed: the stream now comes from this source, not the SDP's address.
+    Learnt(SocketAddr),
 }
 
 impl Latch {
-    fn accepts(&mut self, from: SocketAddr, ssrc: u32) -> Result<(), &'static str> {
-        match (self.source, self.ssrc) {
-            (None, _) => {
-                self.source = Some(from);
-                self.ssrc = Some(ssrc);
-                Ok(())
-            }
-            (Some(s), _) if s != from => Err("wrong_source"),
-            (_, Some(x)) if x != ssrc => Err("wrong_ssrc"),
-            _ => Ok(()),
+    /// Whether a packet from `from` with `ssrc` and `seq` is the peer's, the SDP saying it
+    /// sends from `expected` (unspecified: not known yet).
+    fn accepts(
+        &mut self,
+        from: SocketAddr,
+        ssrc: u32,
+        seq: u16,
+        expected: SocketAddr,
+        symmetric: bool,
+    ) -> Result<Taken, &'static str> {
+        if let Some(source) = self.source {
+            return if source != from {
+                Err("wrong_source")
+            } else if self.ssrc != Some(ssrc) {
+                Err("wrong_ssrc")
+            } else {
+                Ok(Taken::Held)
+            };
         }
+        let known = expected.ip().is_unspecified()
+            || from == expected
+            || (!symmetric && from.ip() == expected.ip());
+        if known {
+            self.source = Some(from);
+            self.ssrc = Some(ssrc);
+            self.learning = None;
+            return Ok(Taken::Held);
+        }
+        if !symmetric {
+            return Err("wrong_source");
+        }
+        match &mut self.learning {
+            Some((at, x, last, seen))
+                if *at == from && *x == ssrc && seq == last.wrapping_add(1) =>
+            {
+                *last = seq;
+                *seen += 1;
+                if *seen >= RTP_PROBATION {
+                    self.source = Some(from);
+                    self.ssrc = Some(ssrc);
+                    self.learning = None;
+                    return Ok(Taken::Learnt(from));
+                }
+            }
+            _ => self.learning = Some((from, ssrc, seq, 1)),
+        }
+        Err("learning_source")
     }
 }
 
@@ -130,8 +185,10 @@ pub struct SipSession {
     call_label: Option<Uuid>,
     socket: Option<Arc<UdpSocket>>,
     port: Option<RtpPort>,
-    /// Where RTP goes: the peer's SDP address.
+    /// Where RTP goes: the peer's SDP address, or where its RTP comes from (symmetric RTP).
     remote: SocketAddr,
+    /// Where the peer's SDP says its RTP is.
+    sdp_remote: SocketAddr,
     remote_direction: Direction,
     local: Local,
     answered: bool,
@@ -232,6 +289,7 @@ impl SipSession {
             socket: None,
             port: Some(port),
             remote,
+            sdp_remote: remote,
             local,
             answered: false,
             early: false,
@@ -262,6 +320,7 @@ impl SipSession {
         match Session::parse(body).and_then(|s| s.agree().map(|a| (s, a))) {
             Ok((s, a)) => {
                 self.remote = SocketAddr::new(s.address, s.port);
+                self.sdp_remote = self.remote;
                 self.remote_direction = s.direction;
                 self.offer.agreed = a;
                 self.offer.session = s;
@@ -535,9 +594,6 @@ impl SipSession {
     }
 
     fn on_rtp(&mut self, data: &[u8], from: SocketAddr) {
-        if from.ip() != self.remote.ip() && !self.remote.ip().is_unspecified() {
-            return self.log_once("wrong_source", &format!("RTP from {from}"));
-        }
         let packet = match Packet::parse(data) {
             Ok(p) => p,
             Err(e) => return self.log_once("bad_rtp", &e.to_string()),
@@ -551,8 +607,18 @@ impl SipSession {
         } else {
             &mut self.audio_in
         };
-        if let Err(cause) = latch.accepts(from, packet.ssrc) {
-            return self.log_once(cause, &format!("from {from}, SSRC {:#x}", packet.ssrc));
+        let symmetric = self.shared.symmetric_rtp;
+        match latch.accepts(from, packet.ssrc, packet.seq, self.sdp_remote, symmetric) {
+            Ok(Taken::Held) => {}
+            Ok(Taken::Learnt(source)) => {
+                tracing::info!(call_id = %self.offer.call_id, sdp = %self.sdp_remote, %source, "RTP comes from another address than the SDP's (NAT): answering there");
+                if !is_event {
+                    self.remote = source;
+                }
+            }
+            Err(cause) => {
+                return self.log_once(cause, &format!("from {from}, SSRC {:#x}", packet.ssrc))
+            }
         }
         self.frames.received.add();
         let Some(call) = self.link.as_ref().map(|l| l.call().clone()) else {
@@ -665,8 +731,9 @@ impl SipSession {
                 if let Some((s, agreed)) = body {
                     let moved = SocketAddr::new(s.address, s.port);
                     let mut restart = false;
-                    if moved != self.remote && !s.address.is_unspecified() {
+                    if moved != self.sdp_remote && !s.address.is_unspecified() {
                         self.remote = moved;
+                        self.sdp_remote = moved;
                         restart = true;
                     }
                     if agreed != self.offer.agreed {
@@ -1150,6 +1217,73 @@ impl Handler<LegCommand> for SipSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn the_sdp_address_is_taken_at_once_and_another_only_after_probation() {
+        let sdp = at(4000);
+        let mut latch = Latch::default();
+        assert_eq!(latch.accepts(sdp, 7, 1, sdp, true), Ok(Taken::Held));
+        assert_eq!(
+            latch.accepts(at(5000), 7, 2, sdp, true),
+            Err("wrong_source")
+        );
+        assert_eq!(latch.accepts(sdp, 8, 3, sdp, true), Err("wrong_ssrc"));
+
+        // Behind NAT: RTP_PROBATION packets in sequence from one source and SSRC.
+        let nat = at(6000);
+        let mut latch = Latch::default();
+        for seq in 10..10 + u16::from(RTP_PROBATION) - 1 {
+            assert_eq!(
+                latch.accepts(nat, 9, seq, sdp, true),
+                Err("learning_source")
+            );
+        }
+        let last = 10 + u16::from(RTP_PROBATION) - 1;
+        assert_eq!(
+            latch.accepts(nat, 9, last, sdp, true),
+            Ok(Taken::Learnt(nat))
+        );
+        assert_eq!(latch.accepts(nat, 9, last + 1, sdp, true), Ok(Taken::Held));
+        assert_eq!(
+            latch.accepts(sdp, 9, last + 2, sdp, true),
+            Err("wrong_source")
+        );
+    }
+
+    #[test]
+    fn stray_packets_out_of_sequence_or_from_two_places_never_take_the_stream() {
+        let sdp = at(4000);
+        let mut latch = Latch::default();
+        // The same sequence number again and again (a replayed packet), and two sources
+        // taking turns: neither is ever learnt.
+        for _ in 0..10 {
+            assert_eq!(
+                latch.accepts(at(5000), 1, 1, sdp, true),
+                Err("learning_source")
+            );
+            assert_eq!(
+                latch.accepts(at(5001), 2, 1, sdp, true),
+                Err("learning_source")
+            );
+        }
+        // Without symmetric RTP only the SDP's host is heard.
+        let mut latch = Latch::default();
+        assert_eq!(
+            latch.accepts(
+                at(5000),
+                1,
+                1,
+                SocketAddr::from(([127, 0, 0, 2], 4000)),
+                false
+            ),
+            Err("wrong_source")
+        );
+        assert_eq!(latch.accepts(at(5000), 1, 1, sdp, false), Ok(Taken::Held));
+    }
 
     #[test]
     fn refer_is_allowed_when_listed_or_when_no_allow_was_sent() {
