@@ -150,6 +150,55 @@ impl Clock {
     }
 }
 
+/// The datagrams of a call's RTP socket as a stream its session reads itself (`add_stream`):
+/// no task and no mailbox between the socket and the session. Each datagram is at most
+/// `MAX_PACKET` bytes (the rest of a longer one is cut off by the kernel); the session's
+/// context yields to its other work after 16 in a row, so a flood cannot starve it.
+pub struct Datagrams {
+    socket: std::sync::Arc<tokio::net::UdpSocket>,
+    buf: Box<[u8]>,
+}
+
+impl Datagrams {
+    pub fn new(socket: std::sync::Arc<tokio::net::UdpSocket>) -> Self {
+        Datagrams {
+            socket,
+            buf: vec![0u8; MAX_PACKET].into_boxed_slice(),
+        }
+    }
+}
+
+/// One datagram and where it came from.
+pub struct Datagram {
+    pub data: Vec<u8>,
+    pub from: std::net::SocketAddr,
+}
+
+impl futures_util::Stream for Datagrams {
+    type Item = Datagram;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Datagram>> {
+        let this = self.get_mut();
+        loop {
+            let mut buf = tokio::io::ReadBuf::new(&mut this.buf);
+            match this.socket.poll_recv_from(cx, &mut buf) {
+                std::task::Poll::Ready(Ok(from)) => {
+                    return std::task::Poll::Ready(Some(Datagram {
+                        data: buf.filled().to_vec(),
+                        from,
+                    }))
+                }
+                // An ICMP error from an earlier send (port unreachable): the socket goes on.
+                std::task::Poll::Ready(Err(_)) => continue,
+                std::task::Poll::Pending => return std::task::Poll::Pending,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,54 +246,5 @@ mod tests {
             assert!(Packet::parse(&[0xBF; HEADER][..n]).is_err());
         }
         let _ = Packet::parse(&[0xBF; 64]);
-    }
-}
-
-/// The datagrams of a call's RTP socket as a stream its session reads itself (`add_stream`):
-/// no task and no mailbox between the socket and the session. Each datagram is at most
-/// `MAX_PACKET` bytes (the rest of a longer one is cut off by the kernel); the session's
-/// context yields to its other work after 16 in a row, so a flood cannot starve it.
-pub struct Datagrams {
-    socket: std::sync::Arc<tokio::net::UdpSocket>,
-    buf: Box<[u8]>,
-}
-
-impl Datagrams {
-    pub fn new(socket: std::sync::Arc<tokio::net::UdpSocket>) -> Self {
-        Datagrams {
-            socket,
-            buf: vec![0u8; MAX_PACKET].into_boxed_slice(),
-        }
-    }
-}
-
-/// One datagram and where it came from.
-pub struct Datagram {
-    pub data: Vec<u8>,
-    pub from: std::net::SocketAddr,
-}
-
-impl futures_util::Stream for Datagrams {
-    type Item = Datagram;
-
-    fn poll_next(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Datagram>> {
-        let this = self.get_mut();
-        loop {
-            let mut buf = tokio::io::ReadBuf::new(&mut this.buf);
-            match this.socket.poll_recv_from(cx, &mut buf) {
-                std::task::Poll::Ready(Ok(from)) => {
-                    return std::task::Poll::Ready(Some(Datagram {
-                        data: buf.filled().to_vec(),
-                        from,
-                    }))
-                }
-                // An ICMP error from an earlier send (port unreachable): the socket goes on.
-                std::task::Poll::Ready(Err(_)) => continue,
-                std::task::Poll::Pending => return std::task::Poll::Pending,
-            }
-        }
     }
 }

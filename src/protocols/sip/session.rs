@@ -82,8 +82,8 @@ pub struct DialogEvent(pub DialogState);
 pub const RTP_PROBATION: u8 = 3;
 
 /// The RTP stream a session takes from its peer: its source and SSRC are those of the first
-/// packet from the SDP's address (or, with symmetric RTP, of the first `RTP_PROBATION`
-/// packets in sequence from one other source); a packet from anywhere else mid-call is
+/// packet from the SDP's host (or, with symmetric RTP, of the first `RTP_PROBATION` packets
+/// in sequence from one source on another host); a packet from anywhere else mid-call is
 /// dropped.
 #[derive(Default)]
 struct Latch {
@@ -123,9 +123,9 @@ impl Latch {
                 Ok(Taken::Held)
             };
         }
-        let known = expected.ip().is_unspecified()
-            || from == expected
-            || (!symmetric && from.ip() == expected.ip());
+        // The SDP's host is the peer's whatever port it sends from (a phone may send from
+        // another port than it listens on); another host is NAT, or a stranger.
+        let known = expected.ip().is_unspecified() || from.ip() == expected.ip();
         if known {
             self.source = Some(from);
             self.ssrc = Some(ssrc);
@@ -929,19 +929,8 @@ impl SipSession {
         };
         if !self.ended {
             self.ended = true;
-            let dialog = self.dialog.clone();
-            actix::spawn(async move {
-                // The BYE waits for the dialog to be confirmed again (a NOTIFY just answered
-                // may still hold it).
-                for _ in 0..100 {
-                    let state = dialog.state();
-                    if state.is_confirmed() || state.is_terminated() {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                let _ = dialog.bye().await;
-            });
+            // A NOTIFY just answered may still hold the dialog.
+            bye_when_confirmed(self.dialog.clone());
         }
         self.leave(
             EndCause::Normal,
@@ -976,10 +965,7 @@ impl SipSession {
         }
         if self.answered {
             self.ended = true;
-            let dialog = self.dialog.clone();
-            actix::spawn(async move {
-                let _ = dialog.bye().await;
-            });
+            bye_when_confirmed(self.dialog.clone());
         } else if self.outgoing.is_some() {
             self.cancel_invite();
         } else {
@@ -995,6 +981,26 @@ impl SipSession {
             let _ = self.dialog.reject(Some(code), None);
         }
     }
+}
+
+/// Sends BYE once the dialog is confirmed: a UAS must not send BYE before the ACK of its 200
+/// OK (RFC 3261 §15), and a dialog busy with another request takes none. Without an ACK the
+/// dialog ends by timer H (32 s) and no BYE is due.
+fn bye_when_confirmed(dialog: InviteDialog) {
+    actix::spawn(async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(33);
+        loop {
+            let state = dialog.state();
+            if state.is_terminated() {
+                return;
+            }
+            if state.is_confirmed() || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = dialog.bye().await;
+    });
 }
 
 /// The methods a peer allows, from its `Allow` headers (`None` when it sent none).
@@ -1222,9 +1228,14 @@ mod tests {
         SocketAddr::from(([127, 0, 0, 1], port))
     }
 
+    /// Where the SDP says the peer is: another host than `at`'s.
+    fn sdp() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 2], 4000))
+    }
+
     #[test]
-    fn the_sdp_address_is_taken_at_once_and_another_only_after_probation() {
-        let sdp = at(4000);
+    fn the_sdp_host_is_taken_at_once_and_another_only_after_probation() {
+        let sdp = sdp();
         let mut latch = Latch::default();
         assert_eq!(latch.accepts(sdp, 7, 1, sdp, true), Ok(Taken::Held));
         assert_eq!(
@@ -1232,6 +1243,10 @@ mod tests {
             Err("wrong_source")
         );
         assert_eq!(latch.accepts(sdp, 8, 3, sdp, true), Err("wrong_ssrc"));
+        // Another port of the SDP's host is the peer sending from elsewhere than it listens.
+        let other_port = SocketAddr::from(([127, 0, 0, 2], 4002));
+        let mut latch = Latch::default();
+        assert_eq!(latch.accepts(other_port, 7, 1, sdp, true), Ok(Taken::Held));
 
         // Behind NAT: RTP_PROBATION packets in sequence from one source and SSRC.
         let nat = at(6000);
@@ -1256,7 +1271,7 @@ mod tests {
 
     #[test]
     fn stray_packets_out_of_sequence_or_from_two_places_never_take_the_stream() {
-        let sdp = at(4000);
+        let sdp = sdp();
         let mut latch = Latch::default();
         // The same sequence number again and again (a replayed packet), and two sources
         // taking turns: neither is ever learnt.
@@ -1273,16 +1288,10 @@ mod tests {
         // Without symmetric RTP only the SDP's host is heard.
         let mut latch = Latch::default();
         assert_eq!(
-            latch.accepts(
-                at(5000),
-                1,
-                1,
-                SocketAddr::from(([127, 0, 0, 2], 4000)),
-                false
-            ),
+            latch.accepts(at(5000), 1, 1, sdp, false),
             Err("wrong_source")
         );
-        assert_eq!(latch.accepts(at(5000), 1, 1, sdp, false), Ok(Taken::Held));
+        assert_eq!(latch.accepts(sdp, 1, 1, sdp, false), Ok(Taken::Held));
     }
 
     #[test]
