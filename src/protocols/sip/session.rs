@@ -929,8 +929,15 @@ impl SipSession {
         };
         if !self.ended {
             self.ended = true;
-            // A NOTIFY just answered may still hold the dialog.
-            bye_when_confirmed(self.dialog.clone());
+            // The NOTIFY's 200 was only handed to its transaction (rsipstack's `reply` queues
+            // it), and that NOTIFY may still hold the dialog: the BYE gives the 200 a moment to
+            // leave first, then waits (a little) for the dialog to be confirmed again.
+            bye_when(
+                self.dialog.clone(),
+                Duration::from_millis(200),
+                DialogState::is_confirmed,
+                Duration::from_secs(2),
+            );
         }
         self.leave(
             EndCause::Normal,
@@ -965,7 +972,14 @@ impl SipSession {
         }
         if self.answered {
             self.ended = true;
-            bye_when_confirmed(self.dialog.clone());
+            // Not before the ACK of the 200 OK (RFC 3261 §15); without one the dialog ends
+            // by timer H (32 s) and no BYE is due.
+            bye_when(
+                self.dialog.clone(),
+                Duration::ZERO,
+                |state| !state.waiting_ack(),
+                Duration::from_secs(33),
+            );
         } else if self.outgoing.is_some() {
             self.cancel_invite();
         } else {
@@ -983,18 +997,25 @@ impl SipSession {
     }
 }
 
-/// Sends BYE once the dialog is confirmed: a UAS must not send BYE before the ACK of its 200
-/// OK (RFC 3261 §15), and a dialog busy with another request takes none. Without an ACK the
-/// dialog ends by timer H (32 s) and no BYE is due.
-fn bye_when_confirmed(dialog: InviteDialog) {
+/// Sends BYE after `settle`, once the dialog's state is `ready` (or after `patience` anyway);
+/// a dialog that has ended meanwhile gets none.
+fn bye_when(
+    dialog: InviteDialog,
+    settle: Duration,
+    ready: fn(&DialogState) -> bool,
+    patience: Duration,
+) {
     actix::spawn(async move {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(33);
+        if !settle.is_zero() {
+            tokio::time::sleep(settle).await;
+        }
+        let deadline = tokio::time::Instant::now() + patience;
         loop {
             let state = dialog.state();
             if state.is_terminated() {
                 return;
             }
-            if state.is_confirmed() || tokio::time::Instant::now() >= deadline {
+            if ready(&state) || tokio::time::Instant::now() >= deadline {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
