@@ -289,24 +289,6 @@ fn rand_ssrc(i: usize) -> u32 {
     (i as u32).wrapping_mul(2_654_435_761).wrapping_add(0x5EED)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn responses_are_read_as_a_user_agent_needs() {
-        let msg = "SIP/2.0 200 OK\r\nTo: <sip:x@h>;tag=abc\r\ncontact: <sip:switchboard@127.0.0.1:5060>\r\n\r\nv=0\r\n";
-        assert_eq!(status(msg), Some(200));
-        assert_eq!(header(msg, "to"), Some("<sip:x@h>;tag=abc"));
-        assert_eq!(
-            header(msg, "Contact"),
-            Some("<sip:switchboard@127.0.0.1:5060>")
-        );
-        assert_eq!(body(msg), "v=0\r\n");
-        assert_eq!(status("BYE sip:x SIP/2.0\r\n\r\n"), None);
-    }
-}
-
 /// One datagram from `socket` into `buf`, with the kernel's receive time (`SO_TIMESTAMPNS`,
 /// wall clock) when it gave one.
 fn receive(socket: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, Option<Duration>)> {
@@ -329,4 +311,22 @@ fn receive(socket: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, Option
         }
     }
     Ok((msg.bytes, stamp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_are_read_as_a_user_agent_needs() {
+        let msg = "SIP/2.0 200 OK\r\nTo: <sip:x@h>;tag=abc\r\ncontact: <sip:switchboard@127.0.0.1:5060>\r\n\r\nv=0\r\n";
+        assert_eq!(status(msg), Some(200));
+        assert_eq!(header(msg, "to"), Some("<sip:x@h>;tag=abc"));
+        assert_eq!(
+            header(msg, "Contact"),
+            Some("<sip:switchboard@127.0.0.1:5060>")
+        );
+        assert_eq!(body(msg), "v=0\r\n");
+        assert_eq!(status("BYE sip:x SIP/2.0\r\n\r\n"), None);
+    }
 }
