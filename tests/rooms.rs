@@ -9,7 +9,6 @@ mod support;
 
 use std::time::Duration;
 
-use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use support::*;
@@ -51,16 +50,6 @@ bot = "lobby"
 struct Heard {
     samples: Vec<i16>,
     rate: u32,
-}
-
-fn b64(samples: &[i16]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(switchboard::media::pcm::encode_s16le(samples))
-}
-
-fn play_audio(samples: &[i16]) -> String {
-    json!({ "play_audio": { "sample_rate": 16000, "sample_width": 2, "num_channels": 1,
-        "duration": 0.02, "audio_content": b64(samples) } })
-    .to_string()
 }
 
 /// 20 ms of a `freq` tone at `rate`, frame `i` of a continuous tone.
@@ -156,15 +145,6 @@ async fn talk_and_listen(
     (ws, audio)
 }
 
-/// The samples of an `audio_output` frame, if it is one.
-fn audio_output(v: &Value) -> Option<Vec<i16>> {
-    let b = v["audio_output"]["audio_content"].as_str()?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(b)
-        .expect("base64");
-    Some(switchboard::media::pcm::decode_s16le(&bytes).expect("pcm"))
-}
-
 /// A WebSocket caller that sends its tone in real time (16 kHz `play_audio`) and collects what
 /// it hears (8 kHz), until `stop` says so.
 async fn ws_talker(
@@ -172,7 +152,7 @@ async fn ws_talker(
     freq: f64,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> (WsCaller, Vec<i16>) {
-    let frame = move |i| Message::Text(play_audio(&tone_frame_at(freq, 16000, i)));
+    let frame = move |i| Message::Text(play_audio(&tone_frame_at(freq, 16000, i), 16000));
     let (ws, audio) = talk_and_listen(c.ws, frame, audio_output, stop).await;
     (WsCaller { ws }, audio)
 }

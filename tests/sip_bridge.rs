@@ -8,7 +8,6 @@ mod support;
 
 use std::time::Duration;
 
-use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use support::sip::{self, free_udp_port, Sipp};
@@ -85,22 +84,7 @@ fn tone_message(i: usize) -> Message {
             (6000.0 * (2.0 * std::f64::consts::PI * CALLER_HZ * t).sin()) as i16
         })
         .collect();
-    let audio = base64::engine::general_purpose::STANDARD
-        .encode(switchboard::media::pcm::encode_s16le(&samples));
-    Message::Text(
-        json!({ "play_audio": { "sample_rate": 16000, "sample_width": 2, "num_channels": 1,
-            "duration": 0.02, "audio_content": audio } })
-        .to_string(),
-    )
-}
-
-/// The samples of an `audio_output` frame, if it is one.
-fn audio_output(v: &Value) -> Option<Vec<i16>> {
-    let b = v["audio_output"]["audio_content"].as_str()?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(b)
-        .expect("base64");
-    Some(switchboard::media::pcm::decode_s16le(&bytes).expect("pcm"))
+    Message::Text(play_audio(&samples, 16000))
 }
 
 /// Whether the last 200 ms of what the caller heard (8 kHz) is its own tone, not ringback.

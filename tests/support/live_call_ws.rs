@@ -72,24 +72,35 @@ impl WsCaller {
 
     /// The next JSON frame that is not audio, counting audio samples on the way.
     pub async fn next_non_audio(&mut self, audio: &mut Vec<i16>) -> WsEvent {
-        use base64::Engine;
         loop {
             match self.next().await {
                 WsEvent::Json(v) if v.get("audio_output").is_some() => {
-                    let b64 = v["audio_output"]["audio_content"]
-                        .as_str()
-                        .expect("base64 text");
-                    let bytes = base64::engine::general_purpose::STANDARD
-                        .decode(b64)
-                        .expect("valid base64");
-                    audio.extend(
-                        switchboard::media::pcm::decode_s16le(&bytes).expect("even length"),
-                    );
+                    audio.extend(audio_output(&v).expect("base64 text"));
                 }
                 other => return other,
             }
         }
     }
+}
+
+/// The samples of an `audio_output` frame, if it is one.
+pub fn audio_output(v: &Value) -> Option<Vec<i16>> {
+    use base64::Engine;
+    let b = v["audio_output"]["audio_content"].as_str()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b)
+        .expect("valid base64");
+    Some(switchboard::media::pcm::decode_s16le(&bytes).expect("even length"))
+}
+
+/// A `play_audio` frame of 20 ms of `samples` at `rate`.
+pub fn play_audio(samples: &[i16], rate: u32) -> String {
+    use base64::Engine;
+    let audio = base64::engine::general_purpose::STANDARD
+        .encode(switchboard::media::pcm::encode_s16le(samples));
+    serde_json::json!({ "play_audio": { "sample_rate": rate, "sample_width": 2,
+        "num_channels": 1, "duration": 0.02, "audio_content": audio } })
+    .to_string()
 }
 
 /// `initial_info` for a caller.
