@@ -351,7 +351,9 @@ async fn start(config: Config) -> Result<(Running, Ready), AppError> {
                         return;
                     }
                 };
-                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                // No Nagle: a media frame must not wait for the ACK of the one before it.
+                let incoming =
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
                 let mut grpc_builder = grpc_builder;
                 let served = grpc_builder
                     .add_service(SmartIvrPhonegatewayServer::with_interceptor(

@@ -416,6 +416,16 @@ fn default_bot_timeout_ms() -> u64 {
 fn default_connect_timeout_ms() -> u64 {
     1500
 }
+fn default_streams_per_connection() -> usize {
+    100
+}
+fn default_bot_frame_ms() -> u32 {
+    20
+}
+/// The most calls one HTTP/2 connection to a bot may carry.
+const MAX_STREAMS_PER_CONNECTION: usize = 10_000;
+/// The longest `play_audio` chunk the switch gathers toward a live_call bot.
+const MAX_BOT_FRAME_MS: u32 = 200;
 
 /// Call recordings.
 #[derive(Debug, Clone, Deserialize)]
@@ -636,12 +646,20 @@ pub enum BotConfig {
         /// Rate of the caller audio sent as `play_audio`.
         #[serde(default = "default_bot_in_rate")]
         sample_rate: u32,
+        /// Caller audio is sent in `play_audio` chunks of this many milliseconds (20 to 200,
+        /// a multiple of 20): 20 as gateways do; longer chunks cost the switch fewer messages
+        /// and the bot that much more latency.
+        #[serde(default = "default_bot_frame_ms")]
+        frame_ms: u32,
         /// A bot that does not answer HTTP/2 pings for this long has failed.
         #[serde(default = "default_bot_timeout_ms")]
         bot_timeout_ms: u64,
         /// A bot that cannot be connected within this time has failed.
         #[serde(default = "default_connect_timeout_ms")]
         connect_timeout_ms: u64,
+        /// Calls one HTTP/2 connection carries (1: a connection per call).
+        #[serde(default = "default_streams_per_connection")]
+        streams_per_connection: usize,
     },
     /// An upstream SmartIVR callbot (the switch plays the phone gateway).
     Smartivr {
@@ -653,6 +671,9 @@ pub enum BotConfig {
         /// A bot that cannot be connected within this time has failed.
         #[serde(default = "default_connect_timeout_ms")]
         connect_timeout_ms: u64,
+        /// Calls one HTTP/2 connection carries (1: a connection per call).
+        #[serde(default = "default_streams_per_connection")]
+        streams_per_connection: usize,
     },
     /// A bot speaking Twilio Media Streams over a WebSocket (the switch plays Twilio).
     TwilioStream {
@@ -995,16 +1016,33 @@ impl Config {
                         .map_err(|e| ConfigError::Invalid(format!("bots.{name}.actions: {e}")))?;
                 }
                 BotConfig::LiveCall {
-                    url, sample_rate, ..
+                    url,
+                    sample_rate,
+                    frame_ms,
+                    streams_per_connection,
+                    ..
                 } => {
                     check_url(name, url)?;
+                    check_streams(name, *streams_per_connection)?;
                     if !STANDARD_RATES.contains(sample_rate) {
                         return invalid(format!(
                             "bots.{name}.sample_rate {sample_rate} is not one of 8000, 16000, 24000, 48000"
                         ));
                     }
+                    if *frame_ms == 0 || *frame_ms > MAX_BOT_FRAME_MS || frame_ms % 20 != 0 {
+                        return invalid(format!(
+                            "bots.{name}.frame_ms {frame_ms} must be a multiple of 20 from 20 to {MAX_BOT_FRAME_MS}"
+                        ));
+                    }
                 }
-                BotConfig::Smartivr { url, .. } => check_url(name, url)?,
+                BotConfig::Smartivr {
+                    url,
+                    streams_per_connection,
+                    ..
+                } => {
+                    check_url(name, url)?;
+                    check_streams(name, *streams_per_connection)?;
+                }
                 BotConfig::TwilioStream { url, headers, .. } => {
                     if !(url.starts_with("ws://") || url.starts_with("wss://")) {
                         return invalid(format!(
@@ -1055,6 +1093,16 @@ fn check_url(bot: &str, url: &str) -> Result<(), ConfigError> {
     } else {
         Err(ConfigError::Invalid(format!(
             "bots.{bot}.url `{url}` must start with http:// or https://"
+        )))
+    }
+}
+
+fn check_streams(bot: &str, streams: usize) -> Result<(), ConfigError> {
+    if (1..=MAX_STREAMS_PER_CONNECTION).contains(&streams) {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid(format!(
+            "bots.{bot}.streams_per_connection {streams} must be from 1 to {MAX_STREAMS_PER_CONNECTION}"
         )))
     }
 }

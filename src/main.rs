@@ -95,6 +95,12 @@ enum Command {
         /// With --bot room: callers per conference room.
         #[arg(long, default_value_t = 5)]
         room_size: usize,
+        /// With --bot live-call: the bot's `frame_ms` (caller audio per `play_audio`).
+        #[arg(long, default_value_t = 20)]
+        bot_frame_ms: u32,
+        /// With --bot live-call: the bot's `streams_per_connection` (1: a connection per call).
+        #[arg(long, default_value_t = 100)]
+        bot_streams: usize,
         /// The switch's HTTP listener (ignored with --spawn).
         #[arg(long, default_value = "127.0.0.1:8080")]
         http: std::net::SocketAddr,
@@ -272,6 +278,8 @@ fn main() -> ExitCode {
             spawn,
             bot,
             room_size,
+            bot_frame_ms,
+            bot_streams,
             http,
             grpc,
             sip,
@@ -336,7 +344,11 @@ fn main() -> ExitCode {
                         listener,
                         std::future::pending(),
                     ));
-                    SpawnBot::LiveCall(addr)
+                    SpawnBot::LiveCall {
+                        addr,
+                        frame_ms: bot_frame_ms,
+                        streams_per_connection: bot_streams,
+                    }
                 }
                 (_, load::Bot::Room) => SpawnBot::Room,
                 _ if mode != Mode::Stream => SpawnBot::Greet,

@@ -73,7 +73,7 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .add_service(LiveCallServer::new(EchoService))
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,
         )
         .await

@@ -14,6 +14,7 @@ use thiserror::Error;
 
 use crate::call::CallActor;
 use crate::config::BotConfig;
+use crate::protocols::grpc_client::BotLink;
 use crate::protocols::live_call_grpc::client::{LiveCallBot, LiveCallTarget};
 use crate::protocols::smartivr::client::{SmartIvrBot, SmartIvrTarget};
 use crate::protocols::twilio::client::{TwilioStreamBot, TwilioStreamTarget};
@@ -52,14 +53,20 @@ pub fn start(
         Some(BotConfig::LiveCall {
             url,
             sample_rate,
+            frame_ms,
             bot_timeout_ms,
             connect_timeout_ms,
+            streams_per_connection,
         }) => {
             let target = LiveCallTarget {
-                url: url.clone(),
+                link: BotLink {
+                    url: url.clone(),
+                    bot_timeout: Duration::from_millis(*bot_timeout_ms),
+                    connect_timeout: Duration::from_millis(*connect_timeout_ms),
+                    streams_per_connection: *streams_per_connection,
+                },
                 sample_rate: *sample_rate,
-                bot_timeout: Duration::from_millis(*bot_timeout_ms),
-                connect_timeout: Duration::from_millis(*connect_timeout_ms),
+                frame_ms: *frame_ms,
             };
             let bot = LiveCallBot::new(target, call.recipient()).start();
             Ok(BotHandle {
@@ -71,11 +78,15 @@ pub fn start(
             url,
             bot_timeout_ms,
             connect_timeout_ms,
+            streams_per_connection,
         }) => {
             let target = SmartIvrTarget {
-                url: url.clone(),
-                bot_timeout: Duration::from_millis(*bot_timeout_ms),
-                connect_timeout: Duration::from_millis(*connect_timeout_ms),
+                link: BotLink {
+                    url: url.clone(),
+                    bot_timeout: Duration::from_millis(*bot_timeout_ms),
+                    connect_timeout: Duration::from_millis(*connect_timeout_ms),
+                    streams_per_connection: *streams_per_connection,
+                },
             };
             let bot = SmartIvrBot::new(target, call.recipient()).start();
             Ok(BotHandle {

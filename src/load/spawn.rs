@@ -46,8 +46,13 @@ pub enum SpawnBot {
     Twilio(SocketAddr),
     /// A flow that puts the caller in the conference room named by its hotline.
     Room,
-    /// A `live_call` bot at this address (an echo AI service).
-    LiveCall(SocketAddr),
+    /// A `live_call` bot at this address (an echo AI service), with its `frame_ms` and
+    /// `streams_per_connection`.
+    LiveCall {
+        addr: SocketAddr,
+        frame_ms: u32,
+        streams_per_connection: usize,
+    },
 }
 
 /// The configuration a spawned switch runs, every call routed to `bot`.
@@ -68,7 +73,13 @@ pub fn config_text(
             r#"[{ type = "conference_join", conference_id = "${hotline}" }, { type = "hangup" }]"#,
         ),
         SpawnBot::Twilio(addr) => format!("kind = \"twilio_stream\"\nurl = \"ws://{addr}/\""),
-        SpawnBot::LiveCall(addr) => format!("kind = \"live_call\"\nurl = \"http://{addr}\""),
+        SpawnBot::LiveCall {
+            addr,
+            frame_ms,
+            streams_per_connection,
+        } => format!(
+            "kind = \"live_call\"\nurl = \"http://{addr}\"\nframe_ms = {frame_ms}\nstreams_per_connection = {streams_per_connection}"
+        ),
     };
     format!(
         r#"

@@ -3,8 +3,6 @@
 //! `disconnect`, and turns `audio_output`, `end_call`, `transfer_call`, `kill_audio` and `error`
 //! into the call's actions.
 
-use std::time::Duration;
-
 use actix::prelude::*;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -17,7 +15,7 @@ use crate::pb::live_call::{
     client_request, server_response, signal_message, ClientRequest, DisconnectMessage, InitialInfo,
     ServerResponse,
 };
-use crate::protocols::grpc_client::{self, GrpcBot as _};
+use crate::protocols::grpc_client::{self, BotLink, GrpcBot as _};
 use crate::protocols::live_call_grpc::convert;
 
 /// Rate assumed for `audio_output` chunks that leave `sample_rate` unset.
@@ -28,11 +26,11 @@ const OUTBOUND_QUEUE: usize = 64;
 /// How to reach the AI service.
 #[derive(Debug, Clone)]
 pub struct LiveCallTarget {
-    pub url: String,
+    pub link: BotLink,
     /// Rate of the caller audio sent as `play_audio`.
     pub sample_rate: u32,
-    pub bot_timeout: Duration,
-    pub connect_timeout: Duration,
+    /// Length of a `play_audio` chunk: caller audio is gathered until it holds this much.
+    pub frame_ms: u32,
 }
 
 /// The bot actor for one call.
@@ -43,6 +41,8 @@ pub struct LiveCallBot {
     started: bool,
     done: bool,
     call_label: String,
+    /// Caller audio gathered toward the next `play_audio` chunk (`frame_ms`).
+    gathered: Vec<i16>,
 }
 
 impl LiveCallBot {
@@ -54,6 +54,7 @@ impl LiveCallBot {
             started: false,
             done: false,
             call_label: String::new(),
+            gathered: Vec::new(),
         }
     }
 
@@ -79,12 +80,9 @@ impl LiveCallBot {
             data: Some(client_request::Data::InitialInfo(info)),
         });
         self.tx = Some(tx);
-        let target = &self.target;
         grpc_client::connect_and_open(
             "live_call",
-            target.url.clone(),
-            target.bot_timeout,
-            target.connect_timeout,
+            &self.target.link,
             move |channel| async move {
                 LiveCallClient::new(channel)
                     .stream_call(ReceiverStream::new(rx))
@@ -92,6 +90,20 @@ impl LiveCallBot {
             },
             ctx,
         );
+    }
+
+    /// Sends caller audio as one `play_audio` (dropped while the request queue is full).
+    fn send_audio(&self, samples: &[i16]) {
+        if let Some(tx) = &self.tx {
+            let request = ClientRequest {
+                status: true,
+                data: Some(client_request::Data::PlayAudio(convert::play_audio(
+                    samples,
+                    self.target.sample_rate,
+                ))),
+            };
+            let _ = tx.try_send(request);
+        }
     }
 
     fn on_response(&mut self, response: ServerResponse, ctx: &mut Context<Self>) {
@@ -196,15 +208,17 @@ impl Handler<BotEvent> for LiveCallBot {
                 }
             }
             BotEvent::Audio(samples) => {
-                if let Some(tx) = &self.tx {
-                    let request = ClientRequest {
-                        status: true,
-                        data: Some(client_request::Data::PlayAudio(convert::play_audio(
-                            &samples,
-                            self.target.sample_rate,
-                        ))),
-                    };
-                    let _ = tx.try_send(request);
+                let chunk = (self.target.sample_rate * self.target.frame_ms / 1000) as usize;
+                if self.gathered.is_empty() && samples.len() >= chunk {
+                    self.send_audio(&samples);
+                } else {
+                    self.gathered.extend_from_slice(&samples);
+                    if self.gathered.len() >= chunk {
+                        let gathered = std::mem::take(&mut self.gathered);
+                        self.send_audio(&gathered);
+                        self.gathered = gathered;
+                        self.gathered.clear();
+                    }
                 }
             }
             // The live_call protocol carries no keys; prompts are the service's business.
@@ -214,6 +228,10 @@ impl Handler<BotEvent> for LiveCallBot {
             | BotEvent::RoomLeft { .. }
             | BotEvent::Rate(_) => {}
             BotEvent::Ended => {
+                if !self.gathered.is_empty() {
+                    let gathered = std::mem::take(&mut self.gathered);
+                    self.send_audio(&gathered);
+                }
                 if let Some(tx) = self.tx.take() {
                     let _ = tx.try_send(ClientRequest {
                         status: true,

@@ -4,7 +4,6 @@
 //! RESULT_ASR become the call's actions.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix::prelude::*;
 use tokio::sync::mpsc;
@@ -16,7 +15,7 @@ use crate::call::state::{Address, CallRecord, HangupReason};
 use crate::media::{pcm, samples_for_ms, wav, TELEPHONE_RATE};
 use crate::pb::smartivr::smart_ivr_phonegateway_client::SmartIvrPhonegatewayClient;
 use crate::pb::smartivr::{Config, SmartIvrRequest, SmartIvrResponse, SmartIvrResponseType};
-use crate::protocols::grpc_client::{self, GrpcBot as _};
+use crate::protocols::grpc_client::{self, BotLink, GrpcBot as _};
 use crate::protocols::smartivr::convert::STATUS_OK;
 
 /// Milliseconds of caller audio per message, as real gateways send.
@@ -27,9 +26,7 @@ const OUTBOUND_QUEUE: usize = 64;
 /// How to reach the callbot.
 #[derive(Debug, Clone)]
 pub struct SmartIvrTarget {
-    pub url: String,
-    pub bot_timeout: Duration,
-    pub connect_timeout: Duration,
+    pub link: BotLink,
 }
 
 /// The bot actor for one call.
@@ -104,12 +101,9 @@ impl SmartIvrBot {
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
         let _ = tx.try_send(self.request());
         self.tx = Some(tx);
-        let target = &self.target;
         grpc_client::connect_and_open(
             "smartivr",
-            target.url.clone(),
-            target.bot_timeout,
-            target.connect_timeout,
+            &self.target.link,
             move |channel| async move {
                 SmartIvrPhonegatewayClient::new(channel)
                     .call_to_bot(ReceiverStream::new(rx))
