@@ -1144,6 +1144,18 @@ mod tests {
         assert!(err.to_string().contains("body_timeout_ms"), "{err}");
         let err = Config::from_toml("[ringover]\ntoken = [\"x\"]\n").unwrap_err();
         assert!(err.to_string().contains("token"), "{err}");
+        let bot = |extra: &str| {
+            Config::from_toml(&format!(
+                "[bots.b]\nkind = \"live_call\"\nurl = \"http://127.0.0.1:1\"\n{extra}"
+            ))
+        };
+        for extra in ["frame_ms = 30", "frame_ms = 0", "frame_ms = 220"] {
+            let err = bot(extra).unwrap_err();
+            assert!(err.to_string().contains("bots.b.frame_ms"), "{err}");
+        }
+        let err = bot("streams_per_connection = 0").unwrap_err();
+        assert!(err.to_string().contains("streams_per_connection"), "{err}");
+        assert!(bot("frame_ms = 100\nstreams_per_connection = 1").is_ok());
     }
 
     /// Every ingress on `http`/`grpc` listeners, plus `extra`.

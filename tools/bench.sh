@@ -14,7 +14,12 @@ run --protocol smartivr --calls 2000 --ramp-seconds 20 --hold-seconds 20
 run --protocol ringover --calls 2000 --ramp-seconds 20 --hold-seconds 20
 run --protocol twilio --calls 2000 --ramp-seconds 20 --hold-seconds 20
 run --protocol smartivr --bot twilio --calls 1000 --ramp-seconds 20 --hold-seconds 20
+# The network-bot path: a connection per call (the baseline), shared connections (the default),
+# and shared connections with 100 ms chunks toward the bot.
+run --protocol ws --bot live-call --calls 100 --ramp-seconds 10 --hold-seconds 20 --bot-streams 1
 run --protocol ws --bot live-call --calls 100 --ramp-seconds 10 --hold-seconds 20
+run --protocol ws --bot live-call --calls 100 --ramp-seconds 10 --hold-seconds 20 --bot-frame-ms 100
+run --protocol ws --calls 100 --ramp-seconds 10 --hold-seconds 20
 run --protocol ws --bot room --room-size 5 --calls 500 --ramp-seconds 20 --hold-seconds 20
 run --protocol smartivr --mode setup --calls 5000 --concurrency 200
 run --protocol smartivr --mode churn --calls 20000 --concurrency 200
