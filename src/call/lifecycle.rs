@@ -165,13 +165,26 @@ impl CallActor {
         ctx.run_interval(check, |act, ctx| act.check_media(ctx));
     }
 
-    /// Checks the caller leg: silent for `media_timeout_ms` ends the call with `timeout`;
-    /// refusing audio for `write_timeout_ms` ends it as failed.
+    /// Checks the call's age and its caller leg: past `max_call_duration`, or silent for
+    /// `media_timeout_ms`, ends the call with `timeout`; refusing audio for
+    /// `write_timeout_ms` ends it as failed. Runs on a clock of at most 1 s from the leg's
+    /// attach.
     fn check_media(&mut self, ctx: &mut Context<Self>) {
-        if self.is_over() || self.leg.is_none() {
+        if self.is_over() {
             return;
         }
         let media = &self.services.config.media;
+        let max_secs = media.max_call_duration;
+        if max_secs > 0 {
+            let age = Utc::now().signed_duration_since(self.record.tm_create);
+            if age >= chrono::TimeDelta::seconds(max_secs as i64) {
+                let detail = format!("the call reached its maximum duration of {max_secs} s");
+                return self.end_with(EndCause::Timeout, detail, ctx);
+            }
+        }
+        if self.leg.is_none() {
+            return;
+        }
         let silent = self.last_media.elapsed();
         if media.media_timeout_ms > 0 && silent >= Duration::from_millis(media.media_timeout_ms) {
             let detail = format!("no media from the caller for {} ms", silent.as_millis());
@@ -199,13 +212,8 @@ impl Actor for CallActor {
         if let Some(why) = self.bot_failed.take() {
             return self.end_with(EndCause::Failed, why, ctx);
         }
-        let max_secs = self.services.config.media.max_call_duration;
-        if max_secs > 0 {
-            ctx.run_later(Duration::from_secs(max_secs), move |act, ctx| {
-                let detail = format!("the call reached its maximum duration of {max_secs} s");
-                act.end_with(EndCause::Timeout, detail, ctx)
-            });
-        }
+        // `max_call_duration` is checked by `check_media`'s clock, not a timer of its own:
+        // actix polls every timer of an actor each time it wakes (twice per audio frame).
         ctx.run_later(LEG_ATTACH_TIMEOUT, |act, ctx| {
             // An outgoing call being dialled waits for its dialer (which has its own ring
             // timeout) instead.

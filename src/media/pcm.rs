@@ -14,12 +14,13 @@ pub fn decode_s16le_into(bytes: &[u8], out: &mut Vec<i16>) -> Result<(), PcmErro
     if !bytes.len().is_multiple_of(2) {
         return Err(PcmError::OddLength(bytes.len()));
     }
-    out.reserve(bytes.len() / 2);
-    out.extend(
-        bytes
-            .chunks_exact(2)
-            .map(|pair| i16::from_le_bytes([pair[0], pair[1]])),
-    );
+    // Sized first, then filled pair by pair: the loop has no capacity checks and compiles to
+    // vector moves (a plain copy on little-endian machines).
+    let start = out.len();
+    out.resize(start + bytes.len() / 2, 0);
+    for (dst, pair) in out[start..].iter_mut().zip(bytes.chunks_exact(2)) {
+        *dst = i16::from_le_bytes([pair[0], pair[1]]);
+    }
     Ok(())
 }
 
@@ -32,9 +33,11 @@ pub fn decode_s16le(bytes: &[u8]) -> Result<Vec<i16>, PcmError> {
 
 /// Encodes samples as s16le bytes, appending to `out`.
 pub fn encode_s16le_into(samples: &[i16], out: &mut Vec<u8>) {
-    out.reserve(samples.len() * 2);
-    for s in samples {
-        out.extend_from_slice(&s.to_le_bytes());
+    // Sized first, then filled: see `decode_s16le_into`.
+    let start = out.len();
+    out.resize(start + samples.len() * 2, 0);
+    for (dst, s) in out[start..].chunks_exact_mut(2).zip(samples) {
+        dst.copy_from_slice(&s.to_le_bytes());
     }
 }
 
@@ -123,6 +126,16 @@ mod tests {
     fn s16le_round_trip() {
         let samples = vec![0, 1, -1, i16::MAX, i16::MIN, 1234];
         assert_eq!(decode_s16le(&encode_s16le(&samples)).unwrap(), samples);
+    }
+
+    #[test]
+    fn s16le_appends_little_endian() {
+        let mut bytes = vec![9];
+        encode_s16le_into(&[0x1234, -2], &mut bytes);
+        assert_eq!(bytes, [9, 0x34, 0x12, 0xfe, 0xff]);
+        let mut samples = vec![7];
+        decode_s16le_into(&bytes[1..], &mut samples).unwrap();
+        assert_eq!(samples, [7, 0x1234, -2]);
     }
 
     #[test]

@@ -265,8 +265,28 @@ impl Actor for LiveCallWsSession {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(LEG_MAILBOX);
-        ctx.run_interval(self.writes.period(), |act, ctx| act.check_writes(ctx));
-        ctx.run_interval(HEARTBEAT, |act, ctx| {
+        // One clock for the write watch, the heartbeat and the `initial_info` deadline: actix
+        // polls every timer of an actor each time the actor wakes, twice per audio frame here,
+        // so one timer instead of three is cheaper on every frame. Each check is as exact as
+        // the clock's period (at most 1 s).
+        let opened = Instant::now();
+        let mut last_ping = opened;
+        ctx.run_interval(self.writes.period(), move |act, ctx| {
+            act.check_writes(ctx);
+            if matches!(act.phase, Phase::Closed) {
+                return;
+            }
+            if matches!(act.phase, Phase::Waiting) && opened.elapsed() >= INITIAL_INFO_TIMEOUT {
+                ctx.text(convert::error(400, "no initial_info within 30 s"));
+                ctx.close(Some(ws::CloseCode::Policy.into()));
+                act.phase = Phase::Closed;
+                ctx.stop();
+                return;
+            }
+            if last_ping.elapsed() < HEARTBEAT {
+                return;
+            }
+            last_ping = Instant::now();
             if act.last_heard.elapsed() > CLIENT_TIMEOUT {
                 tracing::info!(call = act.switch_call.map(display), call_id = %act.call_id, "live-call client timed out");
                 act.leave(
@@ -278,14 +298,6 @@ impl Actor for LiveCallWsSession {
                 return;
             }
             ctx.ping(b"");
-        });
-        ctx.run_later(INITIAL_INFO_TIMEOUT, |act, ctx| {
-            if matches!(act.phase, Phase::Waiting) {
-                ctx.text(convert::error(400, "no initial_info within 30 s"));
-                ctx.close(Some(ws::CloseCode::Policy.into()));
-                act.phase = Phase::Closed;
-                ctx.stop();
-            }
         });
     }
 
