@@ -154,9 +154,15 @@ impl CallActor {
     }
 
     /// Watches the caller leg that has just attached (see `check_media`).
-    pub(super) fn watch_media(&mut self, ctx: &mut Context<Self>) {
-        let media = &self.services.config.media;
+    pub(super) fn watch_media(&mut self) {
         self.last_media = Instant::now();
+    }
+
+    /// Starts the call's one clock (`check_media`), every quarter of the shorter of
+    /// `media_timeout_ms` and `write_timeout_ms`, 20 ms..1 s. One clock for every deadline:
+    /// actix polls every timer of an actor each time it wakes, twice per audio frame.
+    fn start_clock(&mut self, ctx: &mut Context<Self>) {
+        let media = &self.services.config.media;
         let shortest = match media.media_timeout_ms {
             0 => media.write_timeout_ms,
             m => m.min(media.write_timeout_ms),
@@ -165,24 +171,26 @@ impl CallActor {
         ctx.run_interval(check, |act, ctx| act.check_media(ctx));
     }
 
-    /// Checks the call's age and its caller leg: past `max_call_duration`, or silent for
-    /// `media_timeout_ms`, ends the call with `timeout`; refusing audio for
-    /// `write_timeout_ms` ends it as failed. Runs on a clock of at most 1 s from the leg's
-    /// attach.
+    /// The call's clock: past `max_call_duration` ends the call with `timeout`; no caller leg
+    /// `LEG_ATTACH_TIMEOUT` after the start (and no dialer placing the call, which has its own
+    /// ring timeout) fails it; a leg silent for `media_timeout_ms` ends it with `timeout`, one
+    /// refusing audio for `write_timeout_ms` as failed.
     fn check_media(&mut self, ctx: &mut Context<Self>) {
         if self.is_over() {
             return;
         }
         let media = &self.services.config.media;
+        let age = self.started_at.elapsed();
         let max_secs = media.max_call_duration;
-        if max_secs > 0 {
-            let age = Utc::now().signed_duration_since(self.record.tm_create);
-            if age >= chrono::TimeDelta::seconds(max_secs as i64) {
-                let detail = format!("the call reached its maximum duration of {max_secs} s");
-                return self.end_with(EndCause::Timeout, detail, ctx);
-            }
+        if max_secs > 0 && age >= Duration::from_secs(max_secs) {
+            let detail = format!("the call reached its maximum duration of {max_secs} s");
+            return self.end_with(EndCause::Timeout, detail, ctx);
         }
         if self.leg.is_none() {
+            // `outbound` is set when a leg attaches: a call whose leg has gone is ending.
+            if self.outbound.is_none() && self.dialer.is_none() && age >= LEG_ATTACH_TIMEOUT {
+                self.end_with(EndCause::Failed, "no caller leg attached".into(), ctx);
+            }
             return;
         }
         let silent = self.last_media.elapsed();
@@ -212,15 +220,7 @@ impl Actor for CallActor {
         if let Some(why) = self.bot_failed.take() {
             return self.end_with(EndCause::Failed, why, ctx);
         }
-        // `max_call_duration` is checked by `check_media`'s clock, not a timer of its own:
-        // actix polls every timer of an actor each time it wakes (twice per audio frame).
-        ctx.run_later(LEG_ATTACH_TIMEOUT, |act, ctx| {
-            // An outgoing call being dialled waits for its dialer (which has its own ring
-            // timeout) instead.
-            if act.leg.is_none() && act.dialer.is_none() {
-                act.end_with(EndCause::Failed, "no caller leg attached".into(), ctx);
-            }
-        });
+        self.start_clock(ctx);
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {

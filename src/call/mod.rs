@@ -103,6 +103,8 @@ pub struct CallActor {
     barge_in: Option<BargeIn>,
     /// Bot marks waiting for the audio before them to play, with their timers.
     marks: Vec<(u64, SpawnHandle)>,
+    /// When the call actor started (`max_call_duration`, the leg's attach deadline).
+    started_at: Instant,
     /// When the caller leg last sent audio (or attached).
     last_media: Instant,
     /// Since when the caller leg's mailbox has refused audio, if it does now.
@@ -159,6 +161,7 @@ impl CallActor {
             dropped_caller_frames: 0,
             barge_in: None,
             marks: Vec::new(),
+            started_at: Instant::now(),
             last_media: Instant::now(),
             leg_stalled_since: None,
             dropped_leg_commands: 0,
@@ -247,7 +250,7 @@ impl CallActor {
 impl Handler<AttachLeg> for CallActor {
     type Result = ();
 
-    fn handle(&mut self, msg: AttachLeg, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: AttachLeg, _ctx: &mut Context<Self>) {
         if self.is_over() {
             msg.leg.do_send(LegCommand::End {
                 reason: HangupReason::Failed,
@@ -265,7 +268,7 @@ impl Handler<AttachLeg> for CallActor {
             gap,
             Instant::now(),
         ));
-        self.watch_media(ctx);
+        self.watch_media();
         if let Some(bot) = &self.bot {
             let bot_in = bot.in_rate.unwrap_or(format.in_rate);
             self.to_bot = boundary(format.in_rate, bot_in, "to_bot");

@@ -197,9 +197,9 @@ impl RingoverSession {
             self.create_call(None, ctx);
             return;
         }
-        let Some(call) = self.phase.call().cloned() else {
+        if self.phase.call().is_none() {
             return;
-        };
+        }
         self.samples.clear();
         if self.settings.rtp {
             if let Err(e) = convert::decode_rtp(bytes, &mut self.samples) {
@@ -208,6 +208,11 @@ impl RingoverSession {
         } else {
             self.decoder.decode(bytes, &mut self.samples);
         }
+        // The call's address is borrowed, not cloned: a clone per frame is two atomic
+        // operations on a shared count.
+        let Some(call) = self.phase.call() else {
+            return;
+        };
         if !self.samples.is_empty() {
             // Media is dropped, not queued without bound, if the call falls behind.
             if call
@@ -259,16 +264,20 @@ impl Actor for RingoverSession {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
-        ctx.run_later(FIRST_FRAME_TIMEOUT, |act, ctx| {
-            if matches!(act.phase, Phase::Waiting) {
+        // One clock for the write watch and the first-frame deadline: actix polls every timer
+        // of an actor each time it wakes, once per audio frame here.
+        let opened = std::time::Instant::now();
+        ctx.run_interval(self.writes.period(), move |act, ctx| {
+            if matches!(act.phase, Phase::Waiting) && opened.elapsed() >= FIRST_FRAME_TIMEOUT {
                 act.close(
                     ws::CloseCode::Policy,
                     "no metadata or audio within 10 s".into(),
                     ctx,
                 );
+                return;
             }
+            act.check_writes(ctx)
         });
-        ctx.run_interval(self.writes.period(), |act, ctx| act.check_writes(ctx));
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {

@@ -224,7 +224,8 @@ impl TwilioSession {
             }
             Inbound::Start(_) => self.skipped("start (again)"),
             Inbound::Media(bytes) => {
-                let Some(call) = self.phase.call().cloned() else {
+                // The call's address is borrowed, not cloned (two atomic operations a frame).
+                let Some(call) = self.phase.call() else {
                     return;
                 };
                 if bytes.is_empty() {
@@ -334,17 +335,21 @@ impl Actor for TwilioSession {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
-        ctx.run_later(START_TIMEOUT, |act, ctx| {
-            if matches!(act.phase, Phase::Waiting) {
+        // One clock for the write watch and the `start` deadline: actix polls every timer of
+        // an actor each time it wakes, once per audio frame here.
+        let opened = std::time::Instant::now();
+        ctx.run_interval(self.writes.period(), move |act, ctx| {
+            if matches!(act.phase, Phase::Waiting) && opened.elapsed() >= START_TIMEOUT {
                 tracing::info!(peer = ?act.peer, "Twilio stream closed: no start");
                 act.close(
                     ws::CloseCode::Policy,
                     format!("no `start` within {} s", START_TIMEOUT.as_secs()),
                     ctx,
                 );
+                return;
             }
+            act.check_writes(ctx)
         });
-        ctx.run_interval(self.writes.period(), |act, ctx| act.check_writes(ctx));
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
