@@ -1,7 +1,8 @@
 //! The gRPC connections to network bots, shared by the SmartIVR and live_call clients.
 //!
 //! Calls to one bot share HTTP/2 connections, as gRPC clients do: each call is one stream,
-//! and a connection carries up to `streams_per_connection` of them before another is opened.
+//! and a connection carries up to `streams_per_connection` of them before another is opened;
+//! it closes with its last call.
 //! The HTTP/2 connection writes the frames of every stream that is ready in one system call
 //! and reads them the same way, so a hundred calls to one bot cost far fewer socket
 //! operations than a hundred connections (BENCHMARKS.md). Connections belong to the arbiter
@@ -38,8 +39,8 @@ pub struct BotLink {
 struct Pooled {
     channel: tokio::sync::OnceCell<Result<Channel, String>>,
     streams: Cell<usize>,
-    /// A connection that failed (to connect, or under a stream) takes no new call; it leaves
-    /// the pool with its last stream.
+    /// A connection that failed (to connect, or under a stream) takes no new call. Every
+    /// connection leaves the pool with its last stream.
     broken: Cell<bool>,
 }
 
@@ -116,7 +117,9 @@ impl Drop for Lease {
     fn drop(&mut self) {
         let left = self.conn.streams.get().saturating_sub(1);
         self.conn.streams.set(left);
-        if left == 0 && self.conn.broken.get() {
+        // A connection lives while it carries calls: an idle one is closed rather than kept,
+        // so that a call never finds a connection to a bot that died while nobody used it.
+        if left == 0 {
             // `try_with`: a lease dropped while the thread exits finds no pool, and needs none.
             let _ = POOL.try_with(|pool| {
                 let mut pool = pool.borrow_mut();
@@ -285,9 +288,11 @@ mod tests {
         // The freed place is taken again before a third connection is opened.
         let d = Lease::take(&l);
         assert!(Rc::ptr_eq(&a.conn, &d.conn));
-        drop((a, c, d));
-        // Idle connections stay for the next calls.
-        assert_eq!(pooled(&l), (2, 0));
+        drop(c);
+        // A connection closes with its last call.
+        assert_eq!(pooled(&l), (1, 2));
+        drop((a, d));
+        assert_eq!(pooled(&l), (0, 0));
     }
 
     #[test]
