@@ -621,7 +621,8 @@ impl SipSession {
             }
         }
         self.frames.received.add();
-        let Some(call) = self.link.as_ref().map(|l| l.call().clone()) else {
+        // The call's address is borrowed, not cloned (two atomic operations a packet).
+        let Some(call) = self.link.as_ref().map(|l| l.call()) else {
             return;
         };
         if is_event {
